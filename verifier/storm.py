@@ -1,0 +1,320 @@
+"""The one door to Storm (stormpy 2.x): our MDP to and from Storm, PRISM input, checking.
+
+Routes measured in benchmarks/: an MDP goes into Storm through one bulk
+`SparseMatrixBuilder.add_next_values` call on numpy arrays (no Python loop per entry), and a
+Storm model comes back through its UMB export, whose binary arrays are Storm's own CSR layout.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import stormpy
+import stormpy.datastructures
+import stormpy.developer
+import stormpy.logic
+import stormpy.models
+from stormpy.logic import ComparisonType, OptimizationDirection
+
+from verifier.errors import InputError
+from verifier.mdp import MDP, csr
+
+stormpy.developer.set_log_level(stormpy.developer.LogLevel.OFF)
+
+
+def _instance(family, value_type=float):
+    """A template family's instantiation for `value_type` (stormpy 2.x)."""
+    instantiations = family.instantiations
+    return (instantiations() if callable(instantiations) else instantiations)[(value_type,)]
+
+
+def _bitvector(mask: np.ndarray):
+    return stormpy.datastructures.BitVector(len(mask), np.flatnonzero(mask).tolist())
+
+
+def _numpy_mask(bitvector, size: int) -> np.ndarray:
+    mask = np.zeros(size, dtype=bool)
+    mask[np.fromiter(bitvector, dtype=np.int64)] = True
+    return mask
+
+
+def to_storm(mdp: MDP):
+    """Our MDP as a Storm sparse MDP (or DTMC), with labels, `init`, choice labels, rewards."""
+    matrix = mdp.transitions
+    builder = _instance(stormpy.datastructures.SparseMatrixBuilder)(
+        rows=mdp.n_choices,
+        columns=mdp.n_states,
+        entries=matrix.nnz,
+        force_dimensions=True,
+        has_custom_row_grouping=mdp.kind == "mdp",
+        row_groups=mdp.n_states if mdp.kind == "mdp" else 0,
+    )
+    rows = np.repeat(np.arange(mdp.n_choices, dtype=np.int64), np.diff(matrix.indptr))
+    groups = mdp.row_groups[:-1] if mdp.kind == "mdp" else []
+    builder.add_next_values(rows, matrix.indices, matrix.data, groups)
+
+    labeling = stormpy.models.StateLabeling(mdp.n_states)
+    for name, mask in {**mdp.labels, "init": _initial_mask(mdp)}.items():
+        labeling.add_label(name)
+        labeling.set_states(name, _bitvector(mask))
+    reward_models = {
+        name: _instance(stormpy.models.SparseRewardModel)(
+            optional_state_action_reward_vector=rewards.tolist()
+        )
+        for name, rewards in mdp.rewards.items()
+    }
+    components = _instance(stormpy.models.SparseModelComponents)(
+        transition_matrix=builder.build(), state_labeling=labeling, reward_models=reward_models
+    )
+    if mdp.kind == "mdp" and mdp.actions:
+        choice_labeling = stormpy.models.ChoiceLabeling(mdp.n_choices)
+        for i, action in enumerate(mdp.actions):
+            choice_labeling.add_label(action)
+            choice_labeling.set_choices(action, _bitvector(mdp.choice_actions == i))
+        components.choice_labeling = choice_labeling
+    if mdp.kind == "dtmc":
+        return _instance(stormpy.models.SparseDtmc)(components)
+    return _instance(stormpy.models.SparseMdp)(components)
+
+
+def _initial_mask(mdp: MDP) -> np.ndarray:
+    mask = np.zeros(mdp.n_states, dtype=bool)
+    mask[mdp.initial_states] = True
+    return mask
+
+
+def load_prism(path: str | Path, constants: Mapping[str, str] | None = None):
+    """Parse a PRISM file and define its open constants; InputError on any problem."""
+    source = str(path)
+    try:
+        program = stormpy.parse_prism_program(source)
+    except Exception as exc:  # stormpy raises plain RuntimeError with Storm's text
+        raise InputError(source, _storm_message(exc)) from None
+    if program.model_type not in (
+        stormpy.io.PrismModelType.MDP,
+        stormpy.io.PrismModelType.DTMC,
+    ):
+        raise InputError(source, f"model type {program.model_type.name} is not supported; use mdp or dtmc")
+    constants = dict(constants or {})
+    known = {c.name: c for c in program.constants}
+    for name in constants:
+        if name not in known:
+            raise InputError("--const", f"{name!r} is not a constant of {source}")
+    parser = stormpy.expressions.ExpressionParser(program.expression_manager)
+    parser.set_identifier_mapping({})
+    definitions = {}
+    for name, text in constants.items():
+        try:
+            definitions[known[name].expression_variable] = parser.parse_from_string(text)
+        except Exception as exc:
+            raise InputError("--const", f"{name}={text}: {_storm_message(exc)}") from None
+    if definitions:
+        program = program.define_undefined_constants(definitions)
+    undefined = [c.name for c in program.constants if not c.defined and c.name not in constants]
+    if undefined:
+        raise InputError(
+            source, f"constants {', '.join(undefined)} are not defined; set them with --const NAME=VALUE"
+        )
+    return program
+
+
+def parse_properties(text: str, program=None, source: str = "--spec") -> list:
+    """Parse PRISM-syntax properties (';' or newlines between them); InputError if malformed."""
+    try:
+        properties = stormpy.parse_properties(text, program) if program else stormpy.parse_properties(text)
+    except Exception as exc:
+        raise InputError(source, _storm_message(exc)) from None
+    if not properties:
+        raise InputError(source, "no property found")
+    return properties
+
+
+def build_prism(program, properties: Iterable = (), source: str = "PRISM model"):
+    """Build a PRISM program with Storm: state valuations, choice labels, every label and
+    reward structure, and the labels the given properties' expressions need."""
+    properties = list(properties)
+    options = stormpy.BuilderOptions(properties) if properties else stormpy.BuilderOptions()
+    options.set_build_all_labels()
+    options.set_build_all_reward_models()
+    options.set_build_state_valuations()
+    options.set_build_choice_labels()
+    try:
+        return stormpy.build_model(program, options=options)
+    except Exception as exc:
+        raise InputError(source, _storm_message(exc)) from None
+
+
+def from_storm(model, name: str = "model") -> MDP:
+    """Read a Storm sparse MDP or DTMC into our type (via Storm's UMB export: bulk arrays)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "model.umb"
+        stormpy.io.export_to_umb(model, str(archive))
+        arrays = _read_umb_arrays(archive)
+    n_states, n_choices = model.nr_states, model.nr_choices
+    row_groups = arrays["state-to-choices.bin"].astype(np.int64)
+    branch_start = arrays["choice-to-branches.bin"].astype(np.int64)
+    rows = np.repeat(np.arange(n_choices, dtype=np.int64), np.diff(branch_start))
+    transitions = csr(
+        rows,
+        arrays["branch-to-target.bin"].astype(np.int64),
+        arrays["branch-to-probability.bin"],
+        (n_choices, n_states),
+    )
+
+    actions: list[str] = []
+    choice_actions = np.full(n_choices, -1, dtype=np.int32)
+    if model.has_choice_labeling():
+        for action in sorted(model.choice_labeling.get_labels()):
+            choice_actions[_numpy_mask(model.choice_labeling.get_choices(action), n_choices)] = len(actions)
+            actions.append(action)
+
+    labels = {
+        label: _numpy_mask(model.labeling.get_states(label), n_states)
+        for label in model.labeling.get_labels()
+        if label != "init"
+    }
+    variables, valuations = _valuations(model)
+    choice_states = np.repeat(np.arange(n_states), np.diff(row_groups))
+    rewards = {}
+    for reward_name, reward_model in model.reward_models.items():
+        total = np.zeros(n_choices)
+        if reward_model.has_state_rewards:
+            total += np.asarray(reward_model.state_rewards)[choice_states]
+        if reward_model.has_state_action_rewards:
+            total += np.asarray(reward_model.state_action_rewards)
+        if reward_model.has_transition_rewards:
+            raise InputError(name, f"reward structure {reward_name!r} has transition rewards, which are not supported")
+        rewards[reward_name] = total
+    return MDP(
+        transitions=transitions,
+        row_groups=row_groups,
+        choice_actions=choice_actions,
+        actions=tuple(actions),
+        labels=labels,
+        initial_states=np.array(sorted(model.initial_states), dtype=np.int64),
+        variables=variables,
+        valuations=valuations,
+        rewards=rewards,
+        kind="mdp" if model.is_nondeterministic_model else "dtmc",
+        name=name,
+    )
+
+
+def _read_umb_arrays(archive: Path) -> dict[str, np.ndarray]:
+    dtypes = {
+        "state-to-choices.bin": np.uint64,
+        "choice-to-branches.bin": np.uint64,
+        "branch-to-target.bin": np.uint64,
+        "branch-to-probability.bin": np.float64,
+    }
+    with tarfile.open(archive) as tar:
+        index = json.loads(tar.extractfile("index.json").read())
+        probability_type = index["transition-system"].get("branch-probability-type", {})
+        if probability_type.get("type") != "double":
+            raise InputError(str(archive), f"unsupported probability type {probability_type}")
+        return {
+            name: np.frombuffer(tar.extractfile(name).read(), dtype=dtype)
+            for name, dtype in dtypes.items()
+        }
+
+
+def _valuations(model) -> tuple[tuple[str, ...], np.ndarray]:
+    """Variables in declaration order and their int64 values (booleans as 0/1)."""
+    if not model.has_state_valuations():
+        return (), np.zeros((model.nr_states, 0), dtype=np.int64)
+    valuations = model.state_valuations
+    variables = sorted(valuations.get_all_variables(), key=lambda v: v.index)
+    columns = []
+    for variable in variables:
+        if variable.has_boolean_type():
+            columns.append(_numpy_mask(valuations.get_boolean_values(variable), model.nr_states))
+        elif variable.has_integer_type():
+            columns.append(np.asarray(valuations.get_int64_values(variable), dtype=np.int64))
+        else:
+            raise InputError("PRISM model", f"variable {variable.name!r} is neither integer nor boolean")
+    values = np.column_stack(columns).astype(np.int64) if columns else np.zeros((model.nr_states, 0))
+    return tuple(v.name for v in variables), values
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PropertyResult:
+    """One property checked at the initial states.
+
+    values          float64 [k]: the value at each initial state (for a bounded property,
+                    the probability or reward that the bound is compared with)
+    lower, upper    float64 [k]: Storm's sound bounds on `values`
+    holds           for a bounded property, whether it holds in every initial state; None
+                    for a query (`=?`)
+    """
+
+    property: str
+    values: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    holds: bool | None
+    method: str
+
+    @property
+    def value(self) -> float:
+        """The value over the initial states: the minimum where there are several."""
+        return float(self.values.min())
+
+
+SOUND_METHOD = "Storm sparse engine, sound numerics (certified lower and upper bounds)"
+
+
+def check(model, prop, initial_states: np.ndarray) -> PropertyResult:
+    """Check one parsed property on a Storm model; values at `initial_states`.
+
+    A bounded property `P>=p [...]` on an MDP holds when it holds under every scheduler, so
+    its value is the minimum (for lower bounds) or maximum (upper bounds) over schedulers.
+    """
+    formula = prop.get_raw_formula()
+    text = str(formula)
+    quantitative = formula
+    if formula.has_bound:
+        quantitative = formula.clone()
+        quantitative.remove_bound()
+        if model.is_nondeterministic_model:
+            lower_bound = formula.comparison_type in (ComparisonType.GEQ, ComparisonType.GREATER)
+            quantitative.set_optimality_type(
+                OptimizationDirection.MINIMIZE if lower_bound else OptimizationDirection.MAXIMIZE
+            )
+    result = _model_check(model, quantitative, text)
+    initial = initial_states.tolist()
+    values = np.array([result.get_value(s) for s in initial], dtype=np.float64)
+    lower, upper = values, values
+    if result.has_lower_bounds():
+        lower = np.asarray(result.get_lower_bound_vector(), dtype=np.float64)[initial]
+    if result.has_upper_bounds():
+        upper = np.asarray(result.get_upper_bound_vector(), dtype=np.float64)[initial]
+    holds = None
+    if formula.has_bound:
+        truth = _model_check(model, formula, text).get_truth_values_vector()
+        holds = all(truth[s] for s in initial)
+    return PropertyResult(text, values, lower, upper, holds, SOUND_METHOD)
+
+
+def _model_check(model, prop, text: str):
+    try:
+        return stormpy.model_checking(
+            model, prop, only_initial_states=False, environment=stormpy.environments.sound()
+        )
+    except Exception as exc:
+        raise InputError("--spec", f"{text}: {_storm_message(exc)}") from None
+
+
+def _storm_message(exc: Exception) -> str:
+    """Storm's error text reduced to one clear line."""
+    text = " ".join(str(exc).split()).split(" Note that the used API function")[0]
+    for prefix in ("WrongFormatException:", "InvalidArgumentException:", "InvalidPropertyException:",
+                   "NotImplementedException:", "InvalidOperationException:", "InvalidStateException:"):
+        text = text.replace(prefix, "").strip()
+    return text or type(exc).__name__
+
