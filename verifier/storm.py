@@ -90,18 +90,21 @@ def _initial_mask(mdp: MDP) -> np.ndarray:
 
 
 def load_prism(path: str | Path, constants: Mapping[str, str] | None = None):
-    """Parse a PRISM file and define its open constants; InputError on any problem."""
+    """Parse a PRISM file and define its open constants; InputError naming the file and
+    Storm's message on any problem."""
     source = str(path)
     try:
         program = stormpy.parse_prism_program(source)
-    except Exception as exc:  # stormpy raises plain RuntimeError with Storm's text
+    except Exception as exc:  # stormpy raises RuntimeError carrying Storm's text
         raise InputError(source, _storm_message(exc)) from None
-    if program.model_type not in (
-        stormpy.io.PrismModelType.MDP,
-        stormpy.io.PrismModelType.DTMC,
-    ):
-        raise InputError(source, f"model type {program.model_type.name} is not supported; use mdp or dtmc")
-    constants = dict(constants or {})
+    if program.model_type not in (stormpy.io.PrismModelType.MDP, stormpy.io.PrismModelType.DTMC):
+        raise InputError(
+            source, f"model type {program.model_type.name.lower()} is not supported; use mdp or dtmc"
+        )
+    return _define_constants(program, source, dict(constants or {}))
+
+
+def _define_constants(program, source: str, constants: dict[str, str]):
     known = {c.name: c for c in program.constants}
     for name in constants:
         if name not in known:
@@ -119,7 +122,8 @@ def load_prism(path: str | Path, constants: Mapping[str, str] | None = None):
     undefined = [c.name for c in program.constants if not c.defined and c.name not in constants]
     if undefined:
         raise InputError(
-            source, f"constants {', '.join(undefined)} are not defined; set them with --const NAME=VALUE"
+            source,
+            f"constants {', '.join(undefined)} are not defined; set them with --const NAME=VALUE",
         )
     return program
 
@@ -136,8 +140,13 @@ def parse_properties(text: str, program=None, source: str = "--spec") -> list:
 
 
 def build_prism(program, properties: Iterable = (), source: str = "PRISM model"):
-    """Build a PRISM program with Storm: state valuations, choice labels, every label and
-    reward structure, and the labels the given properties' expressions need."""
+    """Build a PRISM program with Storm, with state valuations, choice labels, every label and
+    reward structure.
+
+    Without properties this is the full reachable model. With properties, Storm also builds
+    the labels of their expressions over variables (`F row=3`) and makes states where their
+    outcome is decided absorbing: a smaller model, right for checking those properties only.
+    """
     properties = list(properties)
     options = stormpy.BuilderOptions(properties) if properties else stormpy.BuilderOptions()
     options.set_build_all_labels()
@@ -177,7 +186,7 @@ def from_storm(model, name: str = "model") -> MDP:
     labels = {
         label: _numpy_mask(model.labeling.get_states(label), n_states)
         for label in model.labeling.get_labels()
-        if label != "init"
+        if label not in ("init", "deadlock")
     }
     variables, valuations = _valuations(model)
     choice_states = np.repeat(np.arange(n_states), np.diff(row_groups))
@@ -269,8 +278,13 @@ class PropertyResult:
 SOUND_METHOD = "Storm sparse engine, sound numerics (certified lower and upper bounds)"
 
 
-def check(model, prop, initial_states: np.ndarray) -> PropertyResult:
-    """Check one parsed property on a Storm model; values at `initial_states`.
+def initial_states(model) -> np.ndarray:
+    """int64 [k]: a Storm model's initial states, sorted."""
+    return np.array(sorted(model.initial_states), dtype=np.int64)
+
+
+def check(model, prop) -> PropertyResult:
+    """Check one parsed property on a Storm model; values at its initial states.
 
     A bounded property `P>=p [...]` on an MDP holds when it holds under every scheduler, so
     its value is the minimum (for lower bounds) or maximum (upper bounds) over schedulers.
@@ -287,7 +301,7 @@ def check(model, prop, initial_states: np.ndarray) -> PropertyResult:
                 OptimizationDirection.MINIMIZE if lower_bound else OptimizationDirection.MAXIMIZE
             )
     result = _model_check(model, quantitative, text)
-    initial = initial_states.tolist()
+    initial = initial_states(model).tolist()
     values = np.array([result.get_value(s) for s in initial], dtype=np.float64)
     lower, upper = values, values
     if result.has_lower_bounds():

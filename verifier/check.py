@@ -1,0 +1,99 @@
+"""Model checking a property on an environment: the `verify check` capability."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from verifier import storm
+from verifier.environment import Environment
+
+HOLDS, FAILS, COMPUTED = "holds", "fails", "computed"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CheckReport:
+    """The result of one property on one model.
+
+    `verdict` is `holds` or `fails` for a bounded property (`P>=0.9 [...]`) and `computed` for
+    a query (`Pmax=? [...]`). `value` is the minimum over the initial states; `initial` lists
+    each initial state with its valuation, value and Storm's sound bounds.
+    """
+
+    model: str
+    objective: str
+    verdict: str
+    value: float
+    states: int
+    choices: int
+    transitions: int
+    initial: tuple[dict, ...]
+    method: str
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict != FAILS
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "check",
+            "model": self.model,
+            "objective": self.objective,
+            "verdict": self.verdict,
+            "value": self.value,
+            "optimal_value": self.value,
+            "bound_width": max((s["upper"] - s["lower"] for s in self.initial), default=0.0),
+            "states": self.states,
+            "choices": self.choices,
+            "transitions": self.transitions,
+            "initial_states": list(self.initial),
+            "method": self.method,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def check_environment(env: Environment) -> list[CheckReport]:
+    """Check every property of the environment at its initial states."""
+    mdp = env.mdp
+    reports = []
+    for prop in env.properties:
+        started = time.perf_counter()
+        result = storm.check(env.storm_model, prop)
+        seconds = time.perf_counter() - started
+        initial = tuple(
+            {"valuation": valuation, "value": float(v), "lower": float(lo), "upper": float(hi)}
+            for valuation, v, lo, hi in zip(
+                _initial_valuations(env), result.values, result.lower, result.upper, strict=True
+            )
+        )
+        if result.holds is None:
+            verdict = COMPUTED
+        else:
+            verdict = HOLDS if result.holds else FAILS
+        reports.append(
+            CheckReport(
+                model=str(env.path),
+                objective=result.property,
+                verdict=verdict,
+                value=result.value,
+                states=mdp.n_states,
+                choices=mdp.n_choices,
+                transitions=mdp.n_transitions,
+                initial=initial,
+                method=result.method,
+                seconds=seconds,
+            )
+        )
+    return reports
+
+
+def _initial_valuations(env: Environment) -> list[dict[str, int]]:
+    """The valuation of each initial state. Storm explores initial states first and in the
+    same order in every build of one program, so the full model's k-th initial state is the
+    checked model's k-th."""
+    mdp = env.mdp
+    return [
+        dict(zip(mdp.variables, map(int, mdp.valuations[s]), strict=True))
+        for s in mdp.initial_states
+    ]

@@ -1,0 +1,142 @@
+"""The `verify` command: argument parsing, printing and exit codes only.
+
+Exit codes (DESIGN.md): 0 every check holds, 1 some check fails, 2 bad input or usage (one
+line naming the file, the place and the problem), 3 a resource limit or an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from verifier import __version__
+from verifier.errors import InputError, ResourceLimit
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_LIMIT = 0, 1, 2, 3
+SUBCOMMANDS = ("check", "compile")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _constants(values: Sequence[str]) -> dict[str, str]:
+    constants = {}
+    for item in values:
+        for assignment in item.split(","):
+            name, sep, value = assignment.partition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise InputError("--const", f"{assignment!r} is not NAME=VALUE")
+            constants[name.strip()] = value.strip()
+    return constants
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", nargs="+", required=True, metavar="MODEL",
+        help="maze .toml or PRISM .prism file(s); several form a deployment set",
+    )
+    parser.add_argument("--spec", help="PRISM-syntax property (default: .props beside the model, "
+                        "else the maze's `intended`)")
+    parser.add_argument("--const", action="append", default=[], metavar="NAME=VALUE",
+                        help="define an open PRISM constant (repeatable, or comma-separated)")
+    parser.add_argument("--max-states", type=int, metavar="N",
+                        help="refuse models with more than N states (exit 3)")
+    parser.add_argument("--json", metavar="FILE", help="write the complete report as JSON")
+    parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report for CI")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="verify",
+        description="Model-check RL environments, rewards and policies against an intended objective.",
+    )
+    parser.add_argument("--version", action="version", version=f"verify {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = commands.add_parser("check", help="check a property on models (value at the initial states)")
+    _add_model_options(check)
+
+    compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
+    compile_.add_argument("maze", metavar="MAZE.toml")
+    compile_.add_argument("-o", "--output", metavar="OUT.prism",
+                          help="output PRISM file (default: beside the maze); OUT.props is written too")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return _check(args)
+        return _compile(args)
+    except InputError as exc:
+        print(f"verify: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except ResourceLimit as exc:
+        print(f"verify: resource limit: {exc}", file=sys.stderr)
+        return EXIT_LIMIT
+    except KeyboardInterrupt:
+        print("verify: interrupted", file=sys.stderr)
+        return EXIT_LIMIT
+    except Exception as exc:  # the machinery failed: never let it look like a verdict
+        if os.environ.get("VERIFY_DEBUG"):
+            traceback.print_exc()
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"verify: internal error: {message} (set VERIFY_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_LIMIT
+
+
+def _check(args: argparse.Namespace) -> int:
+    from verifier.check import check_environment
+    from verifier.environment import load_environment
+    from verifier.report import format_check, write_json, write_junit
+
+    constants = _constants(args.const)
+    reports = []
+    for model in args.model:
+        env = load_environment(model, spec=args.spec, constants=constants, max_states=args.max_states)
+        _print_warnings(env)
+        reports += check_environment(env)
+    for report in reports:
+        print(format_check(report))
+    if args.json:
+        write_json(args.json, "check", reports)
+    if args.junit:
+        write_junit(args.junit, "check", reports)
+    return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from verifier.compile import to_prism
+    from verifier.maze import load_maze
+
+    maze = load_maze(args.maze)
+    for warning in maze.warnings:
+        print(f"verify: warning: {warning}", file=sys.stderr)
+    output = Path(args.output) if args.output else Path(args.maze).with_suffix(".prism")
+    props = output.with_suffix(".props")
+    try:
+        output.write_text(to_prism(maze), encoding="utf-8")
+        props.write_text(maze.intended + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(str(output), f"cannot write: {exc.strerror}") from None
+    print(f"wrote {output} and {props}")
+    return EXIT_OK
+
+
+def _print_warnings(env) -> None:
+    if env.maze is not None:
+        for warning in env.maze.warnings:
+            print(f"verify: warning: {warning}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

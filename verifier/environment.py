@@ -1,0 +1,82 @@
+"""A model file (maze TOML or PRISM) -> an environment ready to check, with its objective.
+
+The objective is chosen as DESIGN.md says: `--spec`, else the `.props` file beside a PRISM
+model (PRISM's convention), else the maze's `intended`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from verifier import storm
+from verifier.compile import compile_maze
+from verifier.errors import InputError, ResourceLimit
+from verifier.maze import Maze, load_maze
+from verifier.mdp import MDP
+
+MAZE_SUFFIXES = (".toml",)
+PRISM_SUFFIXES = (".prism", ".pm", ".nm")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Environment:
+    """One model with the properties to check on it.
+
+    `mdp` is the full reachable model. `storm_model` is the Storm model the properties are
+    checked on: `mdp` itself for a maze; for a PRISM file, Storm's build for the properties
+    (which also evaluates their expressions over variables). `maze` is set for maze files.
+    """
+
+    path: Path
+    mdp: MDP
+    storm_model: object
+    properties: tuple
+    objective: str
+    objective_source: str
+    maze: Maze | None = None
+
+
+def load_environment(
+    path: str | Path,
+    spec: str | None = None,
+    constants: Mapping[str, str] | None = None,
+    max_states: int | None = None,
+) -> Environment:
+    """Read a maze or PRISM file, build it, and parse its objective."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "no such file")
+    suffix = path.suffix.lower()
+    if suffix in MAZE_SUFFIXES:
+        if constants:
+            raise InputError("--const", f"{path} is a maze; --const applies to PRISM models")
+        maze = load_maze(path)
+        objective, objective_source = (spec, "--spec") if spec else (maze.intended, f"{path}: intended")
+        properties = storm.parse_properties(objective, source=objective_source)
+        mdp = compile_maze(maze, max_states=max_states)
+        return Environment(
+            path, mdp, storm.to_storm(mdp), tuple(properties), objective, objective_source, maze
+        )
+    if suffix in PRISM_SUFFIXES:
+        program = storm.load_prism(path, constants)
+        objective, objective_source = _prism_objective(path, spec)
+        properties = storm.parse_properties(objective, program, source=objective_source)
+        full = storm.build_prism(program, source=str(path))
+        if max_states is not None and full.nr_states > max_states:
+            raise ResourceLimit(f"{path} has {full.nr_states} states, more than --max-states {max_states}")
+        mdp = storm.from_storm(full, name=path.stem)
+        check_model = storm.build_prism(program, properties, source=str(path))
+        return Environment(path, mdp, check_model, tuple(properties), objective, objective_source)
+    known = ", ".join(MAZE_SUFFIXES + PRISM_SUFFIXES)
+    raise InputError(str(path), f"unknown model type {suffix or '(no suffix)'!r}; known: {known}")
+
+
+def _prism_objective(path: Path, spec: str | None) -> tuple[str, str]:
+    if spec:
+        return spec, "--spec"
+    props = path.with_suffix(".props")
+    if props.is_file():
+        return props.read_text(encoding="utf-8"), str(props)
+    raise InputError(str(path), f"no property to check: give --spec or write {props.name} beside it")
