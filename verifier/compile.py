@@ -280,7 +280,8 @@ def to_prism(maze: Maze) -> str:
     lines.append("endmodule")
     lines.append("")
     no_keys = " & ".join(f"key_{color}=0" for color in PALETTE)
-    lines.append(f"init ({_positions_expression(grid, grid.start)}) & {no_keys} endinit")
+    starts = _positions_expression(grid, grid.start, walls_free=False)
+    lines.append(f"init ({starts}) & {no_keys} endinit")
     lines.append("")
     for name, on in cell_labels(maze, grid).items():
         name = PRISM_LABEL_NAMES.get(name, name)
@@ -329,16 +330,17 @@ def _prism_update(grid: Grid, p: int, q: int) -> str:
     return "&".join(parts)
 
 
-def _positions_expression(grid: Grid, on: np.ndarray) -> str:
+def _positions_expression(grid: Grid, on: np.ndarray, walls_free: bool = True) -> str:
     """A compact PRISM expression true exactly at the non-wall positions in `on`.
 
-    Walls are never states, so they are "don't care": a row's column set is written as
-    ranges over on-or-wall cells, and rows with the same ranges share one disjunct.
+    Walls are never reached, so for labels they are "don't care" (`walls_free`): a row's
+    column set is written as ranges over on-or-wall cells, and rows with the same ranges
+    share one disjunct. The initial-state expression must not use this: it creates states.
     """
     if not on.any():
         return "false"
     on = on.reshape(grid.height, grid.width)
-    free = on | grid.wall.reshape(grid.height, grid.width)
+    free = on | grid.wall.reshape(grid.height, grid.width) if walls_free else on
     by_ranges: dict[str, list[int]] = {}
     for r in np.nonzero(on.any(axis=1))[0].tolist():
         ranges = []

@@ -60,14 +60,14 @@ def load_environment(
             path, mdp, storm.to_storm(mdp), tuple(properties), objective, objective_source, maze
         )
     if suffix in PRISM_SUFFIXES:
-        program = storm.load_prism(path, constants)
+        prism = storm.load_prism(path, constants)
         objective, objective_source = _prism_objective(path, spec)
-        properties = storm.parse_properties(objective, program, source=objective_source)
-        full = storm.build_prism(program, source=str(path))
+        properties = storm.parse_properties(objective, prism, source=objective_source)
+        full = storm.build_prism(prism)
         if max_states is not None and full.nr_states > max_states:
             raise ResourceLimit(f"{path} has {full.nr_states} states, more than --max-states {max_states}")
-        mdp = storm.from_storm(full, name=path.stem)
-        check_model = storm.build_prism(program, properties, source=str(path))
+        mdp = storm.from_storm(full, name=path.stem, variables=prism.variables)
+        check_model = storm.build_prism(prism, properties)
         return Environment(path, mdp, check_model, tuple(properties), objective, objective_source)
     known = ", ".join(MAZE_SUFFIXES + PRISM_SUFFIXES)
     raise InputError(str(path), f"unknown model type {suffix or '(no suffix)'!r}; known: {known}")

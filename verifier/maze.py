@@ -167,10 +167,11 @@ class _Problems:
 
 
 def _split_toml_error(message: str) -> tuple[str, str | None]:
-    match = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", message)
+    match = re.search(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$", message)
     if not match:
         return message, None
-    return message[: match.start()], f"line {match.group(1)}, column {match.group(2)}"
+    place = f"line {match.group(1)}, column {match.group(2)}" if match.group(1) else "end of file"
+    return message[: match.start()], place
 
 
 def _probability(value: object, place: str, problems: _Problems) -> float:
@@ -207,13 +208,13 @@ def _parse_cell(char: str, spec: object, problems: _Problems) -> Cell | None:
         problems.add(f"{place}.color", f"unknown color {color!r}; known: {', '.join(PALETTE)}")
         color = None
     elif color is None and kind in _NEEDS_COLOR:
-        problems.add(f"{place}.color", f"a {kind} needs a color; known: {', '.join(PALETTE)}")
+        problems.add(f"{place}.color", f"{_article(kind)} {kind} needs a color; known: {', '.join(PALETTE)}")
     terminal = spec.get("terminal", kind in _ALWAYS_TERMINAL)
     if not isinstance(terminal, bool):
         problems.add(f"{place}.terminal", f"must be true or false, got {terminal!r}")
         terminal = False
     elif kind in _ALWAYS_TERMINAL and not terminal:
-        problems.add(f"{place}.terminal", f"a {kind} is always terminal")
+        problems.add(f"{place}.terminal", f"{_article(kind)} {kind} is always terminal")
     slip = None
     if "slip" in spec:
         slip = _probability(spec["slip"], f"{place}.slip", problems)
@@ -258,7 +259,7 @@ def _parse_map(raw: object, cells: Mapping[str, Cell], problems: _Problems) -> n
     layout = np.array([list(line) for line in lines], dtype="<U1")
     undeclared = ~np.isin(layout, [WALL, *cells])
     for r, c in zip(*np.nonzero(undeclared), strict=True):
-        char = layout[r, c]
+        char = str(layout[r, c])
         problems.add(
             f"map (row {r}, col {c})",
             f"undeclared character {char!r}; declare it under [cells.{_toml_key(char)}]",
@@ -283,3 +284,7 @@ def _door_warnings(source: str, layout: np.ndarray, cells: Mapping[str, Cell]) -
                 "in the maze, so it never opens"
             )
     return warnings
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"

@@ -8,6 +8,7 @@ Storm model comes back through its UMB export, whose binary arrays are Storm's o
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -89,19 +90,38 @@ def _initial_mask(mdp: MDP) -> np.ndarray:
     return mask
 
 
-def load_prism(path: str | Path, constants: Mapping[str, str] | None = None):
+@dataclass(frozen=True, slots=True, eq=False)
+class PrismProgram:
+    """A parsed PRISM program with its constants defined, and its variables in declaration
+    order (Storm's API does not keep that order; policies' observations depend on it)."""
+
+    program: object
+    variables: tuple[str, ...]
+    source: str
+
+
+_DECLARATION = re.compile(r"^\s*(?:global\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(?:\[|bool\b|int\b)", re.M)
+
+
+def load_prism(path: str | Path, constants: Mapping[str, str] | None = None) -> PrismProgram:
     """Parse a PRISM file and define its open constants; InputError naming the file and
     Storm's message on any problem."""
     source = str(path)
     try:
         program = stormpy.parse_prism_program(source)
+        text = Path(path).read_text(encoding="utf-8")
     except Exception as exc:  # stormpy raises RuntimeError carrying Storm's text
         raise InputError(source, _storm_message(exc)) from None
     if program.model_type not in (stormpy.io.PrismModelType.MDP, stormpy.io.PrismModelType.DTMC):
         raise InputError(
             source, f"model type {program.model_type.name.lower()} is not supported; use mdp or dtmc"
         )
-    return _define_constants(program, source, dict(constants or {}))
+    program = _define_constants(program, source, dict(constants or {}))
+    names = {v.name for v in program.variables} - {c.name for c in program.constants}
+    text = re.sub(r"//[^\n]*", "", text)
+    declared = [n for n in dict.fromkeys(_DECLARATION.findall(text)) if n in names]
+    declared += sorted(names - set(declared))  # e.g. from renamed modules
+    return PrismProgram(program, tuple(declared), source)
 
 
 def _define_constants(program, source: str, constants: dict[str, str]):
@@ -128,10 +148,13 @@ def _define_constants(program, source: str, constants: dict[str, str]):
     return program
 
 
-def parse_properties(text: str, program=None, source: str = "--spec") -> list:
+def parse_properties(text: str, prism: PrismProgram | None = None, source: str = "--spec") -> list:
     """Parse PRISM-syntax properties (';' or newlines between them); InputError if malformed."""
     try:
-        properties = stormpy.parse_properties(text, program) if program else stormpy.parse_properties(text)
+        if prism is None:
+            properties = stormpy.parse_properties(text)
+        else:
+            properties = stormpy.parse_properties(text, prism.program)
     except Exception as exc:
         raise InputError(source, _storm_message(exc)) from None
     if not properties:
@@ -139,7 +162,7 @@ def parse_properties(text: str, program=None, source: str = "--spec") -> list:
     return properties
 
 
-def build_prism(program, properties: Iterable = (), source: str = "PRISM model"):
+def build_prism(prism: PrismProgram, properties: Iterable = ()):
     """Build a PRISM program with Storm, with state valuations, choice labels, every label and
     reward structure.
 
@@ -154,19 +177,26 @@ def build_prism(program, properties: Iterable = (), source: str = "PRISM model")
     options.set_build_state_valuations()
     options.set_build_choice_labels()
     try:
-        return stormpy.build_model(program, options=options)
+        return stormpy.build_model(prism.program, options=options)
     except Exception as exc:
-        raise InputError(source, _storm_message(exc)) from None
+        raise InputError(prism.source, _storm_message(exc)) from None
 
 
-def from_storm(model, name: str = "model") -> MDP:
-    """Read a Storm sparse MDP or DTMC into our type (via Storm's UMB export: bulk arrays)."""
+def from_storm(model, name: str = "model", variables: Iterable[str] | None = None) -> MDP:
+    """Read a Storm sparse MDP or DTMC into our type (via Storm's UMB export: bulk arrays).
+
+    `variables` gives the order of the valuation columns (a PRISM program's declaration
+    order); by default, Storm's order.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "model.umb"
         stormpy.io.export_to_umb(model, str(archive))
         arrays = _read_umb_arrays(archive)
     n_states, n_choices = model.nr_states, model.nr_choices
-    row_groups = arrays["state-to-choices.bin"].astype(np.int64)
+    if "state-to-choices.bin" in arrays:
+        row_groups = arrays["state-to-choices.bin"].astype(np.int64)
+    else:  # a DTMC: one choice per state
+        row_groups = np.arange(n_states + 1, dtype=np.int64)
     branch_start = arrays["choice-to-branches.bin"].astype(np.int64)
     rows = np.repeat(np.arange(n_choices, dtype=np.int64), np.diff(branch_start))
     transitions = csr(
@@ -188,7 +218,7 @@ def from_storm(model, name: str = "model") -> MDP:
         for label in model.labeling.get_labels()
         if label not in ("init", "deadlock")
     }
-    variables, valuations = _valuations(model)
+    variables, valuations = _valuations(model, variables)
     choice_states = np.repeat(np.arange(n_states), np.diff(row_groups))
     rewards = {}
     for reward_name, reward_model in model.reward_models.items():
@@ -227,18 +257,23 @@ def _read_umb_arrays(archive: Path) -> dict[str, np.ndarray]:
         probability_type = index["transition-system"].get("branch-probability-type", {})
         if probability_type.get("type") != "double":
             raise InputError(str(archive), f"unsupported probability type {probability_type}")
+        present = set(tar.getnames())
         return {
             name: np.frombuffer(tar.extractfile(name).read(), dtype=dtype)
             for name, dtype in dtypes.items()
+            if name in present
         }
 
 
-def _valuations(model) -> tuple[tuple[str, ...], np.ndarray]:
-    """Variables in declaration order and their int64 values (booleans as 0/1)."""
+def _valuations(model, order: Iterable[str] | None) -> tuple[tuple[str, ...], np.ndarray]:
+    """Variables (in `order` if given) and their int64 values (booleans as 0/1)."""
     if not model.has_state_valuations():
         return (), np.zeros((model.nr_states, 0), dtype=np.int64)
     valuations = model.state_valuations
     variables = sorted(valuations.get_all_variables(), key=lambda v: v.index)
+    if order is not None:
+        rank = {name: i for i, name in enumerate(order)}
+        variables.sort(key=lambda v: rank.get(v.name, len(rank)))
     columns = []
     for variable in variables:
         if variable.has_boolean_type():
