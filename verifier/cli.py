@@ -72,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (2), --help and --version (0)
+        return int(exc.code or 0)
     try:
         if args.command == "check":
             return _check(args)
@@ -138,5 +141,10 @@ def _print_warnings(env) -> None:
             print(f"verify: warning: {warning}", file=sys.stderr)
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """The `verify` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

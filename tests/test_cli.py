@@ -1,0 +1,147 @@
+"""The `verify` command line: verdicts, reports and the exit codes CI reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+from helpers import maze_text
+
+from verifier.cli import main
+
+LAVA_MAZE = maze_text(
+    """
+    #####
+    #S.A#
+    #LLL#
+    #####
+    """,
+    '[cells.A]\nkind = "exit"\ncolor = "blue"\n[cells.L]\nkind = "lava"\n',
+    name="lava-strip",
+    slip=0.2,
+)
+
+
+@pytest.fixture
+def lava(tmp_path):
+    path = tmp_path / "lava.toml"
+    path.write_text(LAVA_MAZE)
+    return path
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_query_uses_the_maze_intended_objective_and_exits_0(lava, capsys):
+    code, out, _ = run(capsys, "check", "--model", lava)
+    assert code == 0
+    assert out.startswith("COMPUTED")
+    assert 'Pmax=? [(!"lava") U "exit"]' in out
+
+
+def test_bounded_property_that_holds_exits_0_and_one_that_fails_exits_1(lava, capsys, tmp_path):
+    """Pmax over 2 steps is 0.64 (right, right); the bounded property P<=0.7 holds for all
+    schedulers, P>=0.7 does not (Pmin of reaching lava-free within 2 steps is 0)."""
+    code, out, _ = run(capsys, "check", "--model", lava, "--spec", 'P<=0.7 [ !"lava" U<=2 "exit" ]')
+    assert (code, out.split()[0]) == (0, "HOLDS")
+    report = tmp_path / "r.json"
+    junit = tmp_path / "r.xml"
+    code, out, _ = run(
+        capsys, "check", "--model", lava, "--spec", 'P>=0.7 [ !"lava" U<=2 "exit" ]',
+        "--json", report, "--junit", junit,
+    )
+    assert (code, out.split()[0]) == (1, "FAILS")
+    document = json.loads(report.read_text())
+    assert document["verdict"] == "fail"
+    (entry,) = document["reports"]
+    for field in ("model", "objective", "verdict", "value", "optimal_value", "states"):
+        assert field in entry
+    assert entry["verdict"] == "fails"
+    assert entry["value"] == 0.0
+    assert entry["states"] == 5  # S, floor, exit, and the two lava cells below S and floor
+    assert entry["initial_states"][0]["valuation"]["row"] == 1
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("tests") == "1" and suite.get("failures") == "1"
+    assert suite.find("testcase/failure") is not None
+
+
+def test_several_models_report_one_row_each(lava, capsys, tmp_path):
+    other = tmp_path / "corridor.toml"
+    other.write_text(maze_text("#S.A#", '[cells.A]\nkind = "exit"\n'))
+    code, out, _ = run(capsys, "check", "--model", lava, other, "--spec", 'Pmax=? [ F<=2 "exit" ]')
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    assert "value 0.64" in lines[0] and "value 1" in lines[1]
+
+
+def test_compile_writes_prism_and_props_that_check_to_the_same_value(lava, capsys, tmp_path):
+    out_path = tmp_path / "out" / "lava.prism"
+    out_path.parent.mkdir()
+    code, out, _ = run(capsys, "compile", lava, "-o", out_path)
+    assert code == 0
+    assert out_path.with_suffix(".props").read_text().strip() == 'Pmax=? [ !"lava" U "exit" ]'
+    spec = 'Pmax=? [ !"lava" U<=2 "exit" ]'
+    _, from_maze, _ = run(capsys, "check", "--model", lava, "--spec", spec)
+    _, from_prism, _ = run(capsys, "check", "--model", out_path, "--spec", spec)
+    assert from_maze.split("value ")[1].split()[0] == from_prism.split("value ")[1].split()[0] == "0.64"
+    code, out, _ = run(capsys, "check", "--model", out_path)  # the .props beside it
+    assert code == 0 and "value 1" in out
+
+
+def test_prism_constants_are_set_with_const(tmp_path, capsys):
+    path = tmp_path / "walk.prism"
+    path.write_text(
+        "dtmc\nconst int N;\nmodule w\n x : [0..N] init 0;\n"
+        " [] x<N -> 0.5:(x'=x+1) + 0.5:(x'=x);\n [] x=N -> true;\nendmodule\n"
+    )
+    code, out, _ = run(capsys, "check", "--model", path, "--const", "N=2", "--spec", "P=? [ F<=2 x=N ]")
+    assert code == 0
+    assert "value 0.25" in out  # two successes in two fair trials
+    code, _, err = run(capsys, "check", "--model", path, "--spec", "P=? [ F x=N ]")
+    assert code == 2 and "--const" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["check", "--model", "{lava}", "--spec", 'Pmax=? [ F "exit"'], "--spec: Parsing error"),
+        (["check", "--model", "{lava}", "--spec", 'Pmax=? [ F "nowhere" ]'], "unknown label 'nowhere'"),
+        (["check", "--model", "{tmp}/missing.toml"], "missing.toml: no such file"),
+        (["check", "--model", "{tmp}/model.xyz"], "unknown model type '.xyz'"),
+        (["check", "--model", "{tmp}/bare.prism"], "no property to check"),
+        (["check", "--model", "{lava}", "--const", "N"], "--const: 'N' is not NAME=VALUE"),
+        (["check"], "required: --model"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_and_usage_exit_2_with_one_line(lava, tmp_path, capsys, argv, expected):
+    (tmp_path / "model.xyz").write_text("")
+    (tmp_path / "bare.prism").write_text("dtmc\nmodule m\n x : bool init false;\nendmodule\n")
+    argv = [a.format(lava=lava, tmp=tmp_path) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1, err
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def test_max_states_exceeded_exits_3(lava, capsys):
+    code, _, err = run(capsys, "check", "--model", lava, "--max-states", "3")
+    assert code == 3
+    assert "more than 3 states" in err
+
+
+def test_console_script_runs(lava):
+    done = subprocess.run(
+        [sys.executable, "-m", "verifier.cli", "check", "--model", str(lava)],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("COMPUTED")
