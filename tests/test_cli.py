@@ -53,8 +53,16 @@ def test_bounded_property_that_holds_exits_0_and_one_that_fails_exits_1(lava, ca
     report = tmp_path / "r.json"
     junit = tmp_path / "r.xml"
     code, out, _ = run(
-        capsys, "check", "--model", lava, "--spec", 'P>=0.7 [ !"lava" U<=2 "exit" ]',
-        "--json", report, "--junit", junit,
+        capsys,
+        "check",
+        "--model",
+        lava,
+        "--spec",
+        'P>=0.7 [ !"lava" U<=2 "exit" ]',
+        "--json",
+        report,
+        "--junit",
+        junit,
     )
     assert (code, out.split()[0]) == (1, "FAILS")
     document = json.loads(report.read_text())
@@ -90,7 +98,11 @@ def test_compile_writes_prism_and_props_that_check_to_the_same_value(lava, capsy
     spec = 'Pmax=? [ !"lava" U<=2 "exit" ]'
     _, from_maze, _ = run(capsys, "check", "--model", lava, "--spec", spec)
     _, from_prism, _ = run(capsys, "check", "--model", out_path, "--spec", spec)
-    assert from_maze.split("value ")[1].split()[0] == from_prism.split("value ")[1].split()[0] == "0.64"
+    assert (
+        from_maze.split("value ")[1].split()[0]
+        == from_prism.split("value ")[1].split()[0]
+        == "0.64"
+    )
     code, out, _ = run(capsys, "check", "--model", out_path)  # the .props beside it
     assert code == 0 and "value 1" in out
 
@@ -101,7 +113,9 @@ def test_prism_constants_are_set_with_const(tmp_path, capsys):
         "dtmc\nconst int N;\nmodule w\n x : [0..N] init 0;\n"
         " [] x<N -> 0.5:(x'=x+1) + 0.5:(x'=x);\n [] x=N -> true;\nendmodule\n"
     )
-    code, out, _ = run(capsys, "check", "--model", path, "--const", "N=2", "--spec", "P=? [ F<=2 x=N ]")
+    code, out, _ = run(
+        capsys, "check", "--model", path, "--const", "N=2", "--spec", "P=? [ F<=2 x=N ]"
+    )
     assert code == 0
     assert "value 0.25" in out  # two successes in two fair trials
     code, _, err = run(capsys, "check", "--model", path, "--spec", "P=? [ F x=N ]")
@@ -112,7 +126,10 @@ def test_prism_constants_are_set_with_const(tmp_path, capsys):
     ("argv", "expected"),
     [
         (["check", "--model", "{lava}", "--spec", 'Pmax=? [ F "exit"'], "--spec: Parsing error"),
-        (["check", "--model", "{lava}", "--spec", 'Pmax=? [ F "nowhere" ]'], "unknown label 'nowhere'"),
+        (
+            ["check", "--model", "{lava}", "--spec", 'Pmax=? [ F "nowhere" ]'],
+            "unknown label 'nowhere'",
+        ),
         (["check", "--model", "{tmp}/missing.toml"], "missing.toml: no such file"),
         (["check", "--model", "{tmp}/model.xyz"], "unknown model type '.xyz'"),
         (["check", "--model", "{tmp}/bare.prism"], "no property to check"),
@@ -141,7 +158,9 @@ def test_max_states_exceeded_exits_3(lava, capsys):
 def test_console_script_runs(lava):
     done = subprocess.run(
         [sys.executable, "-m", "verifier.cli", "check", "--model", str(lava)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("COMPUTED")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import maze_text
 
 from verifier.cli import main
 from verifier.errors import InputError
 from verifier.maze import PALETTE, load_maze, parse_maze
-
-from helpers import maze_text
 
 EXIT_A = '[cells.A]\nkind = "exit"\ncolor = "blue"\n'
 
@@ -42,9 +41,7 @@ def test_well_formed_maze_reads_every_field():
 
 
 def test_door_without_key_is_a_warning_not_an_error():
-    maze = parse_maze(
-        maze_text("#S.DA#", EXIT_A + '[cells.D]\nkind = "door"\ncolor = "green"\n')
-    )
+    maze = parse_maze(maze_text("#S.DA#", EXIT_A + '[cells.D]\nkind = "door"\ncolor = "green"\n'))
     assert len(maze.warnings) == 1
     assert "green door has no green key" in maze.warnings[0]
     assert "(row 0, col 3)" in maze.warnings[0]
@@ -52,20 +49,44 @@ def test_door_without_key_is_a_warning_not_an_error():
 
 BAD_MAZES = [
     ("toml-syntax", 'map = """\n#S#\n', "end of file: TOML syntax error: Unterminated string"),
-    ("toml-syntax-line", 'name = "x" = 2\nmap = "S"\n', "line 1, column 12: TOML syntax error: Expected newline"),
+    (
+        "toml-syntax-line",
+        'name = "x" = 2\nmap = "S"\n',
+        "line 1, column 12: TOML syntax error: Expected newline",
+    ),
     ("ragged", maze_text("#S.A#\n#..#", EXIT_A), "map row 1: has 4 columns, row 0 has 5"),
     ("undeclared", maze_text("#S.X#"), "map (row 0, col 3): undeclared character 'X'"),
     ("no-start", maze_text("#..A#", EXIT_A), "has no start cell 'S'"),
-    ("unknown-kind", maze_text("#SA#", '[cells.A]\nkind = "teleporter"\n'), "unknown kind 'teleporter'"),
-    ("unknown-color", maze_text("#SA#", '[cells.A]\nkind = "exit"\ncolor = "pink"\n'), "unknown color 'pink'; known: red"),
+    (
+        "unknown-kind",
+        maze_text("#SA#", '[cells.A]\nkind = "teleporter"\n'),
+        "unknown kind 'teleporter'",
+    ),
+    (
+        "unknown-color",
+        maze_text("#SA#", '[cells.A]\nkind = "exit"\ncolor = "pink"\n'),
+        "unknown color 'pink'; known: red",
+    ),
     ("slip-high", maze_text("#SA#", EXIT_A, slip=1.5), "slip: must be in [0, 1], got 1.5"),
-    ("slip-negative-cell", maze_text("#SA#", EXIT_A + "slip = -0.1\n"), "cells.A.slip: must be in [0, 1]"),
+    (
+        "slip-negative-cell",
+        maze_text("#SA#", EXIT_A + "slip = -0.1\n"),
+        "cells.A.slip: must be in [0, 1]",
+    ),
     ("empty-map", 'map = """\n\n"""\n', "map: is empty"),
     ("missing-map", 'name = "x"\n', "map: missing"),
-    ("key-without-color", maze_text("#SKA#", EXIT_A + '[cells.K]\nkind = "key"\n'), "a key needs a color"),
+    (
+        "key-without-color",
+        maze_text("#SKA#", EXIT_A + '[cells.K]\nkind = "key"\n'),
+        "a key needs a color",
+    ),
     ("unknown-key", maze_text("#SA#", EXIT_A, colour="red"), "colour: unknown key"),
     ("reserved-label", maze_text("#SA#", EXIT_A + 'labels = ["init"]\n'), "'init' is reserved"),
-    ("exit-not-terminal", maze_text("#SA#", EXIT_A + "terminal = false\n"), "an exit is always terminal"),
+    (
+        "exit-not-terminal",
+        maze_text("#SA#", EXIT_A + "terminal = false\n"),
+        "an exit is always terminal",
+    ),
 ]
 
 

@@ -33,9 +33,7 @@ FILL = "#....SS" + "".join(CELLS)
 def random_mazes(draw):
     height = draw(st.integers(1, 5))
     width = draw(st.integers(2, 6))
-    rows = [
-        "".join(draw(st.sampled_from(FILL)) for _ in range(width)) for _ in range(height)
-    ]
+    rows = ["".join(draw(st.sampled_from(FILL)) for _ in range(width)) for _ in range(height)]
     if not any("S" in row for row in rows):
         r, c = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
         rows[r] = rows[r][:c] + "S" + rows[r][c + 1 :]
@@ -64,7 +62,9 @@ def storm_build_of_export(maze, tmp_path):
     return storm.build_prism(storm.load_prism(path))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=random_mazes())
 def test_export_built_by_storm_equals_direct_compile(text, tmp_path):
     """Two independent builds of one maze: our numpy compiler, and Storm's PRISM builder on
@@ -156,7 +156,7 @@ def test_prism_dtmc_is_read_as_a_one_choice_model(tmp_path):
     path = tmp_path / "coin.prism"
     path.write_text(
         "dtmc\nmodule c\n s : [0..2] init 0;\n [] s=0 -> 0.3:(s'=1) + 0.7:(s'=2);\n"
-        " [] s>0 -> true;\nendmodule\nlabel \"heads\" = s=1;\n"
+        ' [] s>0 -> true;\nendmodule\nlabel "heads" = s=1;\n'
     )
     mdp = storm.from_storm(storm.build_prism(storm.load_prism(path)))
     assert mdp.kind == "dtmc"

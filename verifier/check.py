@@ -67,10 +67,7 @@ def check_environment(env: Environment) -> list[CheckReport]:
                 _initial_valuations(env), result.values, result.lower, result.upper, strict=True
             )
         )
-        if result.holds is None:
-            verdict = COMPUTED
-        else:
-            verdict = HOLDS if result.holds else FAILS
+        verdict = {None: COMPUTED, True: HOLDS, False: FAILS}[result.holds]
         reports.append(
             CheckReport(
                 model=str(env.path),

@@ -40,15 +40,26 @@ def _constants(values: Sequence[str]) -> dict[str, str]:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", nargs="+", required=True, metavar="MODEL",
+        "--model",
+        nargs="+",
+        required=True,
+        metavar="MODEL",
         help="maze .toml or PRISM .prism file(s); several form a deployment set",
     )
-    parser.add_argument("--spec", help="PRISM-syntax property (default: .props beside the model, "
-                        "else the maze's `intended`)")
-    parser.add_argument("--const", action="append", default=[], metavar="NAME=VALUE",
-                        help="define an open PRISM constant (repeatable, or comma-separated)")
-    parser.add_argument("--max-states", type=int, metavar="N",
-                        help="refuse models with more than N states (exit 3)")
+    parser.add_argument(
+        "--spec",
+        help="PRISM-syntax property (default: .props beside the model, else the maze's `intended`)",
+    )
+    parser.add_argument(
+        "--const",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="define an open PRISM constant (repeatable, or comma-separated)",
+    )
+    parser.add_argument(
+        "--max-states", type=int, metavar="N", help="refuse models with more than N states (exit 3)"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the complete report as JSON")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report for CI")
 
@@ -56,18 +67,26 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="verify",
-        description="Model-check RL environments, rewards and policies against an intended objective.",
+        description=(
+            "Model-check RL environments, rewards and policies against an intended objective."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"verify {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    check = commands.add_parser("check", help="check a property on models (value at the initial states)")
+    check = commands.add_parser(
+        "check", help="check a property on models (value at the initial states)"
+    )
     _add_model_options(check)
 
     compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
     compile_.add_argument("maze", metavar="MAZE.toml")
-    compile_.add_argument("-o", "--output", metavar="OUT.prism",
-                          help="output PRISM file (default: beside the maze); OUT.props is written too")
+    compile_.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.prism",
+        help="output PRISM file (default: beside the maze); OUT.props is written too",
+    )
     return parser
 
 
@@ -93,7 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("VERIFY_DEBUG"):
             traceback.print_exc()
         message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"verify: internal error: {message} (set VERIFY_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(
+            f"verify: internal error: {message} (set VERIFY_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         return EXIT_LIMIT
 
 
@@ -105,7 +127,9 @@ def _check(args: argparse.Namespace) -> int:
     constants = _constants(args.const)
     reports = []
     for model in args.model:
-        env = load_environment(model, spec=args.spec, constants=constants, max_states=args.max_states)
+        env = load_environment(
+            model, spec=args.spec, constants=constants, max_states=args.max_states
+        )
         _print_warnings(env)
         reports += check_environment(env)
     for report in reports:

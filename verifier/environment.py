@@ -53,7 +53,9 @@ def load_environment(
         if constants:
             raise InputError("--const", f"{path} is a maze; --const applies to PRISM models")
         maze = load_maze(path)
-        objective, objective_source = (spec, "--spec") if spec else (maze.intended, f"{path}: intended")
+        objective, objective_source = (
+            (spec, "--spec") if spec else (maze.intended, f"{path}: intended")
+        )
         properties = storm.parse_properties(objective, source=objective_source)
         mdp = compile_maze(maze, max_states=max_states)
         return Environment(
@@ -65,7 +67,9 @@ def load_environment(
         properties = storm.parse_properties(objective, prism, source=objective_source)
         full = storm.build_prism(prism)
         if max_states is not None and full.nr_states > max_states:
-            raise ResourceLimit(f"{path} has {full.nr_states} states, more than --max-states {max_states}")
+            raise ResourceLimit(
+                f"{path} has {full.nr_states} states, more than --max-states {max_states}"
+            )
         mdp = storm.from_storm(full, name=path.stem, variables=prism.variables)
         check_model = storm.build_prism(prism, properties)
         return Environment(path, mdp, check_model, tuple(properties), objective, objective_source)
@@ -79,4 +83,6 @@ def _prism_objective(path: Path, spec: str | None) -> tuple[str, str]:
     props = path.with_suffix(".props")
     if props.is_file():
         return props.read_text(encoding="utf-8"), str(props)
-    raise InputError(str(path), f"no property to check: give --spec or write {props.name} beside it")
+    raise InputError(
+        str(path), f"no property to check: give --spec or write {props.name} beside it"
+    )

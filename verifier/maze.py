@@ -6,6 +6,7 @@ together in one line, each naming its place: the TOML key, or the map's (row, co
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -29,10 +30,12 @@ _CELL_KEYS = ("kind", "color", "terminal", "slip", "labels")
 _LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Names Storm's PRISM parser reserves (keywords and built-in functions), and Storm's own labels.
 RESERVED_LABELS = frozenset(
-    "A C E F G I P R S U W X bool ceil clock const ctmc double dtmc endinit endinvariant "
-    "endmodule endrewards endsystem false filter floor formula func global init int invariant "
-    "label log max mdp min mod module nondeterministic pow prob probabilistic pta rate rewards "
-    "Pmax Pmin Rmax Rmin stochastic system true deadlock".split()
+    """
+    A C E F G I P R S U W X bool ceil clock const ctmc double dtmc endinit endinvariant
+    endmodule endrewards endsystem false filter floor formula func global init int invariant
+    label log max mdp min mod module nondeterministic pow prob probabilistic pta rate
+    rewards Pmax Pmin Rmax Rmin stochastic system true deadlock
+    """.split()  # noqa: SIM905
 )
 
 
@@ -208,7 +211,9 @@ def _parse_cell(char: str, spec: object, problems: _Problems) -> Cell | None:
         problems.add(f"{place}.color", f"unknown color {color!r}; known: {', '.join(PALETTE)}")
         color = None
     elif color is None and kind in _NEEDS_COLOR:
-        problems.add(f"{place}.color", f"{_article(kind)} {kind} needs a color; known: {', '.join(PALETTE)}")
+        problems.add(
+            f"{place}.color", f"{_article(kind)} {kind} needs a color; known: {', '.join(PALETTE)}"
+        )
     terminal = spec.get("terminal", kind in _ALWAYS_TERMINAL)
     if not isinstance(terminal, bool):
         problems.add(f"{place}.terminal", f"must be true or false, got {terminal!r}")
@@ -270,7 +275,7 @@ def _parse_map(raw: object, cells: Mapping[str, Cell], problems: _Problems) -> n
 
 
 def _toml_key(char: str) -> str:
-    return char if re.match(r"[A-Za-z0-9_-]\Z", char) else f'"{char}"'
+    return char if re.match(r"[A-Za-z0-9_-]\Z", char) else json.dumps(char)
 
 
 def _door_warnings(source: str, layout: np.ndarray, cells: Mapping[str, Cell]) -> list[str]:

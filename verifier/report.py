@@ -44,12 +44,18 @@ def write_junit(path: str | Path, command: str, reports: Sequence) -> None:
     for r in reports:
         data = r.to_dict()
         case = ET.SubElement(
-            suite, "testcase", classname=data["model"], name=data["objective"], time=f"{r.seconds:.6f}"
+            suite,
+            "testcase",
+            classname=data["model"],
+            name=data["objective"],
+            time=f"{r.seconds:.6f}",
         )
         if not r.passed:
             failure = ET.SubElement(case, "failure", message=f"verdict {data['verdict']}")
             failure.text = json.dumps(data, indent=2)
-        ET.SubElement(case, "system-out").text = f"verdict {data['verdict']}, value {data['value']!r}"
+        ET.SubElement(
+            case, "system-out"
+        ).text = f"verdict {data['verdict']}, value {data['value']!r}"
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 

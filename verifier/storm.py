@@ -100,7 +100,9 @@ class PrismProgram:
     source: str
 
 
-_DECLARATION = re.compile(r"^\s*(?:global\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(?:\[|bool\b|int\b)", re.M)
+_DECLARATION = re.compile(
+    r"^\s*(?:global\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(?:\[|bool\b|int\b)", re.M
+)
 
 
 def load_prism(path: str | Path, constants: Mapping[str, str] | None = None) -> PrismProgram:
@@ -114,7 +116,8 @@ def load_prism(path: str | Path, constants: Mapping[str, str] | None = None) -> 
         raise InputError(source, _storm_message(exc)) from None
     if program.model_type not in (stormpy.io.PrismModelType.MDP, stormpy.io.PrismModelType.DTMC):
         raise InputError(
-            source, f"model type {program.model_type.name.lower()} is not supported; use mdp or dtmc"
+            source,
+            f"model type {program.model_type.name.lower()} is not supported; use mdp or dtmc",
         )
     program = _define_constants(program, source, dict(constants or {}))
     names = {v.name for v in program.variables} - {c.name for c in program.constants}
@@ -210,7 +213,9 @@ def from_storm(model, name: str = "model", variables: Iterable[str] | None = Non
     choice_actions = np.full(n_choices, -1, dtype=np.int32)
     if model.has_choice_labeling():
         for action in sorted(model.choice_labeling.get_labels()):
-            choice_actions[_numpy_mask(model.choice_labeling.get_choices(action), n_choices)] = len(actions)
+            choice_actions[_numpy_mask(model.choice_labeling.get_choices(action), n_choices)] = len(
+                actions
+            )
             actions.append(action)
 
     labels = {
@@ -228,7 +233,10 @@ def from_storm(model, name: str = "model", variables: Iterable[str] | None = Non
         if reward_model.has_state_action_rewards:
             total += np.asarray(reward_model.state_action_rewards)
         if reward_model.has_transition_rewards:
-            raise InputError(name, f"reward structure {reward_name!r} has transition rewards, which are not supported")
+            raise InputError(
+                name,
+                f"reward structure {reward_name!r} has transition rewards, which are not supported",
+            )
         rewards[reward_name] = total
     return MDP(
         transitions=transitions,
@@ -281,8 +289,12 @@ def _valuations(model, order: Iterable[str] | None) -> tuple[tuple[str, ...], np
         elif variable.has_integer_type():
             columns.append(np.asarray(valuations.get_int64_values(variable), dtype=np.int64))
         else:
-            raise InputError("PRISM model", f"variable {variable.name!r} is neither integer nor boolean")
-    values = np.column_stack(columns).astype(np.int64) if columns else np.zeros((model.nr_states, 0))
+            raise InputError(
+                "PRISM model", f"variable {variable.name!r} is neither integer nor boolean"
+            )
+    values = (
+        np.column_stack(columns).astype(np.int64) if columns else np.zeros((model.nr_states, 0))
+    )
     return tuple(v.name for v in variables), values
 
 
@@ -362,8 +374,13 @@ def _model_check(model, prop, text: str):
 def _storm_message(exc: Exception) -> str:
     """Storm's error text reduced to one clear line."""
     text = " ".join(str(exc).split()).split(" Note that the used API function")[0]
-    for prefix in ("WrongFormatException:", "InvalidArgumentException:", "InvalidPropertyException:",
-                   "NotImplementedException:", "InvalidOperationException:", "InvalidStateException:"):
+    for prefix in (
+        "WrongFormatException:",
+        "InvalidArgumentException:",
+        "InvalidPropertyException:",
+        "NotImplementedException:",
+        "InvalidOperationException:",
+        "InvalidStateException:",
+    ):
         text = text.replace(prefix, "").strip()
     return text or type(exc).__name__
-
