@@ -164,3 +164,13 @@ def test_console_script_runs(lava):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("COMPUTED")
+
+
+def test_generate_writes_a_maze_that_checks(tmp_path, capsys):
+    out = tmp_path / "g.toml"
+    code, _, _ = run(capsys, "generate", "--size", "11x15", "--seed", "4", "--keys", "1", "-o", out)
+    assert code == 0
+    code, text, _ = run(capsys, "check", "--model", out)
+    assert code == 0 and "value 1" in text
+    code, _, err = run(capsys, "generate", "--size", "10x10")
+    assert code == 2 and "odd" in err

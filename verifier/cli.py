@@ -17,7 +17,6 @@ from verifier import __version__
 from verifier.errors import InputError, ResourceLimit
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_LIMIT = 0, 1, 2, 3
-SUBCOMMANDS = ("check", "compile")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,6 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT.prism",
         help="output PRISM file (default: beside the maze); OUT.props is written too",
     )
+    generate = commands.add_parser("generate", help="write a seeded random perfect maze as TOML")
+    generate.add_argument(
+        "--size",
+        default="21x21",
+        metavar="HxW",
+        help="height x width in characters, both odd and at least 5 (default 21x21)",
+    )
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--objects", type=int, default=0, help="colored non-terminal objects")
+    generate.add_argument(
+        "--keys", type=int, default=0, help="key/door pairs on the path to the exit"
+    )
+    generate.add_argument("--lava", type=int, default=0, help="lava cells on dead ends")
+    generate.add_argument("--exit-color", default="blue")
+    generate.add_argument("--slip", type=float, default=0.0)
+    generate.add_argument(
+        "-o", "--output", metavar="OUT.toml", help="output file (default: stdout)"
+    )
     return parser
 
 
@@ -98,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
+        if args.command == "generate":
+            return _generate(args)
         return _compile(args)
     except InputError as exc:
         print(f"verify: {exc}", file=sys.stderr)
@@ -156,6 +175,37 @@ def _compile(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise InputError(str(output), f"cannot write: {exc.strerror}") from None
     print(f"wrote {output} and {props}")
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from verifier.generate import maze_to_toml, random_maze
+
+    height, sep, width = args.size.lower().partition("x")
+    if not sep or not height.isdigit() or not width.isdigit():
+        raise InputError("--size", f"{args.size!r} is not HxW, e.g. 21x21")
+    try:
+        maze = random_maze(
+            int(height),
+            int(width),
+            args.seed,
+            objects=args.objects,
+            keys=args.keys,
+            lava=args.lava,
+            exit_color=args.exit_color,
+            slip=args.slip,
+        )
+    except ValueError as exc:
+        raise InputError("verify generate", str(exc)) from None
+    text = maze_to_toml(maze)
+    if not args.output:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(args.output, f"cannot write: {exc.strerror}") from None
+    print(f"wrote {args.output}")
     return EXIT_OK
 
 
