@@ -78,6 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(check)
 
+    reward = commands.add_parser(
+        "reward", help="do the optimal policies of a reward satisfy the intended objective?"
+    )
+    _add_model_options(reward)
+    reward.add_argument(
+        "--reward",
+        required=True,
+        metavar="R",
+        help="reward TOML, or the name of a PRISM `rewards` structure",
+    )
+    reward.add_argument(
+        "--compare", metavar="R2", help="instead: do R and R2 have the same optimal policies?"
+    )
+    reward.add_argument(
+        "--discount",
+        type=float,
+        metavar="G",
+        help="discount in (0, 1] (overrides the reward file's)",
+    )
+
     compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
     compile_.add_argument("maze", metavar="MAZE.toml")
     compile_.add_argument(
@@ -117,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "reward":
+            return _reward(args)
         return _compile(args)
     except InputError as exc:
         print(f"verify: {exc}", file=sys.stderr)
@@ -157,6 +179,40 @@ def _check(args: argparse.Namespace) -> int:
         write_json(args.json, "check", reports)
     if args.junit:
         write_junit(args.junit, "check", reports)
+    return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
+
+
+def _reward(args: argparse.Namespace) -> int:
+    from verifier.environment import load_environment
+    from verifier.report import format_compare, format_reward, write_json, write_junit
+    from verifier.reward import check_reward, compare_rewards
+    from verifier.rewards import resolve_reward
+
+    constants = _constants(args.const)
+    reports = []
+    for model in args.model:
+        env = load_environment(
+            model, spec=args.spec, constants=constants, max_states=args.max_states
+        )
+        _print_warnings(env)
+        reward = resolve_reward(args.reward, env.mdp, args.discount)
+        if args.compare:
+            other = resolve_reward(args.compare, env.mdp, args.discount)
+            report = compare_rewards(env, reward, other)
+            print(format_compare(report))
+            reports.append(report)
+            continue
+        for prop in env.properties:
+            report = check_reward(env, reward, prop)
+            print(format_reward(report, env.maze))
+            reports.append(report)
+    if len(reports) > 1:
+        failed = sum(not r.passed for r in reports)
+        print(f"{len(reports) - failed} of {len(reports)} checks passed")
+    if args.json:
+        write_json(args.json, "reward", reports)
+    if args.junit:
+        write_junit(args.junit, "reward", reports)
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
 
 

@@ -9,7 +9,7 @@ an MDP with one choice per state and `kind == "dtmc"`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -83,3 +83,25 @@ def csr(rows: np.ndarray, cols: np.ndarray, probs: np.ndarray, shape: tuple[int,
     matrix.eliminate_zeros()
     matrix.sort_indices()
     return matrix
+
+
+def restrict(mdp: MDP, keep: np.ndarray) -> MDP:
+    """The sub-MDP with only the choices in `keep` (bool [n_choices]); every state keeps at
+    least one choice. States and their numbering are unchanged."""
+    counts = np.add.reduceat(keep.astype(np.int64), mdp.row_groups[:-1])
+    if (counts == 0).any():
+        raise ValueError("restrict: every state must keep at least one choice")
+    row_groups = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return replace(
+        mdp,
+        transitions=mdp.transitions[np.flatnonzero(keep)],
+        row_groups=row_groups,
+        choice_actions=mdp.choice_actions[keep],
+        rewards={name: values[keep] for name, values in mdp.rewards.items()},
+        kind="mdp",
+    )
+
+
+def with_labels(mdp: MDP, labels: Mapping[str, np.ndarray]) -> MDP:
+    """The same MDP with extra (or replaced) state labels."""
+    return replace(mdp, labels={**mdp.labels, **labels})

@@ -10,7 +10,17 @@ from pathlib import Path
 
 from verifier import __version__
 
-_COLORS = {"holds": "32", "aligned": "32", "computed": "36", "fails": "31"}
+_COLORS = {
+    "holds": "32",
+    "aligned": "32",
+    "same": "32",
+    "computed": "36",
+    "underspecified": "33",
+    "fails": "31",
+    "misspecified": "31",
+    "unbounded": "31",
+    "different": "31",
+}
 
 
 def overall_verdict(reports: Sequence) -> str:
@@ -59,15 +69,85 @@ def write_junit(path: str | Path, command: str, reports: Sequence) -> None:
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def format_check(report, color: bool | None = None) -> str:
-    """One line per report, verdict first."""
-    data = report.to_dict()
+def _verdict(data: dict, color: bool | None) -> str:
     verdict = data["verdict"].upper()
     if color if color is not None else sys.stdout.isatty():
         verdict = f"\033[{_COLORS.get(data['verdict'], '0')}m{verdict}\033[0m"
+    return verdict
+
+
+def format_check(report, color: bool | None = None) -> str:
+    """One line per report, verdict first."""
+    data = report.to_dict()
+    verdict = _verdict(data, color)
     width = data["bound_width"]
     bounds = f" (sound bounds, width {width:.2g})" if width > 0 else ""
     return (
         f"{verdict}  {data['model']}  {data['objective']}  value {data['value']:.6g}{bounds}"
         f"  [{data['states']} states, {len(data['initial_states'])} initial]"
+    )
+
+
+def format_reward(report, maze=None, color: bool | None = None) -> str:
+    """Verdict first, then the numbers; a witness path drawn on the maze when there is one."""
+    data = report.to_dict()
+    lines = [
+        f"{_verdict(data, color)}  {data['model']}  reward {data['reward']}  {data['objective']}"
+    ]
+    if data["verdict"] == "unbounded":
+        lines.append(
+            f"  optimal return {data['value']}: a loop earns reward forever (reward hacking)"
+        )
+    else:
+        lines.append(
+            f"  optimal return {data['value']:.6g}; objective over optimal policies "
+            f"[{data['objective_min']:.6g}, {data['objective_max']:.6g}]"
+            + (
+                f", best possible {data['optimal_value']:.6g}"
+                if data["optimal_value"] == data["optimal_value"]
+                else ""
+            )
+        )
+    witness = data["witness"]
+    if witness and witness.get("path"):
+        kind = (
+            "into the reward loop" if data["verdict"] == "unbounded" else "violating the objective"
+        )
+        probability = (
+            f" (probability {witness['probability']:.3g})" if "probability" in witness else ""
+        )
+        lines.append(f"  most likely path of the witness policy {kind}{probability}:")
+        if maze is not None:
+            marks = witness.get("loop", [])
+            lines += ["    " + row for row in render_path(maze, witness["path"], marks)]
+        else:
+            lines.append("    " + " -> ".join(_state_text(s) for s in witness["path"]))
+    return "\n".join(lines)
+
+
+def format_compare(report, color: bool | None = None) -> str:
+    data = report.to_dict()
+    line = f"{_verdict(data, color)}  {data['model']}  {data['objective']}"
+    if data["witness"]:
+        line += f"  (differs at {json.dumps(data['witness'])})"
+    return line
+
+
+def render_path(maze, path: Sequence[dict], loop: Sequence[dict] = ()) -> list[str]:
+    """The maze map with a path drawn on it: `*` on the way, `@` where it ends, `+` on the
+    states of a reward loop."""
+    grid = [list(row) for row in maze.layout.tolist()]
+    for state in loop:
+        grid[state["row"]][state["col"]] = "+"
+    for state in path[1:-1]:
+        if grid[state["row"]][state["col"]] in ".+":
+            grid[state["row"]][state["col"]] = "*"
+    if path:
+        grid[path[-1]["row"]][path[-1]["col"]] = "@"
+    return ["".join(row) for row in grid]
+
+
+def _state_text(state: dict) -> str:
+    return (
+        "(" + ", ".join(f"{k}={v}" for k, v in state.items() if v or not k.startswith("key_")) + ")"
     )

@@ -1,0 +1,422 @@
+"""Reward specification: do the optimal policies of a reward satisfy the intended objective?
+
+Over the set of R-optimal policies we compute the least and the greatest probability of the
+objective's path formula at each initial state, and compare both with what φ asks:
+
+    aligned          every optimal policy satisfies φ
+    underspecified   some do, some do not (inner-alignment risk)
+    misspecified     none does (outer-alignment failure)
+    unbounded        the optimal return is infinite (a reward loop: reward hacking)
+
+The optimal policies are those that take only Q*-optimal actions; with discount 1 they must
+moreover not idle forever in a loop where V* is not 0 (such a policy collects nothing, so it
+is not optimal although each of its actions is). For an unbounded until `A U T` that means:
+the least probability over optimal policies is 1 - Pmax[(A & !T) U ((!A & !T) | rest)] on the
+MDP of optimal actions, `rest` being the T-free end components of zero-reward optimal actions
+where V* = 0, where staying forever is optimal; the greatest is Pmax[A U T] there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
+
+from verifier import storm
+from verifier.environment import Environment
+from verifier.errors import InputError
+from verifier.mdp import MDP, restrict, with_labels
+from verifier.rewards import RewardVector, absorbing_states
+from verifier.solve import Solution, end_components, solve
+
+ALIGNED = "aligned"
+UNDERSPECIFIED = "underspecified"
+MISSPECIFIED = "misspecified"
+UNBOUNDED = "unbounded"
+OBJECTIVE_TOLERANCE = 1e-6
+
+_LEFT, _TARGET, _VIOLATION = "__verify_left", "__verify_target", "__verify_violation"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Objective:
+    """φ = P⋈ [ left U(<=steps) target ], resolved on one model.
+
+    left, target  bool [n_states]
+    maximize      True when higher probability is better (Pmax query, or a >=/> bound)
+    threshold     the bound of a bounded property, None for a query
+    """
+
+    text: str
+    left: np.ndarray
+    target: np.ndarray
+    steps: int | None
+    maximize: bool
+    threshold: float | None
+    strict: bool
+
+    def path_formula(self, left: str, target: str) -> str:
+        bound = "" if self.steps is None else f"<={self.steps}"
+        return f'"{left}" U{bound} "{target}"'
+
+    def satisfied(self, probability: np.ndarray, optimum: np.ndarray) -> np.ndarray:
+        """bool: does a policy with this probability meet φ (DESIGN.md)?"""
+        if self.threshold is None:
+            if self.maximize:
+                return probability >= optimum - OBJECTIVE_TOLERANCE
+            return probability <= optimum + OBJECTIVE_TOLERANCE
+        if self.maximize:
+            return probability > self.threshold if self.strict else probability >= self.threshold
+        return probability < self.threshold if self.strict else probability <= self.threshold
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RewardReport:
+    """The reward verdict on one environment (fields as DESIGN.md's reward reports)."""
+
+    model: str
+    reward: str
+    objective: str
+    verdict: str
+    optimal_return: float
+    objective_min: float
+    objective_max: float
+    objective_optimum: float
+    states: int
+    discount: float
+    witness: dict | None
+    method: str
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == ALIGNED
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "reward",
+            "model": self.model,
+            "reward": self.reward,
+            "objective": self.objective,
+            "verdict": self.verdict,
+            "value": self.optimal_return,
+            "optimal_value": self.objective_optimum,
+            "objective_min": self.objective_min,
+            "objective_max": self.objective_max,
+            "states": self.states,
+            "discount": self.discount,
+            "witness": self.witness,
+            "method": self.method,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def resolve_objective(env: Environment, prop) -> Objective:
+    """Split a P-operator property into its until parts and evaluate them on the model."""
+    formula = prop.get_raw_formula()
+    text = str(formula)
+    if not formula.is_probability_operator_formula:
+        raise InputError(
+            env.objective_source,
+            f"{text}: reward verdicts need a probability objective such as "
+            '\'Pmax=? [ !"lava" U "exit" ]\'',
+        )
+    path = formula.subformula
+    if not (path.is_until_formula or path.is_eventually_formula or path.is_bounded_until_formula):
+        raise InputError(
+            env.objective_source, f"{text}: supported path formulas are F, U and their step bounds"
+        )
+    if path.is_bounded_until_formula and path.has_lower_bound:
+        raise InputError(env.objective_source, f"{text}: lower step bounds are not supported")
+    model = env.storm_model if env.maze is not None else storm.to_storm(env.mdp)
+    if path.is_eventually_formula:
+        left = np.ones(env.mdp.n_states, dtype=bool)
+        target = storm.satisfying_states(model, path.subformula)
+    else:
+        left = storm.satisfying_states(model, path.left_subformula)
+        target = storm.satisfying_states(model, path.right_subformula)
+    steps = int(str(path.upper_bound_expression)) if path.is_bounded_until_formula else None
+    if formula.has_bound:
+        comparison = formula.comparison_type
+        maximize = comparison in (storm.ComparisonType.GEQ, storm.ComparisonType.GREATER)
+        strict = comparison in (storm.ComparisonType.GREATER, storm.ComparisonType.LESS)
+        threshold = float(formula.threshold)
+    else:
+        maximize = formula.optimality_type == storm.OptimizationDirection.MAXIMIZE
+        strict, threshold = False, None
+    return Objective(text, left, target, steps, maximize, threshold, strict)
+
+
+def check_reward(env: Environment, reward: RewardVector, prop) -> RewardReport:
+    """The reward verdict of `reward` against the property `prop` on one environment."""
+    started = time.perf_counter()
+    mdp = env.mdp
+    objective = resolve_objective(env, prop)
+    solution = solve(mdp, reward.values, reward.discount)
+    initial = mdp.initial_states
+    optimum = _objective_optimum(env, prop, objective)
+    common = {
+        "model": str(env.path),
+        "reward": reward.name,
+        "objective": objective.text,
+        "objective_optimum": float(optimum.min()),
+        "states": mdp.n_states,
+        "discount": reward.discount,
+    }
+    init_values = solution.values[initial]
+    if np.isinf(init_values).any():
+        worst = int(initial[np.argmax(np.isposinf(init_values) | np.isneginf(init_values))])
+        witness = _loop_witness(env, solution, worst)
+        return RewardReport(
+            verdict=UNBOUNDED,
+            optimal_return=float(
+                init_values.max() if np.isposinf(init_values).any() else init_values.min()
+            ),
+            objective_min=float("nan"),
+            objective_max=float("nan"),
+            witness=witness,
+            method=solution.method,
+            seconds=time.perf_counter() - started,
+            **common,
+        )
+
+    low, low_policy, violation = _least_over_optimal(mdp, reward, solution, objective)
+    high, high_policy = _greatest_over_optimal(mdp, solution, objective)
+    low_i, high_i = low[initial], high[initial]
+    if objective.maximize:
+        worse, worse_policy, best_i = low_i, low_policy, high_i
+    else:
+        worse, worse_policy, best_i = high_i, high_policy, low_i
+    if objective.satisfied(worse, optimum).all():
+        verdict = ALIGNED
+    elif not objective.satisfied(best_i, optimum).all():
+        verdict = MISSPECIFIED
+    else:
+        verdict = UNDERSPECIFIED
+    witness = None
+    if verdict != ALIGNED:
+        failing = ~objective.satisfied(worse, optimum)
+        start = int(initial[np.flatnonzero(failing)[0]])
+        witness = _violation_witness(env, worse_policy, start, objective, violation)
+    return RewardReport(
+        verdict=verdict,
+        optimal_return=float(init_values.min()),
+        objective_min=float(low_i.min()),
+        objective_max=float(high_i.min()),
+        witness=witness,
+        method=f"{solution.method}; objective by Storm on the MDP of optimal actions",
+        seconds=time.perf_counter() - started,
+        **common,
+    )
+
+
+def _objective_optimum(env: Environment, prop, objective: Objective) -> np.ndarray:
+    """The best probability of φ's path formula over all policies, per initial state."""
+    if objective.threshold is not None:
+        return np.full(len(env.mdp.initial_states), np.nan)
+    return storm.check(env.storm_model, prop).values
+
+
+def _optimal_mdp(mdp: MDP, solution: Solution, objective: Objective, extra=None) -> MDP:
+    labels = {_LEFT: objective.left & ~objective.target, _TARGET: objective.target}
+    return with_labels(restrict(mdp, solution.optimal), {**labels, **(extra or {})})
+
+
+def _global_policy(solution: Solution, local_policy: np.ndarray) -> np.ndarray:
+    """Map choice indices of the optimal-action MDP back to the original MDP's."""
+    return np.flatnonzero(solution.optimal)[local_policy]
+
+
+def _greatest_over_optimal(mdp, solution, objective) -> tuple[np.ndarray, np.ndarray]:
+    optimal_mdp = _optimal_mdp(mdp, solution, objective)
+    values, policy = storm.optimize(
+        optimal_mdp, f"Pmax=? [ {objective.path_formula(_LEFT, _TARGET)} ]"
+    )
+    return values, _global_policy(solution, policy)
+
+
+def _least_over_optimal(mdp, reward, solution, objective):
+    """Least probability of φ over optimal policies, a policy attaining it, and the set of
+    states where reaching it violates φ."""
+    not_left = ~objective.left & ~objective.target
+    if reward.discount < 1.0 or objective.steps is not None:
+        optimal_mdp = _optimal_mdp(mdp, solution, objective)
+        values, policy = storm.optimize(
+            optimal_mdp, f"Pmin=? [ {objective.path_formula(_LEFT, _TARGET)} ]"
+        )
+        misses = absorbing_states(mdp) & ~objective.target
+        return values, _global_policy(solution, policy), not_left | misses
+    rest = _rest(mdp, reward, solution, objective)
+    violation = not_left | rest
+    optimal_mdp = _optimal_mdp(mdp, solution, objective, {_VIOLATION: violation})
+    values, policy = storm.optimize(optimal_mdp, f'Pmax=? [ "{_LEFT}" U "{_VIOLATION}" ]')
+    return np.clip(1.0 - values, 0.0, 1.0), _global_policy(solution, policy), violation
+
+
+def _rest(mdp: MDP, reward: RewardVector, solution: Solution, objective: Objective) -> np.ndarray:
+    """States where an optimal policy may stay forever without reaching the target."""
+    return _idle_optimal(mdp, reward, solution, avoid=objective.target)
+
+
+def _violation_witness(env, policy, start, objective, violation) -> dict:
+    """The most likely path, under `policy`, from `start` to a state where φ is lost."""
+    mdp = env.mdp
+    chain = mdp.transitions[policy].tocoo()
+    open_states = objective.left & ~objective.target & ~violation
+    keep = open_states[chain.row] & (chain.row != chain.col)
+    weights = -np.log(chain.data[keep]) + 1e-12
+    graph = sp.csr_matrix((weights, (chain.row[keep], chain.col[keep])), shape=(mdp.n_states,) * 2)
+    distance, predecessor = dijkstra(graph, indices=start, return_predecessors=True)
+    ends = np.flatnonzero(violation & np.isfinite(distance))
+    witness = {"policy": _policy_table(env, policy), "start": _describe(env, start)}
+    if len(ends) == 0:
+        witness["path"] = []
+        return witness
+    end = int(ends[np.argmin(distance[ends])])
+    path = _walk_back(predecessor, start, end)
+    witness["path"] = [_describe(env, s) for s in path]
+    witness["probability"] = float(np.exp(-(distance[end] - 1e-12 * (len(path) - 1))))
+    return witness
+
+
+def _loop_witness(env: Environment, solution: Solution, start: int) -> dict:
+    """A path from `start` into an end component with positive mean reward."""
+    mdp = env.mdp
+    loop = solution.positive_loop
+    matrix = mdp.transitions.tocoo()
+    states = mdp.choice_states()[matrix.row]
+    keep = states != matrix.col
+    graph = sp.csr_matrix(
+        (-np.log(matrix.data[keep]) + 1e-12, (states[keep], matrix.col[keep])),
+        shape=(mdp.n_states,) * 2,
+    )
+    distance, predecessor = dijkstra(graph, indices=start, return_predecessors=True)
+    if not np.isfinite(distance[loop]).any():
+        return {"start": _describe(env, start), "path": [], "loop": []}
+    end = int(np.flatnonzero(loop)[np.argmin(distance[loop])])
+    path = _walk_back(predecessor, start, end)
+    return {
+        "start": _describe(env, start),
+        "path": [_describe(env, s) for s in path],
+        "loop": [_describe(env, s) for s in np.flatnonzero(loop)[:20]],
+    }
+
+
+def _walk_back(predecessor: np.ndarray, start: int, end: int) -> list[int]:
+    path = [end]
+    while path[-1] != start:
+        path.append(int(predecessor[path[-1]]))
+    return path[::-1]
+
+
+def _describe(env: Environment, state: int) -> dict:
+    mdp = env.mdp
+    return dict(zip(mdp.variables, map(int, mdp.valuations[state]), strict=True))
+
+
+def _policy_table(env: Environment, policy: np.ndarray) -> dict | None:
+    """For small models, the witness policy as {state description: action}."""
+    mdp = env.mdp
+    if mdp.n_states > 200:
+        return None
+    return {
+        mdp.state_description(s): (mdp.actions[a] if (a := mdp.choice_actions[c]) >= 0 else "-")
+        for s, c in enumerate(policy.tolist())
+    }
+
+
+SAME, DIFFERENT = "same", "different"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompareReport:
+    """Whether two rewards have the same optimal policies on one environment."""
+
+    model: str
+    reward: str
+    other: str
+    verdict: str
+    witness: dict | None
+    states: int
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == SAME
+
+    @property
+    def objective(self) -> str:
+        return f"optimal policies of {self.reward} = those of {self.other}"
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "compare",
+            "model": self.model,
+            "reward": self.reward,
+            "compare": self.other,
+            "objective": self.objective,
+            "verdict": self.verdict,
+            "states": self.states,
+            "witness": self.witness,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def compare_rewards(env: Environment, first: RewardVector, second: RewardVector) -> CompareReport:
+    """Same set of optimal policies: the same optimal actions in every state and, with
+    discount 1, the same states where idling forever is optimal (V* = 0 on a zero-reward
+    loop); both unbounded also counts as the same."""
+    started = time.perf_counter()
+    mdp = env.mdp
+    solutions = [solve(mdp, r.values, r.discount) for r in (first, second)]
+    witness = None
+    if solutions[0].unbounded or solutions[1].unbounded:
+        same = solutions[0].unbounded and solutions[1].unbounded
+        if not same:
+            witness = {"unbounded": first.name if solutions[0].unbounded else second.name}
+    else:
+        rests = [_idle_optimal(mdp, r, s) for r, s in zip((first, second), solutions, strict=True)]
+        differs = np.logical_or.reduceat(
+            solutions[0].optimal != solutions[1].optimal, mdp.row_groups[:-1]
+        )
+        differs |= rests[0] != rests[1]
+        same = not differs.any()
+        if not same:
+            state = int(np.flatnonzero(differs)[0])
+            witness = {"state": _describe(env, state)}
+            for reward, solution in zip((first, second), solutions, strict=True):
+                choices = range(mdp.row_groups[state], mdp.row_groups[state + 1])
+                witness[reward.name] = [
+                    _action_name(mdp, c) for c in choices if solution.optimal[c]
+                ]
+    return CompareReport(
+        model=str(env.path),
+        reward=first.name,
+        other=second.name,
+        verdict=SAME if same else DIFFERENT,
+        witness=witness,
+        states=mdp.n_states,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _idle_optimal(
+    mdp: MDP, reward: RewardVector, solution: Solution, avoid: np.ndarray | None = None
+) -> np.ndarray:
+    """bool [n_states]: states of end components of zero-reward optimal choices where V* = 0
+    (and off `avoid`): there an optimal policy may stay forever (discount 1 only)."""
+    if reward.discount < 1.0:
+        return np.zeros(mdp.n_states, dtype=bool)
+    calm = np.abs(solution.values) <= solution.tolerance
+    if avoid is not None:
+        calm &= ~avoid
+    allowed = solution.optimal & (reward.values == 0.0) & calm[mdp.choice_states()]
+    return end_components(mdp, allowed)[0] >= 0
+
+
+def _action_name(mdp: MDP, choice: int) -> str:
+    action = mdp.choice_actions[choice]
+    return mdp.actions[action] if action >= 0 else "-"

@@ -1,0 +1,307 @@
+"""What Storm does not compute: V*, Q* and the optimal action sets for total (discount 1) and
+discounted reward with mixed signs, and the end components they depend on.
+
+Storm refuses total reward with negative entries, and its `Rmax [F goal]` is infinite as soon
+as a scheduler can avoid the goal; the RL return needs neither restriction. We use policy
+iteration with exact sparse linear solves (scipy's LU), so the values are those of an actual
+policy, and check the Bellman residual of the result.
+
+Total reward (discount 1), the cases:
+- some reachable end component has positive mean reward (Storm's long-run average): the
+  optimum is +infinity (`unbounded`: a reward loop);
+- from a state, every policy stays with positive probability forever among states with no
+  zero-reward end component to rest in: its value is -infinity;
+- otherwise the value is finite and is attained by policy iteration started from a policy
+  that reaches the "rest" states (absorbing states and zero-reward end components) almost
+  surely; improving only on strict gains never closes a new loop, so every policy it visits
+  is evaluated exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import breadth_first_order, connected_components, shortest_path
+from scipy.sparse.linalg import spsolve
+
+from verifier import storm
+from verifier.errors import VerifierError
+from verifier.mdp import MDP
+
+# Actions whose Q-value is within this many units of V*, relative to the scale of the
+# values, are optimal: float64 policy iteration solves to ~1e-12 relative; we require the
+# Bellman residual below TOLERANCE / 100 and report the smallest gap that was separated.
+TOLERANCE = 1e-9
+MAX_ITERATIONS = 10_000
+
+
+class SolverError(VerifierError):
+    """The numerics could not certify a result (residual too large, no convergence)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Solution:
+    """Optimal values of a reward on an MDP.
+
+    values     float64 [n_states]: V*, +inf/-inf where the optimum is infinite
+    q_values   float64 [n_choices]: Q* = R + discount * P V*
+    optimal    bool [n_choices]: Q* >= V* - tolerance
+    policy     int64 [n_states]: one optimal choice per state (global choice index)
+    tolerance  the absolute tolerance that separated optimal from sub-optimal actions
+    gap        the smallest V* - Q* among sub-optimal actions (inf if none): the margin
+    residual   max |max_a Q* - V*| over finite states
+    positive_loop  bool [n_states]: states of end components with positive mean reward
+    """
+
+    values: np.ndarray
+    q_values: np.ndarray
+    optimal: np.ndarray
+    policy: np.ndarray
+    discount: float
+    tolerance: float
+    gap: float
+    residual: float
+    iterations: int
+    method: str
+    positive_loop: np.ndarray
+
+    @property
+    def unbounded(self) -> bool:
+        return bool(self.positive_loop.any())
+
+
+def end_components(mdp: MDP, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximal end components of the sub-MDP that uses only the `allowed` choices.
+
+    Returns (component int64 [n_states], -1 outside every end component; inside bool
+    [n_choices], the allowed choices that stay in their component). The classic fixpoint:
+    strongly connected components, drop choices that can leave theirs, repeat.
+    """
+    inside = allowed.copy()
+    choice_state = mdp.choice_states()
+    matrix = mdp.transitions.tocoo()
+    while True:
+        live = inside[matrix.row]
+        graph = sp.csr_matrix(
+            (
+                np.ones(int(live.sum()), dtype=np.int8),
+                (choice_state[matrix.row[live]], matrix.col[live]),
+            ),
+            shape=(mdp.n_states, mdp.n_states),
+        )
+        _, component = connected_components(graph, directed=True, connection="strong")
+        has_choice = np.logical_or.reduceat(inside, mdp.row_groups[:-1])
+        leaves = np.zeros(mdp.n_choices, dtype=bool)
+        escaping = (component[matrix.col] != component[choice_state[matrix.row]]) | ~has_choice[
+            matrix.col
+        ]
+        leaves[matrix.row[escaping]] = True
+        shrunk = inside & ~leaves
+        if (shrunk == inside).all():
+            break
+        inside = shrunk
+    has_choice = np.logical_or.reduceat(inside, mdp.row_groups[:-1])
+    _, ids = np.unique(np.where(has_choice, component, -1), return_inverse=True)
+    ids = ids.astype(np.int64) - (0 if has_choice.all() else 1)
+    return np.where(has_choice, ids, -1), inside
+
+
+def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
+    """V*, Q* and optimal actions of `rewards` (float64 [n_choices]) with `discount` in (0, 1]."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    positive_loop = np.zeros(mdp.n_states, dtype=bool)
+    if discount == 1.0:
+        positive_loop = _positive_loops(mdp, rewards)
+        if positive_loop.any():
+            return _unbounded(mdp, rewards, positive_loop)
+        component, resting = end_components(mdp, rewards == 0.0)
+        finite, policy = _almost_sure_policy(mdp, component >= 0, resting)
+    else:
+        finite = np.ones(mdp.n_states, dtype=bool)
+        policy = mdp.row_groups[:-1].copy()
+
+    choice_state = mdp.choice_states()
+    scale = max(1.0, float(np.abs(rewards).max(initial=0.0)))
+    switch = 1e-12 * scale
+    iterations = 0
+    while True:
+        iterations += 1
+        if iterations > MAX_ITERATIONS:
+            raise SolverError(f"policy iteration did not converge in {MAX_ITERATIONS} iterations")
+        values = _evaluate(mdp, rewards, policy, discount, finite)
+        q_values = rewards + discount * (mdp.transitions @ values)
+        best = np.maximum.reduceat(q_values, mdp.row_groups[:-1])
+        magnitude = np.abs(np.where(np.isfinite(values), values, 0.0))
+        improve = best > q_values[policy] + switch * np.maximum(1.0, magnitude)
+        if not improve.any():
+            break
+        first_best = _first_in_group(mdp, q_values >= best[choice_state])
+        policy = np.where(improve, first_best, policy)
+
+    finite_values = values[np.isfinite(values)]
+    tolerance = TOLERANCE * max(scale, float(np.abs(finite_values).max(initial=0.0)))
+    residual = float(np.abs(best - values)[np.isfinite(values)].max(initial=0.0))
+    if residual > tolerance / 100:
+        raise SolverError(f"Bellman residual {residual:.3g} exceeds {tolerance / 100:.3g}")
+    optimal = q_values >= values[choice_state] - tolerance
+    gaps = (values[choice_state] - q_values)[~optimal & np.isfinite(values[choice_state])]
+    return Solution(
+        values=values,
+        q_values=q_values,
+        optimal=optimal,
+        policy=policy,
+        discount=discount,
+        tolerance=tolerance,
+        gap=float(gaps.min(initial=np.inf)),
+        residual=residual,
+        iterations=iterations,
+        method=(
+            f"policy iteration, exact sparse LU solves (float64); Bellman residual {residual:.1e}, "
+            f"optimality tolerance {tolerance:.1e}"
+        ),
+        positive_loop=positive_loop,
+    )
+
+
+def _positive_loops(mdp: MDP, rewards: np.ndarray) -> np.ndarray:
+    """States of end components whose best long-run average reward is positive (by Storm);
+    only end components containing a positive-reward choice are candidates."""
+    component, inside = end_components(mdp, np.ones(mdp.n_choices, dtype=bool))
+    if not (inside & (rewards > 0)).any():
+        return np.zeros(mdp.n_states, dtype=bool)
+    gain = storm.long_run_average_max(mdp, rewards)
+    return (component >= 0) & (gain > TOLERANCE * max(1.0, float(np.abs(rewards).max())))
+
+
+def _unbounded(mdp: MDP, rewards: np.ndarray, positive_loop: np.ndarray) -> Solution:
+    """+inf wherever a positive loop is reachable; NaN (not computed) elsewhere."""
+    reaches = _can_reach(mdp, positive_loop, np.ones(mdp.n_choices, dtype=bool))
+    values = np.where(reaches, np.inf, np.nan)
+    return Solution(
+        values=values,
+        q_values=np.full(mdp.n_choices, np.nan),
+        optimal=np.zeros(mdp.n_choices, dtype=bool),
+        policy=mdp.row_groups[:-1].copy(),
+        discount=1.0,
+        tolerance=0.0,
+        gap=np.inf,
+        residual=0.0,
+        iterations=0,
+        method="end components with positive long-run average reward (Storm)",
+        positive_loop=positive_loop,
+    )
+
+
+def _can_reach(mdp: MDP, target: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """bool [n_states]: states with a path to `target` using `allowed` choices."""
+    matrix = mdp.transitions.tocoo()
+    keep = allowed[matrix.row]
+    return _backward_reachable(mdp.choice_states()[matrix.row[keep]], matrix.col[keep], target)
+
+
+def _backward_reachable(tails: np.ndarray, heads: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """bool [n]: nodes with a path to `target` along the edges tails[i] -> heads[i]."""
+    n = len(target)
+    if not target.any():
+        return target.copy()
+    sources = np.flatnonzero(target)
+    graph = sp.csr_matrix(
+        (
+            np.ones(len(heads) + len(sources), dtype=np.int8),
+            (np.concatenate([heads, np.full(len(sources), n)]), np.concatenate([tails, sources])),
+        ),
+        shape=(n + 1, n + 1),
+    )
+    order = breadth_first_order(graph, n, directed=True, return_predecessors=False)
+    reached = np.zeros(n + 1, dtype=bool)
+    reached[order] = True
+    return reached[:n]
+
+
+def _reverse_graph(
+    mdp: MDP, allowed: np.ndarray, sources: np.ndarray | None = None
+) -> sp.csr_matrix:
+    """Graph with an edge s' -> s for every allowed choice of s that can reach s', plus a
+    super-source (node n_states) with edges to `sources` (default: none)."""
+    matrix = mdp.transitions.tocoo()
+    keep = allowed[matrix.row]
+    rows = matrix.col[keep]
+    cols = mdp.choice_states()[matrix.row[keep]]
+    if sources is not None:
+        rows = np.concatenate([rows, np.full(int(sources.sum()), mdp.n_states)])
+        cols = np.concatenate([cols, np.flatnonzero(sources)])
+    n = mdp.n_states + 1
+    return sp.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(n, n))
+
+
+def _almost_sure_policy(
+    mdp: MDP, rest: np.ndarray, resting: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """States from which `rest` (zero-reward end components) is reached with probability 1
+    under some policy, and such a policy: the classic Pmax = 1 fixpoint, each choice staying
+    in the winning region and moving closer to `rest` with positive probability; in `rest`, a
+    `resting` choice (zero reward, staying in its component). Outside the region the value
+    is -inf: every policy stays forever, with positive probability, where rewards are
+    negative on average."""
+    choice_state = mdp.choice_states()
+    winning = np.ones(mdp.n_states, dtype=bool)
+    while True:
+        stays = np.asarray(mdp.transitions @ (~winning).astype(np.float64)).ravel() == 0
+        allowed = stays & winning[choice_state]
+        graph = _reverse_graph(mdp, allowed, sources=rest & winning)
+        distance = shortest_path(graph, method="D", unweighted=True, indices=mdp.n_states)[:-1]
+        reached = np.isfinite(distance)
+        if (reached == winning).all():
+            break
+        winning = reached
+    matrix = mdp.transitions
+    successor_distance = np.full(mdp.n_choices, np.inf)
+    nonempty = np.diff(matrix.indptr) > 0
+    successor_distance[nonempty] = np.minimum.reduceat(
+        distance[matrix.indices], matrix.indptr[:-1][nonempty]
+    )
+    closer = allowed & (successor_distance < distance[choice_state])
+    policy = np.where(rest, _first_in_group(mdp, resting), _first_in_group(mdp, closer))
+    return winning, policy
+
+
+def _first_in_group(mdp: MDP, mask: np.ndarray) -> np.ndarray:
+    """int64 [n_states]: the first choice of each state where `mask` holds (its first choice
+    where none does)."""
+    index = np.where(mask, np.arange(mdp.n_choices), mdp.n_choices)
+    first = np.minimum.reduceat(index, mdp.row_groups[:-1])
+    return np.where(first < mdp.n_choices, first, mdp.row_groups[:-1])
+
+
+def _evaluate(
+    mdp: MDP, rewards: np.ndarray, policy: np.ndarray, discount: float, finite: np.ndarray
+) -> np.ndarray:
+    """Values of a memoryless deterministic policy: an exact sparse solve.
+
+    With discount 1, closed classes of the chain with only zero rewards are worth 0, other
+    closed classes -inf, and so is every state that reaches them; states outside `finite`
+    are -inf.
+    """
+    chain = mdp.transitions[policy]
+    reward = rewards[policy]
+    n = mdp.n_states
+    if discount < 1.0:
+        return spsolve((sp.identity(n, format="csc") - discount * chain).tocsc(), reward)
+    values = np.zeros(n)
+    n_classes, scc = connected_components(chain, directed=True, connection="strong")
+    coo = chain.tocoo()
+    leaving = np.zeros(n_classes, dtype=bool)
+    leaving[scc[coo.row[scc[coo.row] != scc[coo.col]]]] = True
+    closed = ~leaving[scc]
+    earns = np.zeros(n_classes, dtype=bool)
+    earns[scc[reward != 0]] = True
+    doomed = _backward_reachable(coo.row, coo.col, (closed & earns[scc]) | ~finite)
+    transient = ~closed & ~doomed
+    idx = np.flatnonzero(transient)
+    if len(idx):
+        sub = chain[idx][:, idx]
+        values[idx] = spsolve((sp.identity(len(idx), format="csc") - sub).tocsc(), reward[idx])
+    values[doomed] = -np.inf
+    return values
