@@ -225,8 +225,11 @@ def _optimal_mdp(mdp: MDP, solution: Solution, objective: Objective, extra=None)
     return with_labels(restrict(mdp, solution.optimal), {**labels, **(extra or {})})
 
 
-def _global_policy(solution: Solution, local_policy: np.ndarray) -> np.ndarray:
-    """Map choice indices of the optimal-action MDP back to the original MDP's."""
+def _global_policy(solution: Solution, local_policy: np.ndarray | None) -> np.ndarray:
+    """Map choice indices of the optimal-action MDP back to the original MDP's. Without a
+    memoryless extreme policy (step-bounded objectives), the solver's optimal policy."""
+    if local_policy is None:
+        return solution.policy
     return np.flatnonzero(solution.optimal)[local_policy]
 
 

@@ -6,15 +6,19 @@ as a scheduler can avoid the goal; the RL return needs neither restriction. We u
 iteration with exact sparse linear solves (scipy's LU), so the values are those of an actual
 policy, and check the Bellman residual of the result.
 
-Total reward (discount 1), the cases:
-- some reachable end component has positive mean reward (Storm's long-run average): the
-  optimum is +infinity (`unbounded`: a reward loop);
-- from a state, every policy stays with positive probability forever among states with no
-  zero-reward end component to rest in: its value is -infinity;
-- otherwise the value is finite and is attained by policy iteration started from a policy
-  that reaches the "rest" states (absorbing states and zero-reward end components) almost
-  surely; improving only on strict gains never closes a new loop, so every policy it visits
-  is evaluated exactly.
+Total reward (discount 1): policy iteration starts from a policy that reaches the "rest"
+states (absorbing states and zero-reward end components) almost surely, and switches actions
+only on strict gains. Such a switch never closes a loop of zero or negative mean reward, so
+every policy visited is evaluated exactly. It closes a loop of positive mean reward when one
+is reachable: if it stopped at finite values V satisfying Bellman's equation, every policy's
+partial sums would be bounded by V(s0) - min V. So:
+- a policy whose chain has a closed class with positive mean reward (its stationary
+  distribution times the rewards) proves the optimum +infinity (`unbounded`, a reward loop);
+- from a state where every policy stays forever, with positive probability, away from the
+  rest states, the value is -infinity;
+- otherwise the values of the final policy are V*.
+Storm's long-run average (`R max [ LRA ]`) would answer the first question directly but did
+not terminate on periodic maze chains, sound or not; this needs no extra computation.
 """
 
 from __future__ import annotations
@@ -26,8 +30,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components, shortest_path
 from scipy.sparse.linalg import spsolve
 
-from verifier import storm
-from verifier.errors import VerifierError
+from verifier.errors import InputError, VerifierError
 from verifier.mdp import MDP
 
 # Actions whose Q-value is within this many units of V*, relative to the scale of the
@@ -52,7 +55,7 @@ class Solution:
     tolerance  the absolute tolerance that separated optimal from sub-optimal actions
     gap        the smallest V* - Q* among sub-optimal actions (inf if none): the margin
     residual   max |max_a Q* - V*| over finite states
-    positive_loop  bool [n_states]: states of end components with positive mean reward
+    positive_loop  bool [n_states]: a loop with positive mean reward (empty unless unbounded)
     """
 
     values: np.ndarray
@@ -113,9 +116,6 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
     rewards = np.asarray(rewards, dtype=np.float64)
     positive_loop = np.zeros(mdp.n_states, dtype=bool)
     if discount == 1.0:
-        positive_loop = _positive_loops(mdp, rewards)
-        if positive_loop.any():
-            return _unbounded(mdp, rewards, positive_loop)
         component, resting = end_components(mdp, rewards == 0.0)
         finite, policy = _almost_sure_policy(mdp, component >= 0, resting)
     else:
@@ -130,7 +130,9 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
         iterations += 1
         if iterations > MAX_ITERATIONS:
             raise SolverError(f"policy iteration did not converge in {MAX_ITERATIONS} iterations")
-        values = _evaluate(mdp, rewards, policy, discount, finite)
+        values, positive_loop = _evaluate(mdp, rewards, policy, discount, finite)
+        if positive_loop.any():
+            return _unbounded(mdp, positive_loop)
         q_values = rewards + discount * (mdp.transitions @ values)
         best = np.maximum.reduceat(q_values, mdp.row_groups[:-1])
         magnitude = np.abs(np.where(np.isfinite(values), values, 0.0))
@@ -165,17 +167,7 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
     )
 
 
-def _positive_loops(mdp: MDP, rewards: np.ndarray) -> np.ndarray:
-    """States of end components whose best long-run average reward is positive (by Storm);
-    only end components containing a positive-reward choice are candidates."""
-    component, inside = end_components(mdp, np.ones(mdp.n_choices, dtype=bool))
-    if not (inside & (rewards > 0)).any():
-        return np.zeros(mdp.n_states, dtype=bool)
-    gain = storm.long_run_average_max(mdp, rewards)
-    return (component >= 0) & (gain > TOLERANCE * max(1.0, float(np.abs(rewards).max())))
-
-
-def _unbounded(mdp: MDP, rewards: np.ndarray, positive_loop: np.ndarray) -> Solution:
+def _unbounded(mdp: MDP, positive_loop: np.ndarray) -> Solution:
     """+inf wherever a positive loop is reachable; NaN (not computed) elsewhere."""
     reaches = _can_reach(mdp, positive_loop, np.ones(mdp.n_choices, dtype=bool))
     values = np.where(reaches, np.inf, np.nan)
@@ -189,7 +181,7 @@ def _unbounded(mdp: MDP, rewards: np.ndarray, positive_loop: np.ndarray) -> Solu
         gap=np.inf,
         residual=0.0,
         iterations=0,
-        method="end components with positive long-run average reward (Storm)",
+        method="policy iteration found a loop with positive mean reward",
         positive_loop=positive_loop,
     )
 
@@ -277,31 +269,73 @@ def _first_in_group(mdp: MDP, mask: np.ndarray) -> np.ndarray:
 
 def _evaluate(
     mdp: MDP, rewards: np.ndarray, policy: np.ndarray, discount: float, finite: np.ndarray
-) -> np.ndarray:
-    """Values of a memoryless deterministic policy: an exact sparse solve.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Values of a memoryless deterministic policy by an exact sparse solve, and the states
+    of closed classes of its chain with positive mean reward (discount 1; then the values
+    are not used).
 
-    With discount 1, closed classes of the chain with only zero rewards are worth 0, other
-    closed classes -inf, and so is every state that reaches them; states outside `finite`
-    are -inf.
+    With discount 1, a closed class earning only zero rewards is worth 0; one with negative
+    mean reward is worth -inf, and so is every state that reaches it or lies outside
+    `finite`; zero mean reward with nonzero rewards has no total reward at all.
     """
     chain = mdp.transitions[policy]
     reward = rewards[policy]
     n = mdp.n_states
+    positive = np.zeros(n, dtype=bool)
     if discount < 1.0:
-        return spsolve((sp.identity(n, format="csc") - discount * chain).tocsc(), reward)
+        return spsolve((sp.identity(n, format="csc") - discount * chain).tocsc(), reward), positive
     values = np.zeros(n)
     n_classes, scc = connected_components(chain, directed=True, connection="strong")
     coo = chain.tocoo()
     leaving = np.zeros(n_classes, dtype=bool)
     leaving[scc[coo.row[scc[coo.row] != scc[coo.col]]]] = True
     closed = ~leaving[scc]
-    earns = np.zeros(n_classes, dtype=bool)
-    earns[scc[reward != 0]] = True
-    doomed = _backward_reachable(coo.row, coo.col, (closed & earns[scc]) | ~finite)
+    earning = np.zeros(n_classes, dtype=bool)
+    earning[scc[reward != 0]] = True
+    negative = np.zeros(n, dtype=bool)
+    scale = max(1.0, float(np.abs(reward).max(initial=0.0)))
+    for members in _classes(scc, closed & earning[scc]):
+        gain = _mean_reward(chain, reward, members)
+        if gain > 1e-12 * scale:
+            positive[members] = True
+        elif gain < -1e-12 * scale:
+            negative[members] = True
+        else:
+            raise InputError(
+                "--reward",
+                f"the total reward is undefined: a loop through {len(members)} states has mean "
+                "reward 0 but nonzero rewards, so its sum does not converge; use a discount < 1",
+            )
+    if positive.any():
+        return values, positive
+    doomed = _backward_reachable(coo.row, coo.col, negative | ~finite)
     transient = ~closed & ~doomed
     idx = np.flatnonzero(transient)
     if len(idx):
         sub = chain[idx][:, idx]
         values[idx] = spsolve((sp.identity(len(idx), format="csc") - sub).tocsc(), reward[idx])
     values[doomed] = -np.inf
-    return values
+    return values, positive
+
+
+def _classes(scc: np.ndarray, selected: np.ndarray) -> list[np.ndarray]:
+    """The states of each strongly connected component that has a selected state."""
+    order = np.flatnonzero(selected)
+    if not len(order):
+        return []
+    order = order[np.argsort(scc[order], kind="stable")]
+    return np.split(order, np.flatnonzero(np.diff(scc[order])) + 1)
+
+
+def _mean_reward(chain: sp.csr_matrix, reward: np.ndarray, members: np.ndarray) -> float:
+    """Long-run mean reward of an irreducible closed class: stationary distribution · reward
+    (solve pi (P - I) = 0 with one equation replaced by sum(pi) = 1)."""
+    if len(members) == 1:
+        return float(reward[members[0]])
+    block = chain[members][:, members]
+    system = (block.T - sp.identity(len(members))).tolil()
+    system[0, :] = 1.0
+    rhs = np.zeros(len(members))
+    rhs[0] = 1.0
+    stationary = spsolve(system.tocsc(), rhs)
+    return float(stationary @ reward[members])

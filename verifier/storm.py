@@ -12,7 +12,7 @@ import re
 import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -325,43 +325,38 @@ class PropertyResult:
 SOUND_METHOD = "Storm sparse engine, sound numerics (certified lower and upper bounds)"
 
 
-def long_run_average_max(mdp: MDP, rewards: np.ndarray) -> np.ndarray:
-    """float64 [n_states]: the best long-run average of `rewards` (per choice) from each
-    state, `R{"r"}max=? [ LRA ]` (it has no sign restriction, unlike total reward)."""
-    model = to_storm(replace(mdp, rewards={"r": np.asarray(rewards, dtype=np.float64)}))
-    prop = parse_properties('R{"r"}max=? [ LRA ]')[0]
-    result = _model_check(model, prop.get_raw_formula(), "long-run average reward")
-    return np.asarray(result.get_value_vector(), dtype=np.float64)
-
-
 def satisfying_states(model, state_formula) -> np.ndarray:
     """bool [n_states]: where a (parsed) state formula holds, e.g. `!"lava"`."""
     result = _model_check(model, state_formula, str(state_formula))
     return _numpy_mask(result.get_truth_values_vector(), model.nr_states)
 
 
-def optimize(mdp: MDP, formula_text: str) -> tuple[np.ndarray, np.ndarray]:
+def optimize(mdp: MDP, formula_text: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Values of a `Pmax=?`/`Pmin=?` query on every state and an optimal memoryless policy:
-    (float64 [n_states], int64 [n_states] global choice index), by Storm's sound engine."""
+    (float64 [n_states], int64 [n_states] global choice index), by Storm's sound engine.
+    Step-bounded objectives need policies with memory: there the policy is None."""
     model = to_storm(mdp)
     formula = parse_properties(formula_text)[0].get_raw_formula()
+    memoryless = not formula.subformula.is_bounded_until_formula
     try:
         result = stormpy.model_checking(
             model,
             formula,
             only_initial_states=False,
-            extract_scheduler=True,
+            extract_scheduler=memoryless,
             environment=stormpy.environments.sound(),
         )
     except Exception as exc:
         raise InputError("objective", f"{formula_text}: {_storm_message(exc)}") from None
+    values = np.asarray(result.get_value_vector(), dtype=np.float64)
+    if not memoryless:
+        return values, None
     scheduler = result.get_scheduler()
     local = np.fromiter(
         (scheduler.get_choice(s).get_deterministic_choice() for s in range(mdp.n_states)),
         dtype=np.int64,
         count=mdp.n_states,
     )
-    values = np.asarray(result.get_value_vector(), dtype=np.float64)
     return values, mdp.row_groups[:-1] + local
 
 

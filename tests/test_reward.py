@@ -1,0 +1,267 @@
+"""Reward specification verdicts, each against a value worked out by hand or by a second route."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import maze_text
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from verifier import storm
+from verifier.cli import main
+from verifier.environment import load_environment
+from verifier.generate import random_maze
+from verifier.mdp import restrict, with_labels
+from verifier.reward import (
+    ALIGNED,
+    MISSPECIFIED,
+    SAME,
+    UNBOUNDED,
+    UNDERSPECIFIED,
+    check_reward,
+    compare_rewards,
+)
+from verifier.rewards import Reward, RewardVector, absorbing_states, reward_vector
+from verifier.solve import solve
+
+REDBLUE = Path(__file__).resolve().parent.parent / "models" / "redblue"
+EXIT = '[cells.A]\nkind = "exit"\ncolor = "blue"\n'
+RED_EXIT = '[cells.B]\nkind = "exit"\ncolor = "red"\n'
+LAVA = '[cells.L]\nkind = "lava"\n'
+
+
+def environment(tmp_path, map_text, cells, spec=None, **top):
+    path = tmp_path / "maze.toml"
+    path.write_text(maze_text(map_text, cells, **top))
+    return load_environment(path, spec=spec)
+
+
+def verdict(env, step=0.0, discount=1.0, **arrive):
+    reward = reward_vector(env.mdp, Reward("r", "test", discount, step, arrive))
+    return check_reward(env, reward, env.properties[0])
+
+
+@pytest.mark.parametrize("maze", ["train-01", "train-02", "train-03"])
+def test_red_reward_is_aligned_on_every_training_maze(maze):
+    env = load_environment(REDBLUE / f"{maze}.toml")
+    report = check_reward(env, _file_reward(env, "red"), env.properties[0])
+    assert report.verdict == ALIGNED
+    assert report.objective_min == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("maze", ["deploy-01", "deploy-02"])
+def test_red_reward_is_misspecified_on_blue_exit_deployment_mazes(maze):
+    """Every optimal policy of "+1 on red" walks to the terminal red object: P(exit) = 0."""
+    env = load_environment(REDBLUE / f"{maze}.toml")
+    report = check_reward(env, _file_reward(env, "red"), env.properties[0])
+    assert report.verdict == MISSPECIFIED
+    assert report.objective_max == pytest.approx(0.0, abs=1e-9)
+    assert report.objective_optimum == pytest.approx(1.0, abs=1e-9)
+    end = report.witness["path"][-1]
+    assert env.mdp.label("object_red")[_state_of(env, end)]
+
+
+@pytest.mark.parametrize("maze", sorted(p.stem for p in REDBLUE.glob("*.toml")))
+def test_exit_reward_is_aligned_on_every_maze(maze):
+    env = load_environment(REDBLUE / f"{maze}.toml")
+    assert check_reward(env, _file_reward(env, "exit"), env.properties[0]).verdict == ALIGNED
+
+
+def test_two_equally_good_exits_leave_the_objective_underspecified(tmp_path):
+    """B . S . A: a red and a blue exit, two steps each way. "+1 on any exit" makes going
+    left and going right both optimal; φ = reach the blue exit: the left-going optimal
+    policy gets 0, the right-going one 1."""
+    env = environment(tmp_path, "#B.S.A#", EXIT + RED_EXIT, spec='Pmax=? [ F "exit_blue" ]')
+    report = verdict(env, step=-0.1, exit=1.0)
+    assert report.verdict == UNDERSPECIFIED
+    assert (report.objective_min, report.objective_max) == (0.0, 1.0)
+    assert report.optimal_return == pytest.approx(-0.1 + 0.9)
+    assert env.mdp.label("exit_red")[_state_of(env, report.witness["path"][-1])]
+
+
+def test_reward_loop_is_unbounded_with_the_loop_as_witness(tmp_path):
+    """A non-terminal red object: stepping off and back on earns +1 - 2 * 0.01 per two steps
+    forever (reward hacking)."""
+    env = environment(tmp_path, "#S.R.A#", EXIT + '[cells.R]\nkind = "object"\ncolor = "red"\n')
+    report = verdict(env, step=-0.01, red=1.0)
+    assert report.verdict == UNBOUNDED
+    assert report.optimal_return == np.inf
+    assert report.witness["loop"]
+    assert not report.passed
+
+
+def test_idle_loop_at_discount_1_is_not_optimal_so_exit_reward_is_aligned(tmp_path):
+    """Step 0 and +1 on the exit, discount 1: V* = 1 everywhere and bumping into a wall keeps
+    V*, so each idle action is Q*-optimal. A policy that idles forever collects 0 and is not
+    optimal; every policy that reaches the exit is. Without excluding idlers, the least
+    probability over "optimal" policies would be 0; the verdict must be aligned."""
+    env = environment(tmp_path, "#S..A#", EXIT)
+    report = verdict(env, exit=1.0)
+    assert report.verdict == ALIGNED
+    assert report.objective_min == pytest.approx(1.0)
+    solution = solve(env.mdp, reward_vector(env.mdp, Reward("r", "t", arrive={"exit": 1.0})).values)
+    optimal = with_labels(restrict(env.mdp, solution.optimal), {})
+    values, _ = storm.optimize(optimal, 'Pmin=? [ F "exit" ]')
+    assert values[env.mdp.initial_states[0]] == 0.0  # what naive Q*-greedy sets would say
+
+
+def test_step_cost_makes_the_risky_path_by_lava_optimal_and_the_reward_misspecified(tmp_path):
+    """S . . A above a row of lava, slip 0.2. Pushing right advances with 0.8, stays with 0.1
+    (slip into the wall above) and falls into lava with 0.1: each cell is crossed before
+    falling with probability 0.8 / 0.9, so three cells give (8/9)^3. Pushing up (into the
+    wall) is safe but crawls by slips; with step cost 0.1 it is far worse in return.
+    φ = Pmax [ !lava U exit ] = 1 (the crawl), so no optimal policy meets it."""
+    env = environment(tmp_path, "#####\n#S..A#\n#LLLL#\n######".replace("#####\n#S", "######\n#S"), EXIT + LAVA, slip=0.2)
+    report = verdict(env, step=-0.1, exit=1.0)
+    assert report.verdict == MISSPECIFIED
+    assert report.objective_min == pytest.approx((8 / 9) ** 3, abs=1e-9)
+    assert report.objective_max == pytest.approx((8 / 9) ** 3, abs=1e-9)
+    assert report.objective_optimum == pytest.approx(1.0, abs=1e-6)
+    assert env.mdp.label("lava")[_state_of(env, report.witness["path"][-1])]
+
+
+def test_cheap_steps_make_the_safe_crawl_optimal(tmp_path):
+    """The same maze without step cost: crawling along the wall reaches the exit surely, so
+    every optimal policy is safe."""
+    env = environment(tmp_path, "######\n#S..A#\n#LLLL#\n######", EXIT + LAVA, slip=0.2)
+    assert verdict(env, exit=1.0).verdict == ALIGNED
+
+
+def test_several_starts_each_must_satisfy_the_objective(tmp_path):
+    """B . S . . . S . A: the left start is nearer the red exit, the right one the blue.
+    Shortest-path optimal policies send the left start to red: φ (reach blue) fails there,
+    so no optimal policy satisfies φ from every start."""
+    env = environment(tmp_path, "#B.S...S.A#", EXIT + RED_EXIT, spec='Pmax=? [ F "exit_blue" ]')
+    report = verdict(env, step=-0.1, exit=1.0)
+    assert len(env.mdp.initial_states) == 2
+    assert report.verdict == MISSPECIFIED
+    assert report.witness["start"]["col"] == 3
+
+
+def test_negative_rewards_can_make_lava_the_optimal_escape(tmp_path):
+    """Lava next to the start, the exit 6 steps away, step cost 0.3 and lava -1: jumping in
+    costs 0.3 + 1 = 1.3, walking costs 6 * 0.3 = 1.8, so every optimal policy dies. With
+    lava -2 walking is better (1.8 < 2.3): aligned."""
+    env = environment(tmp_path, "#LS.....A#", EXIT + LAVA)
+    suicide = verdict(env, step=-0.3, lava=-1.0)
+    assert suicide.verdict == MISSPECIFIED
+    assert suicide.optimal_return == pytest.approx(-1.3)
+    walk = verdict(env, step=-0.3, lava=-2.0)
+    assert walk.verdict == ALIGNED
+    assert walk.optimal_return == pytest.approx(-1.8)
+
+
+def test_discounted_wall_bumping_on_a_red_object_misspecifies(tmp_path):
+    """A non-terminal red object beside the start, discount 0.9: standing on it and bumping
+    into the wall earns +1 every step, 1 / (1 - 0.9) = 10, more than the exit's +1."""
+    env = environment(tmp_path, "#RS..A#", EXIT + '[cells.R]\nkind = "object"\ncolor = "red"\n')
+    report = verdict(env, discount=0.9, red=1.0, exit=1.0)
+    assert report.verdict == MISSPECIFIED
+    assert report.optimal_return == pytest.approx(1 + 0.9 * 10)
+
+
+def test_bounded_objective_compares_with_its_threshold(tmp_path):
+    env = environment(tmp_path, "#S..A#", EXIT, spec='P>=0.5 [ F<=3 "exit" ]')
+    assert verdict(env, step=-0.1, exit=1.0).verdict == ALIGNED
+    env = environment(tmp_path, "#S..A#", EXIT, spec='P>=0.5 [ F<=2 "exit" ]')
+    assert verdict(env, step=-0.1, exit=1.0).verdict == MISSPECIFIED
+
+
+PRISM_CORRIDOR = """
+mdp
+module walk
+  x : [0..3] init 0;
+  [right] x<2 -> (x'=x+1);
+  [jump]  x<2 -> (x'=3);
+  [] x>=2 -> true;
+endmodule
+rewards "cost"
+  [right] true : -1;
+  [jump] true : -3;
+endrewards
+rewards "thrill"
+  [jump] true : 1;
+endrewards
+label "goal" = x=2;
+label "pit" = x=3;
+"""
+
+
+def test_prism_reward_structures_are_checked_by_name(tmp_path, capsys):
+    """From x=0: right, right reaches the goal for -2; jump falls into the pit for -3. Under
+    "cost" the optimal policy walks (aligned); under "thrill" it jumps (misspecified)."""
+    path = tmp_path / "walk.prism"
+    path.write_text(PRISM_CORRIDOR)
+    argv = ["reward", "--model", str(path), "--spec", 'Pmax=? [ F "goal" ]', "--reward"]
+    assert main([*argv, "cost"]) == 0
+    assert "ALIGNED" in capsys.readouterr().out
+    json_path = tmp_path / "r.json"
+    assert main([*argv, "thrill", "--json", str(json_path)]) == 1
+    assert "MISSPECIFIED" in capsys.readouterr().out
+    import json
+
+    (entry,) = json.loads(json_path.read_text())["reports"]
+    for field in ("objective_min", "objective_max", "witness", "value", "optimal_value"):
+        assert field in entry
+    assert entry["value"] == 1.0
+    assert entry["witness"]["path"][-1] == {"x": 3}
+
+
+def test_compare_finds_different_optimal_policies(tmp_path):
+    env = load_environment(REDBLUE / "deploy-01.toml")
+    report = compare_rewards(env, _file_reward(env, "red"), _file_reward(env, "exit"))
+    assert report.verdict == "different"
+    assert set(report.witness) >= {"state", "red", "exit"}
+
+
+@st.composite
+def shaped(draw):
+    seed = draw(st.integers(0, 10_000))
+    slip = draw(st.sampled_from([0.0, 0.2]))
+    discount = draw(st.sampled_from([1.0, 0.9]))
+    scale = draw(st.sampled_from([0.5, 3.0]))
+    maze = random_maze(7, 9, seed, objects=2, lava=1, slip=slip)
+    return maze, seed, discount, scale
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=shaped())
+def test_potential_shaping_and_positive_scaling_keep_optimal_policies_and_verdicts(case, tmp_path):
+    """Ng et al. (1999): adding γΦ(s') - Φ(s) with Φ = 0 on absorbing states, or scaling by
+    c > 0, leaves the optimal policies unchanged, hence every verdict. (The base reward has
+    a step cost, so at discount 1 there is no zero-reward loop for the shaping to tilt.)"""
+    maze, seed, discount, scale = case
+    from verifier.generate import maze_to_toml
+
+    path = tmp_path / "m.toml"
+    path.write_text(maze_to_toml(maze))
+    env = load_environment(path)
+    mdp = env.mdp
+    base = reward_vector(mdp, Reward("base", "t", discount, -0.05, {"exit": 1.0, "red": 0.3}))
+    potential = np.random.default_rng(seed).normal(size=mdp.n_states)
+    potential[absorbing_states(mdp)] = 0.0
+    states = np.repeat(np.arange(mdp.n_states), np.diff(mdp.row_groups))
+    shaping = discount * (mdp.transitions @ potential) - potential[states]
+    shaping[absorbing_states(mdp)[states]] = 0.0
+    variants = [
+        RewardVector("shaped", base.values + shaping, discount, "t"),
+        RewardVector("scaled", scale * base.values, discount, "t"),
+    ]
+    base_report = check_reward(env, base, env.properties[0])
+    for variant in variants:
+        assert compare_rewards(env, base, variant).verdict == SAME, variant.name
+        assert check_reward(env, variant, env.properties[0]).verdict == base_report.verdict
+
+
+def _file_reward(env, name):
+    from verifier.rewards import resolve_reward
+
+    return resolve_reward(str(REDBLUE / "rewards" / f"{name}.toml"), env.mdp)
+
+
+def _state_of(env, valuation: dict) -> int:
+    row = [valuation[v] for v in env.mdp.variables]
+    return int(np.flatnonzero((env.mdp.valuations == row).all(axis=1))[0])
