@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from verifier import storm
 from verifier.compile import PRISM_LABEL_NAMES, VARIABLES, compile_maze, to_prism
 from verifier.errors import InputError
-from verifier.maze import PALETTE, parse_maze
+from verifier.maze import ACTIONS, PALETTE, parse_maze
 
 # Declared cell characters the random mazes draw from, with their TOML.
 CELLS = {
@@ -78,7 +78,8 @@ def test_export_built_by_storm_equals_direct_compile(text, tmp_path):
         ours.n_choices,
         ours.n_transitions,
     )
-    theirs_mdp = storm.from_storm(theirs, variables=VARIABLES)
+    theirs_mdp = storm.from_storm(theirs, variables=VARIABLES, actions=ACTIONS)
+    assert theirs_mdp.actions == ACTIONS
     assert theirs_mdp.variables == VARIABLES
     # Initial states are matched by valuation: the two builds number states differently.
     ours_initial = [tuple(v) for v in ours.valuations[ours.initial_states].tolist()]
@@ -135,10 +136,12 @@ def test_prism_mdp_is_read_with_constants_valuations_actions_and_rewards(tmp_pat
     path = tmp_path / "walk.prism"
     path.write_text(PRISM_MDP)
     prism = storm.load_prism(path, {"N": "3"})
-    mdp = storm.from_storm(storm.build_prism(prism), variables=prism.variables)
+    mdp = storm.from_storm(
+        storm.build_prism(prism), variables=prism.variables, actions=prism.actions
+    )
     assert mdp.n_states == 8
     assert mdp.variables == ("x", "done")
-    assert sorted(mdp.actions) == ["go", "stop"]
+    assert mdp.actions == ("go", "stop")  # declaration order
     x0 = mdp.initial_states[0]
     assert mdp.valuations[x0].tolist() == [0, 0]
     choices = range(mdp.row_groups[x0], mdp.row_groups[x0 + 1])

@@ -70,7 +70,9 @@ def load_environment(
             raise ResourceLimit(
                 f"{path} has {full.nr_states} states, more than --max-states {max_states}"
             )
-        mdp = storm.from_storm(full, name=path.stem, variables=prism.variables)
+        mdp = storm.from_storm(
+            full, name=path.stem, variables=prism.variables, actions=prism.actions
+        )
         check_model = storm.build_prism(prism, properties)
         return Environment(path, mdp, check_model, tuple(properties), objective, objective_source)
     known = ", ".join(MAZE_SUFFIXES + PRISM_SUFFIXES)

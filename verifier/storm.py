@@ -148,11 +148,13 @@ def _initial_mask(mdp: MDP) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class PrismProgram:
-    """A parsed PRISM program with its constants defined, and its variables in declaration
-    order (Storm's API does not keep that order; policies' observations depend on it)."""
+    """A parsed PRISM program with its constants defined, its variables in declaration order
+    (Storm's API does not keep that order; policies' observations depend on it) and its
+    action names in order of first use."""
 
     program: object
     variables: tuple[str, ...]
+    actions: tuple[str, ...]
     source: str
 
 
@@ -180,7 +182,13 @@ def load_prism(path: str | Path, constants: Mapping[str, str] | None = None) -> 
     text = re.sub(r"//[^\n]*", "", text)
     declared = [n for n in dict.fromkeys(_DECLARATION.findall(text)) if n in names]
     declared += sorted(names - set(declared))  # e.g. from renamed modules
-    return PrismProgram(program, tuple(declared), source)
+    actions = dict.fromkeys(
+        command.action_name
+        for module in program.modules
+        for command in module.commands
+        if command.is_labeled
+    )
+    return PrismProgram(program, tuple(declared), tuple(actions), source)
 
 
 def _define_constants(program, source: str, constants: dict[str, str]):
@@ -241,11 +249,16 @@ def build_prism(prism: PrismProgram, properties: Iterable = ()):
         raise InputError(prism.source, _storm_message(exc)) from None
 
 
-def from_storm(model, name: str = "model", variables: Iterable[str] | None = None) -> MDP:
+def from_storm(
+    model,
+    name: str = "model",
+    variables: Iterable[str] | None = None,
+    actions: Iterable[str] | None = None,
+) -> MDP:
     """Read a Storm sparse MDP or DTMC into our type (via Storm's UMB export: bulk arrays).
 
-    `variables` gives the order of the valuation columns (a PRISM program's declaration
-    order); by default, Storm's order.
+    `variables` orders the valuation columns and `actions` the action names (a PRISM
+    program's declaration order); names not given come after, sorted.
     """
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "model.umb"
@@ -267,14 +280,16 @@ def from_storm(model, name: str = "model", variables: Iterable[str] | None = Non
         (n_choices, n_states),
     )
 
-    actions: list[str] = []
+    names: list[str] = []
     choice_actions = np.full(n_choices, -1, dtype=np.int32)
     if model.has_choice_labeling():
-        for action in sorted(model.choice_labeling.get_labels()):
+        labels = model.choice_labeling.get_labels()
+        given = [a for a in (actions or ()) if a in labels]
+        for action in given + sorted(set(labels) - set(given)):
             choice_actions[_numpy_mask(model.choice_labeling.get_choices(action), n_choices)] = len(
-                actions
+                names
             )
-            actions.append(action)
+            names.append(action)
 
     labels = {
         label: _numpy_mask(model.labeling.get_states(label), n_states)
@@ -300,7 +315,7 @@ def from_storm(model, name: str = "model", variables: Iterable[str] | None = Non
         transitions=transitions,
         row_groups=row_groups,
         choice_actions=choice_actions,
-        actions=tuple(actions),
+        actions=tuple(names),
         labels=labels,
         initial_states=np.array(sorted(model.initial_states), dtype=np.int64),
         variables=variables,
