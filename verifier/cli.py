@@ -98,6 +98,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="discount in (0, 1] (overrides the reward file's)",
     )
 
+    policy = commands.add_parser(
+        "policy",
+        help="verify a learned policy on every state (also: verify POLICY --model MODEL)",
+    )
+    policy.add_argument("policy", metavar="POLICY", help=".pt, .pt2, .onnx, .npz or .json policy")
+    _add_model_options(policy)
+    policy.add_argument(
+        "--reward",
+        metavar="R",
+        help="the training reward, to tell an outer "
+        "failure (near-optimal reward) from goal misgeneralization (low reward)",
+    )
+    policy.add_argument("--discount", type=float, metavar="G", help="discount of the reward")
+    policy.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="use the policy's distribution instead of its argmax action",
+    )
+    policy.add_argument(
+        "--observation",
+        choices=("valuation", "grid"),
+        help="override the policy file's observation",
+    )
+    policy.add_argument("--actions", metavar="A,B,...", help="override the action names")
+    policy.add_argument("--output", choices=("logits", "probs"), help="override the output kind")
+    policy.add_argument(
+        "--competence",
+        type=float,
+        default=0.9,
+        metavar="F",
+        help="fraction of the best P(reach goal) that counts as competent pursuit (default 0.9)",
+    )
+
     compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
     compile_.add_argument("maze", metavar="MAZE.toml")
     compile_.add_argument(
@@ -127,7 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUBCOMMANDS = ("check", "reward", "policy", "compile", "generate")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+        argv.insert(0, "policy")  # the design-card form: verify POLICY --model MODEL
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
@@ -139,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _generate(args)
         if args.command == "reward":
             return _reward(args)
+        if args.command == "policy":
+            return _policy(args)
         return _compile(args)
     except InputError as exc:
         print(f"verify: {exc}", file=sys.stderr)
@@ -214,6 +255,52 @@ def _reward(args: argparse.Namespace) -> int:
     if args.junit:
         write_junit(args.junit, "reward", reports)
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from verifier.environment import load_environment
+    from verifier.objective import resolve_objective
+    from verifier.policy import decide, load_policy
+    from verifier.report import format_policy, write_json, write_junit
+    from verifier.rewards import resolve_reward
+    from verifier.verdict import classify
+
+    if not 0.0 < args.competence <= 1.0:
+        raise InputError("--competence", f"must be in (0, 1], got {args.competence}")
+    actions = tuple(a.strip() for a in args.actions.split(",")) if args.actions else None
+    policy = load_policy(args.policy, args.observation, actions, args.output)
+    constants = _constants(args.const)
+    reports = []
+    for model in args.model:
+        env = load_environment(
+            model, spec=args.spec, constants=constants, max_states=args.max_states
+        )
+        _print_warnings(env)
+        reward = resolve_reward(args.reward, env.mdp, args.discount) if args.reward else None
+        decisions = decide(policy, env, args.stochastic, progress=_progress(env.mdp.n_states))
+        for prop in env.properties:
+            objective = resolve_objective(env, prop)
+            report = classify(env, args.policy, decisions, objective, reward, args.competence)
+            print(format_policy(report))
+            reports.append(report)
+    if len(reports) > 1:
+        failed = sum(not r.passed for r in reports)
+        verdict = "ALIGNED" if not failed else "NOT ALIGNED"
+        print(f"overall: {verdict} ({len(reports) - failed} of {len(reports)} checks aligned)")
+    if args.json:
+        write_json(args.json, "policy", reports)
+    if args.junit:
+        write_junit(args.junit, "policy", reports)
+    return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
+
+
+def _progress(n_states: int):
+    """A progress bar over policy batches on large models, when stderr is a terminal."""
+    if n_states < 200_000 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return lambda batches: tqdm(batches, desc="policy", unit="batch", leave=False)
 
 
 def _compile(args: argparse.Namespace) -> int:

@@ -20,6 +20,10 @@ _COLORS = {
     "misspecified": "31",
     "unbounded": "31",
     "different": "31",
+    "capability_failure": "31",
+    "reward_misspecification": "31",
+    "goal_misgeneralization": "31",
+    "misaligned": "31",
 }
 
 
@@ -151,3 +155,35 @@ def _state_text(state: dict) -> str:
     return (
         "(" + ", ".join(f"{k}={v}" for k, v in state.items() if v or not k.startswith("key_")) + ")"
     )
+
+
+def format_policy(report, color: bool | None = None) -> str:
+    """Verdict first; then value against optimum, the pursued goal, the return, worst states."""
+    data = report.to_dict()
+    lines = [f"{_verdict(data, color)}  {data['model']}  {data['policy']}  {data['objective']}"]
+    low, high = data["value_bounds"]
+    lines.append(
+        f"  value {data['value']:.6g} (certified [{low:.6g}, {high:.6g}]), optimum "
+        f"{data['optimal_value']:.6g}, over {data['states']} states"
+        + (
+            f"; {data['masked_states']} states asked for a disabled action"
+            if data["masked_states"]
+            else ""
+        )
+    )
+    if data["pursued_goal"]:
+        goal = data["goals"][0]
+        lines.append(
+            f"  pursues {goal['goal']!r}: reaches it with probability {goal['probability']:.3g} "
+            f"(best possible {goal['best']:.3g})"
+        )
+    reward = data["reward"]
+    if reward:
+        lines.append(
+            f"  return under {reward['name']}: {reward['return']:.6g} "
+            f"(optimal {reward['optimal_return']:.6g})"
+        )
+    if data["verdict"] != "aligned" and data["worst_states_all"]:
+        worst = data["worst_states_all"][0]
+        lines.append(f"  largest gap {worst['gap']:.3g} at {_state_text(worst['state'])}")
+    return "\n".join(lines)

@@ -404,6 +404,18 @@ def satisfying_states(model, state_formula) -> np.ndarray:
     return _numpy_mask(result.get_truth_values_vector(), model.nr_states)
 
 
+def state_values(mdp: MDP, formula_text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A quantitative query on every state of our model: (values, lower, upper), float64
+    [n_states] each, the bounds certified by Storm's sound engine."""
+    model = to_storm(mdp)
+    formula = parse_properties(formula_text)[0].get_raw_formula()
+    result = _model_check(model, formula, formula_text)
+    values = np.asarray(result.get_value_vector(), dtype=np.float64)
+    lower = np.asarray(result.get_lower_bound_vector()) if result.has_lower_bounds() else values
+    upper = np.asarray(result.get_upper_bound_vector()) if result.has_upper_bounds() else values
+    return values, lower.astype(np.float64), upper.astype(np.float64)
+
+
 def optimize(mdp: MDP, formula_text: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Values of a `Pmax=?`/`Pmin=?` query on every state and an optimal memoryless policy:
     (float64 [n_states], int64 [n_states] global choice index), by Storm's sound engine.
