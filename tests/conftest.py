@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from helpers import maze_text
 
@@ -17,3 +19,18 @@ def compile_text():
         return compile_maze(parse_maze(maze_text(map_text, cells, **top)))
 
     return build
+
+
+_OPTIONAL = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime", "torch")}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests of optional pieces (markers `torch`, `onnx`) when they are not installed."""
+    for marker, modules in _OPTIONAL.items():
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if not missing:
+            continue
+        skip = pytest.mark.skip(reason=f"needs {', '.join(missing)} (pip install '.[torch]')")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)

@@ -156,7 +156,7 @@ def classify(
 
 def candidate_goals(mdp: MDP) -> list[str]:
     """Labels that hold in no initial state, other than floor and terminal, most general
-    first: colors, kinds, kind_color, then the rest (custom labels, keys held)."""
+    first: colors (palette order), kinds, kind_color, then the rest (custom labels, keys)."""
     names = [
         name
         for name, mask in mdp.labels.items()
@@ -166,14 +166,15 @@ def candidate_goals(mdp: MDP) -> list[str]:
         and not mask[mdp.initial_states].any()
     ]
 
-    def rank(name: str) -> tuple[int, str]:
+    def rank(name: str) -> tuple[int, int, str]:
         if name in PALETTE:
-            return 0, name
+            return 0, PALETTE.index(name), name
         if name in KINDS:
-            return 1, name
-        if "_" in name and name.split("_", 1)[0] in KINDS and name.split("_", 1)[1] in PALETTE:
-            return 2, name
-        return 3, name
+            return 1, KINDS.index(name), name
+        kind, _, color = name.partition("_")
+        if kind in KINDS and color in PALETTE:
+            return 2, KINDS.index(kind) * len(PALETTE) + PALETTE.index(color), name
+        return 3, 0, name
 
     return sorted(names, key=rank)
 
