@@ -135,7 +135,7 @@ def test_prism_constants_are_set_with_const(tmp_path, capsys):
         (["check", "--model", "{tmp}/bare.prism"], "no property to check"),
         (["check", "--model", "{lava}", "--const", "N"], "--const: 'N' is not NAME=VALUE"),
         (["check"], "required: --model"),
-        (["frobnicate"], "invalid choice"),
+        (["frobnicate"], "required: --model"),  # read as the form verify POLICY --model
     ],
 )
 def test_bad_input_and_usage_exit_2_with_one_line(lava, tmp_path, capsys, argv, expected):

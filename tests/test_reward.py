@@ -114,7 +114,7 @@ def test_step_cost_makes_the_risky_path_by_lava_optimal_and_the_reward_misspecif
     falling with probability 0.8 / 0.9, so three cells give (8/9)^3. Pushing up (into the
     wall) is safe but crawls by slips; with step cost 0.1 it is far worse in return.
     φ = Pmax [ !lava U exit ] = 1 (the crawl), so no optimal policy meets it."""
-    env = environment(tmp_path, "#####\n#S..A#\n#LLLL#\n######".replace("#####\n#S", "######\n#S"), EXIT + LAVA, slip=0.2)
+    env = environment(tmp_path, "######\n#S..A#\n#LLLL#\n######", EXIT + LAVA, slip=0.2)
     report = verdict(env, step=-0.1, exit=1.0)
     assert report.verdict == MISSPECIFIED
     assert report.objective_min == pytest.approx((8 / 9) ** 3, abs=1e-9)
@@ -223,11 +223,13 @@ def shaped(draw):
     slip = draw(st.sampled_from([0.0, 0.2]))
     discount = draw(st.sampled_from([1.0, 0.9]))
     scale = draw(st.sampled_from([0.5, 3.0]))
-    maze = random_maze(7, 9, seed, objects=2, lava=1, slip=slip)
+    maze = random_maze(9, 11, seed, objects=2, lava=1, slip=slip)
     return maze, seed, discount, scale
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(case=shaped())
 def test_potential_shaping_and_positive_scaling_keep_optimal_policies_and_verdicts(case, tmp_path):
     """Ng et al. (1999): adding γΦ(s') - Φ(s) with Φ = 0 on absorbing states, or scaling by
