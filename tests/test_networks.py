@@ -1,0 +1,123 @@
+"""Neural policies: TorchScript, torch.export and ONNX files of one network give one verdict.
+
+Verdicts depend only on what a policy does (DESIGN.md), so two encodings of one function,
+and two networks that compute the same function, must give identical reports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from verifier.cli import main
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+META = {"observation": "valuation", "actions": ["up", "down", "left", "right"], "output": "logits"}
+
+
+def _mlp(seed: int, hidden: int = 16):
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(8, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 4)
+    ).eval()
+
+
+def _permuted(net, seed: int):
+    """The same function with its hidden units in another order."""
+    import torch
+
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(net[0].out_features))
+    other = _mlp(seed + 1, net[0].out_features)
+    with torch.no_grad():
+        other[0].weight.copy_(net[0].weight[order])
+        other[0].bias.copy_(net[0].bias[order])
+        other[2].weight.copy_(net[2].weight[:, order])
+        other[2].bias.copy_(net[2].bias)
+    return other
+
+
+def _torchscript(net, path: Path) -> Path:
+    import torch
+
+    torch.jit.save(
+        torch.jit.script(net), str(path), _extra_files={"verifier.json": json.dumps(META)}
+    )
+    return path
+
+
+def _report(tmp_path, policy: Path, *models: Path) -> dict:
+    out = tmp_path / f"{policy.stem}.json"
+    main([str(policy), "--model", *map(str, models), "--json", str(out)])
+    reports = json.loads(out.read_text())["reports"]
+    for report in reports:
+        report.pop("policy"), report.pop("seconds")
+    return reports
+
+
+MAZES = [MODELS / "lava.toml", MODELS / "keys-doors.toml", MODELS / "redblue" / "deploy-01.toml"]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_permuted_hidden_units_give_identical_reports(tmp_path, seed):
+    net = _mlp(seed)
+    first = _report(tmp_path, _torchscript(net, tmp_path / "a.pt"), *MAZES)
+    second = _report(tmp_path, _torchscript(_permuted(net, seed), tmp_path / "b.pt"), *MAZES)
+    assert first == second
+
+
+@pytest.mark.onnx
+def test_torchscript_and_onnx_exports_of_one_net_give_identical_reports(tmp_path):
+    import onnx
+    import torch
+
+    net = _mlp(7)
+    onnx_path = tmp_path / "net.onnx"
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 8),),
+        str(onnx_path),
+        input_names=["obs"],
+        output_names=["logits"],
+        dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
+    model = onnx.load(str(onnx_path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "verifier.json", json.dumps(META)
+    onnx.save(model, str(onnx_path))
+    assert _report(tmp_path, _torchscript(net, tmp_path / "net.pt"), *MAZES) == _report(
+        tmp_path, onnx_path, *MAZES
+    )
+
+
+@pytest.mark.torch
+def test_torch_export_archive_is_read_with_its_metadata(tmp_path):
+    import torch
+
+    net = _mlp(3)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(net, (torch.zeros(2, 8),), dynamic_shapes=({0: batch},))
+    path = tmp_path / "net.pt2"
+    torch.export.save(program, str(path), extra_files={"verifier.json": json.dumps(META)})
+    assert _report(tmp_path, path, *MAZES) == _report(
+        tmp_path, _torchscript(net, tmp_path / "net.pt"), *MAZES
+    )
+
+
+@pytest.mark.torch
+def test_missing_metadata_can_be_given_by_flags(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "bare.pt"
+    torch.jit.save(torch.jit.script(_mlp(0)), str(path))
+    model = str(MODELS / "lava.toml")
+    assert main([str(path), "--model", model]) == 2
+    assert "no action names" in capsys.readouterr().err
+    code = main([str(path), "--model", model, "--actions", "up,down,left,right"])
+    assert code in (0, 1)
