@@ -267,3 +267,35 @@ def _file_reward(env, name):
 def _state_of(env, valuation: dict) -> int:
     row = [valuation[v] for v in env.mdp.variables]
     return int(np.flatnonzero((env.mdp.valuations == row).all(axis=1))[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("step = ", "TOML syntax error"),
+        ("discount = 1.5\n", "discount: must be a number in (0, 1], got 1.5"),
+        ("discount = 0\n", "discount: must be a number in (0, 1]"),
+        ('step = "cheap"\n', "step: must be a number"),
+        ("[arrive]\nexit = true\n", "arrive.exit: must be a number"),
+        ("bonus = 1\n", "bonus: unknown key; known: discount, step, arrive"),
+        ("[arrive]\nexitt = 1.0\n", "arrive.exitt: model 'maze' has no such label; known:"),
+    ],
+)
+def test_malformed_reward_files_exit_2_with_one_line(tmp_path, capsys, text, expected):
+    maze = tmp_path / "maze.toml"
+    maze.write_text(maze_text("#S.A#", EXIT))
+    reward = tmp_path / "r.toml"
+    reward.write_text(text)
+    assert main(["reward", "--model", str(maze), "--reward", str(reward)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and str(reward) in err, err
+
+
+def test_unknown_reward_name_lists_the_model_reward_structures(tmp_path, capsys):
+    path = tmp_path / "walk.prism"
+    path.write_text(PRISM_CORRIDOR)
+    code = main(
+        ["reward", "--model", str(path), "--spec", 'Pmax=? [ F "goal" ]', "--reward", "fun"]
+    )
+    assert code == 2
+    assert "'fun' is neither a reward file nor a reward structure" in capsys.readouterr().err
