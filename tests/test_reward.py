@@ -299,3 +299,30 @@ def test_unknown_reward_name_lists_the_model_reward_structures(tmp_path, capsys)
     )
     assert code == 2
     assert "'fun' is neither a reward file nor a reward structure" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("maze", sorted(p.stem for p in REDBLUE.glob("*.toml")))
+@pytest.mark.parametrize("name", ["red", "exit"])
+def test_exact_arithmetic_confirms_the_float_optimal_actions(maze, name):
+    env = load_environment(REDBLUE / f"{maze}.toml")
+    reward = _file_reward(env, name)
+    floating = solve(env.mdp, reward.values, reward.discount)
+    from verifier.solve import certify_exact
+
+    exact = certify_exact(env.mdp, reward.values, reward.discount, floating)
+    assert exact.optimal.tolist() == floating.optimal.tolist()
+    np.testing.assert_allclose(exact.values, floating.values, atol=1e-12)
+
+
+def test_exact_arithmetic_separates_a_near_tie_that_floats_call_a_tie(tmp_path):
+    """B . S . A with exit rewards 1 (blue A) and 1 + 1e-11 (red B). Within the float
+    tolerance (1e-9) both directions are optimal: underspecified. Exactly, only the red exit
+    is optimal, so no optimal policy reaches the blue exit: misspecified."""
+    env = environment(tmp_path, "#B.S.A#", EXIT + RED_EXIT, spec='Pmax=? [ F "exit_blue" ]')
+    reward = reward_vector(
+        env.mdp, Reward("r", "t", 1.0, -0.1, {"exit_blue": 1.0, "exit_red": 1.00000000001})
+    )
+    assert check_reward(env, reward, env.properties[0]).verdict == UNDERSPECIFIED
+    exact = check_reward(env, reward, env.properties[0], exact=True)
+    assert exact.verdict == MISSPECIFIED
+    assert "exact rational arithmetic" in exact.method

@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="G",
         help="discount in (0, 1] (overrides the reward file's)",
     )
+    reward.add_argument(
+        "--exact",
+        action="store_true",
+        help="certify optimal values and actions in exact rational arithmetic "
+        "(models up to about 1e5 states)",
+    )
 
     policy = commands.add_parser(
         "policy",
@@ -239,12 +245,12 @@ def _reward(args: argparse.Namespace) -> int:
         reward = resolve_reward(args.reward, env.mdp, args.discount)
         if args.compare:
             other = resolve_reward(args.compare, env.mdp, args.discount)
-            report = compare_rewards(env, reward, other)
+            report = compare_rewards(env, reward, other, args.exact)
             print(format_compare(report))
             reports.append(report)
             continue
         for prop in env.properties:
-            report = check_reward(env, reward, prop)
+            report = check_reward(env, reward, prop, args.exact)
             print(format_reward(report, env.maze))
             reports.append(report)
     if len(reports) > 1:

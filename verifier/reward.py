@@ -30,7 +30,7 @@ from verifier.environment import Environment
 from verifier.mdp import MDP, restrict, with_labels
 from verifier.objective import Objective, resolve_objective
 from verifier.rewards import RewardVector, absorbing_states
-from verifier.solve import Solution, end_components, solve
+from verifier.solve import Solution, certify_exact, end_components, solve
 
 ALIGNED = "aligned"
 UNDERSPECIFIED = "underspecified"
@@ -81,12 +81,18 @@ class RewardReport:
         }
 
 
-def check_reward(env: Environment, reward: RewardVector, prop) -> RewardReport:
+def optimal_solution(mdp: MDP, reward: RewardVector, exact: bool = False) -> Solution:
+    """V*, Q* and optimal actions; with `exact`, certified in rational arithmetic."""
+    solution = solve(mdp, reward.values, reward.discount)
+    return certify_exact(mdp, reward.values, reward.discount, solution) if exact else solution
+
+
+def check_reward(env: Environment, reward: RewardVector, prop, exact: bool = False) -> RewardReport:
     """The reward verdict of `reward` against the property `prop` on one environment."""
     started = time.perf_counter()
     mdp = env.mdp
     objective = resolve_objective(env, prop)
-    solution = solve(mdp, reward.values, reward.discount)
+    solution = optimal_solution(mdp, reward, exact)
     initial = mdp.initial_states
     optimum = _objective_optimum(env, prop, objective)
     common = {
@@ -299,13 +305,15 @@ class CompareReport:
         }
 
 
-def compare_rewards(env: Environment, first: RewardVector, second: RewardVector) -> CompareReport:
+def compare_rewards(
+    env: Environment, first: RewardVector, second: RewardVector, exact: bool = False
+) -> CompareReport:
     """Same set of optimal policies: the same optimal actions in every state and, with
     discount 1, the same states where idling forever is optimal (V* = 0 on a zero-reward
     loop); both unbounded also counts as the same."""
     started = time.perf_counter()
     mdp = env.mdp
-    solutions = [solve(mdp, r.values, r.discount) for r in (first, second)]
+    solutions = [optimal_solution(mdp, r, exact) for r in (first, second)]
     witness = None
     if solutions[0].unbounded or solutions[1].unbounded:
         same = solutions[0].unbounded and solutions[1].unbounded

@@ -24,12 +24,14 @@ not terminate on periodic maze chains, sound or not; this needs no extra computa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components, shortest_path
 from scipy.sparse.linalg import spsolve
 
+from verifier import storm
 from verifier.errors import InputError, VerifierError
 from verifier.mdp import MDP
 
@@ -285,11 +287,8 @@ def _evaluate(
     if discount < 1.0:
         return spsolve((sp.identity(n, format="csc") - discount * chain).tocsc(), reward), positive
     values = np.zeros(n)
-    n_classes, scc = connected_components(chain, directed=True, connection="strong")
+    n_classes, scc, closed = _closed_states(chain)
     coo = chain.tocoo()
-    leaving = np.zeros(n_classes, dtype=bool)
-    leaving[scc[coo.row[scc[coo.row] != scc[coo.col]]]] = True
-    closed = ~leaving[scc]
     earning = np.zeros(n_classes, dtype=bool)
     earning[scc[reward != 0]] = True
     negative = np.zeros(n, dtype=bool)
@@ -318,6 +317,16 @@ def _evaluate(
     return values, positive
 
 
+def _closed_states(chain: sp.csr_matrix) -> tuple[int, np.ndarray, np.ndarray]:
+    """Strongly connected components of a chain (count, component of each state) and the
+    states of closed ones (bottom components, which the chain never leaves)."""
+    n_classes, scc = connected_components(chain, directed=True, connection="strong")
+    coo = chain.tocoo()
+    leaving = np.zeros(n_classes, dtype=bool)
+    leaving[scc[coo.row[scc[coo.row] != scc[coo.col]]]] = True
+    return n_classes, scc, ~leaving[scc]
+
+
 def _classes(scc: np.ndarray, selected: np.ndarray) -> list[np.ndarray]:
     """The states of each strongly connected component that has a selected state."""
     order = np.flatnonzero(selected)
@@ -339,3 +348,124 @@ def _mean_reward(chain: sp.csr_matrix, reward: np.ndarray, members: np.ndarray) 
     rhs[0] = 1.0
     stationary = spsolve(system.tocsc(), rhs)
     return float(stationary @ reward[members])
+
+
+def certify_exact(mdp: MDP, rewards: np.ndarray, discount: float, solution: Solution) -> Solution:
+    """Re-derive V*, Q* and the optimal actions in exact rational arithmetic.
+
+    Probabilities, rewards and the discount are read as the simplest fractions within 1e-12
+    of their float values (0.1 -> 1/10), and every distribution must then sum to exactly 1.
+    The float solution's policy is evaluated exactly (Storm's exact engine; a discount g
+    becomes a stop with probability 1 - g), every Q-value is computed exactly, and the policy
+    is improved exactly until no action is better: then V is V* and the optimal actions are
+    exactly those with Q = V.
+    """
+    if solution.unbounded:
+        return solution
+    data = mdp.transitions
+    probability = [_fraction(p) for p in data.data.tolist()]
+    for c in range(mdp.n_choices):
+        if sum(probability[data.indptr[c] : data.indptr[c + 1]]) != 1:
+            raise InputError(
+                mdp.name, f"choice {c}: probabilities are not exact fractions summing to 1"
+            )
+    reward = [_fraction(r) for r in rewards.tolist()]
+    gamma = _fraction(discount)
+    doomed = np.isneginf(solution.values)
+    policy = solution.policy.copy()
+    states = mdp.choice_states()
+    for _ in range(MAX_ITERATIONS):
+        values = _exact_values(mdp, probability, reward, gamma, policy, doomed)
+        q_values = [
+            None
+            if any(doomed[t] for t in data.indices[data.indptr[c] : data.indptr[c + 1]])
+            else reward[c]
+            + gamma
+            * sum(
+                p * values[t]
+                for p, t in zip(
+                    probability[data.indptr[c] : data.indptr[c + 1]],
+                    data.indices[data.indptr[c] : data.indptr[c + 1]].tolist(),
+                    strict=True,
+                )
+            )
+            for c in range(mdp.n_choices)
+        ]
+        better = [
+            c
+            for c in range(mdp.n_choices)
+            if not doomed[states[c]] and q_values[c] is not None and q_values[c] > values[states[c]]
+        ]
+        if not better:
+            break
+        for c in better:
+            s = states[c]
+            if q_values[c] > q_values[policy[s]]:
+                policy[s] = c
+    else:
+        raise SolverError("exact policy iteration did not converge")
+    optimal = np.array(
+        [
+            bool(doomed[states[c]])
+            or (q_values[c] is not None and q_values[c] == values[states[c]])
+            for c in range(mdp.n_choices)
+        ]
+    )
+    as_float = np.array([float(v) if v is not None else -np.inf for v in values])
+    q_float = np.array([float(q) if q is not None else -np.inf for q in q_values])
+    gaps = [
+        float(values[states[c]] - q_values[c])
+        for c in range(mdp.n_choices)
+        if not optimal[c] and q_values[c] is not None and not doomed[states[c]]
+    ]
+    return Solution(
+        values=np.where(doomed, -np.inf, as_float),
+        q_values=q_float,
+        optimal=optimal,
+        policy=policy,
+        discount=discount,
+        tolerance=0.0,
+        gap=min(gaps, default=np.inf),
+        residual=0.0,
+        iterations=solution.iterations,
+        method="exact rational arithmetic (Storm's exact engine and Python fractions)",
+        positive_loop=solution.positive_loop,
+    )
+
+
+def _fraction(value: float) -> Fraction:
+    exact = Fraction(value).limit_denominator(10**12)
+    if abs(float(exact) - value) > 1e-12 * max(1.0, abs(value)):
+        exact = Fraction(value)
+    return exact
+
+
+def _exact_values(mdp, probability, reward, gamma, policy, doomed) -> list[Fraction | None]:
+    """Exact values of a policy: None where doomed (-inf)."""
+    data = mdp.transitions
+    n = mdp.n_states
+    chain = data[policy]
+    _, _, closed = _closed_states(chain)
+    done = closed | doomed
+    rows, rewards = [], []
+    stop = n  # the discount's stop state
+    for s in range(n):
+        c = int(policy[s])
+        entries = list(
+            zip(
+                data.indices[data.indptr[c] : data.indptr[c + 1]].tolist(),
+                probability[data.indptr[c] : data.indptr[c + 1]],
+                strict=True,
+            )
+        )
+        if gamma != 1:
+            entries = [(t, gamma * p) for t, p in entries] + [(stop, 1 - gamma)]
+        rows.append(entries)
+        rewards.append(Fraction(0) if done[s] and gamma == 1 or doomed[s] else reward[c])
+    if gamma != 1:
+        rows.append([(stop, Fraction(1))])
+        rewards.append(Fraction(0))
+        done = np.concatenate([doomed, [True]])
+    rows = [[(s, Fraction(1))] if done[s] else row for s, row in enumerate(rows)]
+    values = storm.exact_total_reward(rows, rewards, done)
+    return [None if doomed[s] else values[s] for s in range(n)]

@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -396,6 +397,42 @@ class PropertyResult:
 
 
 SOUND_METHOD = "Storm sparse engine, sound numerics (certified lower and upper bounds)"
+
+
+def exact_total_reward(
+    rows: list[list[tuple[int, Fraction]]], rewards: list[Fraction], done: np.ndarray
+) -> list[Fraction]:
+    """Expected total reward until `done` of a Markov chain, in exact rational arithmetic
+    (Storm's exact engine): rows[s] lists (successor, probability); every state must reach
+    `done` with probability 1."""
+    n = len(rows)
+    builder = _instance(stormpy.datastructures.SparseMatrixBuilder, stormpy.Rational)(
+        rows=n, columns=n, entries=sum(len(r) for r in rows), force_dimensions=True
+    )
+    for s, row in enumerate(rows):
+        for target, probability in sorted(row):
+            builder.add_next_value(s, target, stormpy.Rational(str(probability)))
+    labeling = stormpy.models.StateLabeling(n)
+    for name, mask in (("done", done), ("init", np.ones(n, dtype=bool))):
+        labeling.add_label(name)
+        labeling.set_states(name, _bitvector(mask))
+    reward_model = _instance(stormpy.models.SparseRewardModel, stormpy.Rational)(
+        optional_state_reward_vector=[stormpy.Rational(str(r)) for r in rewards]
+    )
+    components = _instance(stormpy.models.SparseModelComponents, stormpy.Rational)(
+        transition_matrix=builder.build(),
+        state_labeling=labeling,
+        reward_models={"r": reward_model},
+    )
+    model = _instance(stormpy.models.SparseDtmc, stormpy.Rational)(components)
+    prop = parse_properties('R{"r"}=? [ F "done" ]')[0]
+    result = stormpy.model_checking(
+        model,
+        prop.get_raw_formula(),
+        only_initial_states=False,
+        environment=stormpy.environments.exact(),
+    )
+    return [Fraction(str(v)) for v in result.get_value_vector()]
 
 
 def satisfying_states(model, state_formula) -> np.ndarray:
