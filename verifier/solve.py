@@ -33,7 +33,7 @@ from scipy.sparse.linalg import spsolve
 
 from verifier import storm
 from verifier.errors import InputError, VerifierError
-from verifier.mdp import MDP
+from verifier.mdp import MDP, csr
 
 # Actions whose Q-value is within this many units of V*, relative to the scale of the
 # values, are optimal: float64 policy iteration solves to ~1e-12 relative; we require the
@@ -120,6 +120,10 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
     if discount == 1.0:
         component, resting = end_components(mdp, rewards == 0.0)
         finite, policy = _almost_sure_policy(mdp, component >= 0, resting)
+        if not finite.all():
+            positive_loop = _positive_loop_anywhere(mdp, rewards)
+            if positive_loop.any():
+                return _unbounded(mdp, positive_loop)
     else:
         finite = np.ones(mdp.n_states, dtype=bool)
         policy = mdp.row_groups[:-1].copy()
@@ -144,13 +148,14 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
         first_best = _first_in_group(mdp, q_values >= best[choice_state])
         policy = np.where(improve, first_best, policy)
 
-    finite_values = values[np.isfinite(values)]
-    tolerance = TOLERANCE * max(scale, float(np.abs(finite_values).max(initial=0.0)))
-    residual = float(np.abs(best - values)[np.isfinite(values)].max(initial=0.0))
+    known = np.isfinite(values)
+    tolerance = TOLERANCE * max(scale, float(np.abs(values[known]).max(initial=0.0)))
+    residual = float(np.abs(best[known] - values[known]).max(initial=0.0))
     if residual > tolerance / 100:
         raise SolverError(f"Bellman residual {residual:.3g} exceeds {tolerance / 100:.3g}")
     optimal = q_values >= values[choice_state] - tolerance
-    gaps = (values[choice_state] - q_values)[~optimal & np.isfinite(values[choice_state])]
+    compared = ~optimal & known[choice_state]
+    gaps = values[choice_state][compared] - q_values[compared]
     return Solution(
         values=values,
         q_values=q_values,
@@ -167,6 +172,32 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
         ),
         positive_loop=positive_loop,
     )
+
+
+def _positive_loop_anywhere(mdp: MDP, rewards: np.ndarray) -> np.ndarray:
+    """Reward loops also where no rest state is surely reachable: solve the MDP extended
+    by a "give up" choice in every state (to a new absorbing state, reward -1). There every
+    state reaches rest surely, so policy iteration closes a positive loop if one exists."""
+    n, m = mdp.n_states, mdp.n_choices
+    matrix = mdp.transitions.tocoo()
+    states = mdp.choice_states()
+    shifted = np.arange(m) + states  # each state's choices move down by the give-ups before
+    give_up = mdp.row_groups[1:] + np.arange(n)
+    rows = np.concatenate([shifted[matrix.row], give_up, [m + n]])
+    cols = np.concatenate([matrix.col, np.full(n, n), [n]])
+    probs = np.concatenate([matrix.data, np.ones(n), [1.0]])
+    extended = MDP(
+        transitions=csr(rows, cols, probs, (m + n + 1, n + 1)),
+        row_groups=np.concatenate([mdp.row_groups + np.arange(n + 1), [m + n + 1]]),
+        choice_actions=np.full(m + n + 1, -1, dtype=np.int32),
+        actions=(),
+        labels={},
+        initial_states=mdp.initial_states,
+    )
+    extended_rewards = np.zeros(m + n + 1)
+    extended_rewards[shifted] = rewards
+    extended_rewards[give_up] = -1.0
+    return solve(extended, extended_rewards, 1.0).positive_loop[:n]
 
 
 def _unbounded(mdp: MDP, positive_loop: np.ndarray) -> Solution:
@@ -293,7 +324,7 @@ def _evaluate(
     earning[scc[reward != 0]] = True
     negative = np.zeros(n, dtype=bool)
     scale = max(1.0, float(np.abs(reward).max(initial=0.0)))
-    for members in _classes(scc, closed & earning[scc]):
+    for members in _classes(scc, closed & earning[scc] & finite):
         gain = _mean_reward(chain, reward, members)
         if gain > 1e-12 * scale:
             positive[members] = True
