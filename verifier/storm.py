@@ -453,9 +453,12 @@ def state_values(mdp: MDP, formula_text: str) -> tuple[np.ndarray, np.ndarray, n
     return values, lower.astype(np.float64), upper.astype(np.float64)
 
 
-def optimize(mdp: MDP, formula_text: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Values of a `Pmax=?`/`Pmin=?` query on every state and an optimal memoryless policy:
-    (float64 [n_states], int64 [n_states] global choice index), by Storm's sound engine.
+def optimize(
+    mdp: MDP, formula_text: str, sound: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Values of a `Pmax=?`/`Pmin=?` (or reward) query on every state and an optimal
+    memoryless policy: (float64 [n_states], int64 [n_states] global choice index), by
+    Storm's sound engine, or its fast default one where the caller certifies the result.
     Step-bounded objectives need policies with memory: there the policy is None."""
     model = to_storm(mdp)
     formula = parse_properties(formula_text)[0].get_raw_formula()
@@ -466,7 +469,7 @@ def optimize(mdp: MDP, formula_text: str) -> tuple[np.ndarray, np.ndarray | None
             formula,
             only_initial_states=False,
             extract_scheduler=memoryless,
-            environment=stormpy.environments.sound(),
+            environment=stormpy.environments.sound() if sound else stormpy.Environment(),
         )
     except Exception as exc:
         raise InputError("objective", f"{formula_text}: {_storm_message(exc)}") from None
