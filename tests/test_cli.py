@@ -85,8 +85,9 @@ def test_several_models_report_one_row_each(lava, capsys, tmp_path):
     code, out, _ = run(capsys, "check", "--model", lava, other, "--spec", 'Pmax=? [ F<=2 "exit" ]')
     assert code == 0
     lines = out.strip().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert "value 0.64" in lines[0] and "value 1" in lines[1]
+    assert lines[2] == "overall: PASS (2 of 2 checks passed)"
 
 
 def test_compile_writes_prism_and_props_that_check_to_the_same_value(lava, capsys, tmp_path):

@@ -207,41 +207,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_LIMIT
 
 
-def _check(args: argparse.Namespace) -> int:
-    from verifier.check import check_environment
+def _environments(args: argparse.Namespace):
+    """Load each --model in turn (warnings to stderr)."""
     from verifier.environment import load_environment
-    from verifier.report import format_check, write_json, write_junit
 
     constants = _constants(args.const)
-    reports = []
     for model in args.model:
         env = load_environment(
             model, spec=args.spec, constants=constants, max_states=args.max_states
         )
-        _print_warnings(env)
-        reports += check_environment(env)
-    for report in reports:
-        print(format_check(report))
+        if env.maze is not None:
+            for warning in env.maze.warnings:
+                print(f"verify: warning: {warning}", file=sys.stderr)
+        yield env
+
+
+def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
+    """Overall line for several checks, the --json and --junit reports, the exit code."""
+    from verifier.report import write_json, write_junit
+
+    if len(reports) > 1:
+        failed = sum(not r.passed for r in reports)
+        verdict = "PASS" if not failed else "FAIL"
+        print(f"overall: {verdict} ({len(reports) - failed} of {len(reports)} checks passed)")
     if args.json:
-        write_json(args.json, "check", reports)
+        write_json(args.json, command, reports)
     if args.junit:
-        write_junit(args.junit, "check", reports)
+        write_junit(args.junit, command, reports)
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
 
 
+def _check(args: argparse.Namespace) -> int:
+    from verifier.check import check_environment
+    from verifier.report import format_check
+
+    reports = []
+    for env in _environments(args):
+        for report in check_environment(env):
+            print(format_check(report))
+            reports.append(report)
+    return _finish(args, "check", reports)
+
+
 def _reward(args: argparse.Namespace) -> int:
-    from verifier.environment import load_environment
-    from verifier.report import format_compare, format_reward, write_json, write_junit
+    from verifier.report import format_compare, format_reward
     from verifier.reward import check_reward, compare_rewards
     from verifier.rewards import resolve_reward
 
-    constants = _constants(args.const)
     reports = []
-    for model in args.model:
-        env = load_environment(
-            model, spec=args.spec, constants=constants, max_states=args.max_states
-        )
-        _print_warnings(env)
+    for env in _environments(args):
         reward = resolve_reward(args.reward, env.mdp, args.discount)
         if args.compare:
             other = resolve_reward(args.compare, env.mdp, args.discount)
@@ -253,21 +267,13 @@ def _reward(args: argparse.Namespace) -> int:
             report = check_reward(env, reward, prop, args.exact)
             print(format_reward(report, env.maze))
             reports.append(report)
-    if len(reports) > 1:
-        failed = sum(not r.passed for r in reports)
-        print(f"{len(reports) - failed} of {len(reports)} checks passed")
-    if args.json:
-        write_json(args.json, "reward", reports)
-    if args.junit:
-        write_junit(args.junit, "reward", reports)
-    return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
+    return _finish(args, "reward", reports)
 
 
 def _policy(args: argparse.Namespace) -> int:
-    from verifier.environment import load_environment
     from verifier.objective import resolve_objective
     from verifier.policy import decide, load_policy
-    from verifier.report import format_policy, write_json, write_junit
+    from verifier.report import format_policy
     from verifier.rewards import resolve_reward
     from verifier.verdict import classify
 
@@ -275,13 +281,8 @@ def _policy(args: argparse.Namespace) -> int:
         raise InputError("--competence", f"must be in (0, 1], got {args.competence}")
     actions = tuple(a.strip() for a in args.actions.split(",")) if args.actions else None
     policy = load_policy(args.policy, args.observation, actions, args.output)
-    constants = _constants(args.const)
     reports = []
-    for model in args.model:
-        env = load_environment(
-            model, spec=args.spec, constants=constants, max_states=args.max_states
-        )
-        _print_warnings(env)
+    for env in _environments(args):
         reward = resolve_reward(args.reward, env.mdp, args.discount) if args.reward else None
         decisions = decide(policy, env, args.stochastic, progress=_progress(env.mdp.n_states))
         for prop in env.properties:
@@ -289,15 +290,7 @@ def _policy(args: argparse.Namespace) -> int:
             report = classify(env, args.policy, decisions, objective, reward, args.competence)
             print(format_policy(report))
             reports.append(report)
-    if len(reports) > 1:
-        failed = sum(not r.passed for r in reports)
-        verdict = "ALIGNED" if not failed else "NOT ALIGNED"
-        print(f"overall: {verdict} ({len(reports) - failed} of {len(reports)} checks aligned)")
-    if args.json:
-        write_json(args.json, "policy", reports)
-    if args.junit:
-        write_junit(args.junit, "policy", reports)
-    return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
+    return _finish(args, "policy", reports)
 
 
 def _progress(n_states: int):
@@ -356,12 +349,6 @@ def _generate(args: argparse.Namespace) -> int:
         raise InputError(args.output, f"cannot write: {exc.strerror}") from None
     print(f"wrote {args.output}")
     return EXIT_OK
-
-
-def _print_warnings(env) -> None:
-    if env.maze is not None:
-        for warning in env.maze.warnings:
-            print(f"verify: warning: {warning}", file=sys.stderr)
 
 
 def entry_point() -> None:

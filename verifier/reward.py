@@ -104,14 +104,14 @@ def check_reward(env: Environment, reward: RewardVector, prop, exact: bool = Fal
         "discount": reward.discount,
     }
     init_values = solution.values[initial]
-    if np.isinf(init_values).any():
-        worst = int(initial[np.argmax(np.isposinf(init_values) | np.isneginf(init_values))])
+    if solution.unbounded or np.isneginf(init_values).any():
+        # Every state of a model is reachable from some initial state, so a reward loop
+        # anywhere makes the optimum infinite from one of them.
+        worst = int(initial[np.argmax(~np.isfinite(init_values))])
         witness = _loop_witness(env, solution, worst)
         return RewardReport(
             verdict=UNBOUNDED,
-            optimal_return=float(
-                init_values.max() if np.isposinf(init_values).any() else init_values.min()
-            ),
+            optimal_return=float(np.inf if solution.unbounded else init_values.min()),
             objective_min=float("nan"),
             objective_max=float("nan"),
             witness=witness,

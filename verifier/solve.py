@@ -125,7 +125,9 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
     if discount == 1.0:
         component, resting = end_components(mdp, rewards == 0.0)
         finite, policy = _almost_sure_policy(mdp, component >= 0, resting)
-        policy = np.where(finite, _storm_start(mdp, rewards, component >= 0, resting), policy)
+        start = np.where(finite, _storm_start(mdp, rewards, component >= 0, resting), policy)
+        if _proper(mdp, rewards, start, finite):
+            policy = start
         if not finite.all():
             positive_loop = _positive_loop_anywhere(mdp, rewards)
             if positive_loop.any():
@@ -222,6 +224,16 @@ def _storm_start(
     stops = rest & (local == np.diff(mdp.row_groups))  # Storm chose the added stop
     original = mdp.row_groups[:-1] + np.minimum(local, np.diff(mdp.row_groups) - 1)
     return np.where(stops, _first_in_group(mdp, resting), original)
+
+
+def _proper(mdp: MDP, rewards: np.ndarray, policy: np.ndarray, finite: np.ndarray) -> bool:
+    """Is the policy a safe start for policy iteration: no state that can avoid -inf is at
+    -inf under it? (Storm's fast engine is not sound, so its scheduler is checked.)"""
+    try:
+        values, positive = _evaluate(mdp, rewards, policy, 1.0, finite)
+    except InputError:  # a loop without total reward: start from our own policy instead
+        return False
+    return bool(positive.any() or not np.isneginf(values[finite]).any())
 
 
 def _positive_loop_anywhere(mdp: MDP, rewards: np.ndarray) -> np.ndarray:
