@@ -125,7 +125,8 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
     if discount == 1.0:
         component, resting = end_components(mdp, rewards == 0.0)
         finite, policy = _almost_sure_policy(mdp, component >= 0, resting)
-        start = np.where(finite, _storm_start(mdp, rewards, component >= 0, resting), policy)
+        start = _storm_start(mdp, rewards, 1.0, component >= 0, resting)
+        start = np.where(finite, start, policy)
         if _proper(mdp, rewards, start, finite):
             policy = start
         if not finite.all():
@@ -134,7 +135,8 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
                 return _unbounded(mdp, positive_loop)
     else:
         finite = np.ones(mdp.n_states, dtype=bool)
-        policy = mdp.row_groups[:-1].copy()
+        nowhere = np.zeros(mdp.n_states, dtype=bool)
+        policy = _storm_start(mdp, rewards, discount, nowhere, np.zeros(mdp.n_choices, bool))
 
     choice_state = mdp.choice_states()
     scale = max(1.0, float(np.abs(rewards).max(initial=0.0)))
@@ -183,16 +185,18 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
 
 
 def _storm_start(
-    mdp: MDP, rewards: np.ndarray, rest: np.ndarray, resting: np.ndarray
+    mdp: MDP, rewards: np.ndarray, discount: float, rest: np.ndarray, resting: np.ndarray
 ) -> np.ndarray:
-    """A near-optimal proper policy from Storm, to start policy iteration (which certifies
-    it and finds reward loops, where Storm's answer is meaningless).
+    """A near-optimal (and, at discount 1, proper) policy from Storm, to start policy
+    iteration, which certifies it and finds reward loops, where Storm's answer is
+    meaningless.
 
     Storm's `Rmin [ F T ]` accepts costs of both signs: with costs -R, T the absorbing
     states, and a zero-cost "stop" added to every rest state (idling there forever earns 0),
-    its scheduler maximises the return among policies that end. Storm's fast (unsound)
-    engine is enough: policy iteration certifies the result. From Storm's choices it took
-    one sweep where from scratch it took over a hundred (slippery open rooms).
+    its scheduler maximises the return among policies that end. A discount g < 1 is a stop
+    with probability 1 - g after every step. Storm's fast (unsound) engine is enough: policy
+    iteration certifies the result. From Storm's choices it took one sweep where from
+    scratch it took over a hundred (slippery open rooms).
     """
     n, m = mdp.n_states, mdp.n_choices
     stop_states = np.flatnonzero(rest)
@@ -204,9 +208,11 @@ def _storm_start(
     shifted = np.arange(m) + before[states]
     stop_rows = mdp.row_groups[1:][stop_states] + before[stop_states]
     size = m + len(stop_states) + 1
-    rows = np.concatenate([shifted[matrix.row], stop_rows, [size - 1]])
-    cols = np.concatenate([matrix.col, np.full(len(stop_states), n), [n]])
-    probs = np.concatenate([matrix.data, np.ones(len(stop_states)), [1.0]])
+    rows = np.concatenate([shifted[matrix.row], stop_rows, [size - 1], shifted])
+    cols = np.concatenate([matrix.col, np.full(len(stop_states), n), [n], np.full(m, n)])
+    probs = np.concatenate(
+        [discount * matrix.data, np.ones(len(stop_states)), [1.0], np.full(m, 1.0 - discount)]
+    )
     cost = np.zeros(size)
     cost[shifted] = -rewards
     target = np.concatenate([absorbing_states(mdp), [True]])
