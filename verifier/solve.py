@@ -125,10 +125,11 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
     if discount == 1.0:
         component, resting = end_components(mdp, rewards == 0.0)
         finite, policy = _almost_sure_policy(mdp, component >= 0, resting)
-        start = _storm_start(mdp, rewards, 1.0, component >= 0, resting)
-        start = np.where(finite, start, policy)
-        if _proper(mdp, rewards, start, finite):
-            policy = start
+        if not _may_loop(mdp, rewards):
+            start = _storm_start(mdp, rewards, 1.0, component >= 0, resting)
+            start = np.where(finite, start, policy)
+            if _proper(mdp, rewards, start, finite):
+                policy = start
         if not finite.all():
             positive_loop = _positive_loop_anywhere(mdp, rewards)
             if positive_loop.any():
@@ -230,6 +231,14 @@ def _storm_start(
     stops = rest & (local == np.diff(mdp.row_groups))  # Storm chose the added stop
     original = mdp.row_groups[:-1] + np.minimum(local, np.diff(mdp.row_groups) - 1)
     return np.where(stops, _first_in_group(mdp, resting), original)
+
+
+def _may_loop(mdp: MDP, rewards: np.ndarray) -> bool:
+    """Could a loop earn positive reward: does an end component contain a choice with
+    positive reward? (If not, Storm's costs have no negative cycle, on which its solvers
+    return nonsense or do not terminate; our policy iteration finds such loops.)"""
+    _, inside = end_components(mdp, np.ones(mdp.n_choices, dtype=bool))
+    return bool((inside & (rewards > 0)).any())
 
 
 def _proper(mdp: MDP, rewards: np.ndarray, policy: np.ndarray, finite: np.ndarray) -> bool:

@@ -493,6 +493,7 @@ def _fast_environment():
     solver = environment.solver().min_max()
     solver.method = stormpy.environments.MinMaxMethod.TOPOLOGICAL
     solver.precision = stormpy.Rational("1/1000000000000")
+    solver.maximal_number_of_iterations = 1_000_000
     return environment
 
 
