@@ -19,6 +19,9 @@ partial sums would be bounded by V(s0) - min V. So:
 - otherwise the values of the final policy are V*.
 Storm's long-run average (`R max [ LRA ]`) would answer the first question directly but did
 not terminate on periodic maze chains, sound or not; this needs no extra computation.
+
+Speed: where no reward loop is possible, the start policy is Storm's: its `Rmin [ F T ]` on
+the costs -R does accept both signs (see `_storm_start`), and one sweep certifies it.
 """
 
 from __future__ import annotations
