@@ -251,7 +251,9 @@ def worker_incremental(maze_path: str, policy_path: str, prism_path: str) -> dic
         return net.eval(), json.loads(extra["verifier.json"])["actions"]
 
     (net, actions), load_policy_s = clock(load)
-    variables = {v.name: v.expression_variable for m in program.modules for v in m.integer_variables}
+    variables = {
+        v.name: v.expression_variable for m in program.modules for v in m.integer_variables
+    }
     order = [variables[name] for name in VARIABLES]
     index = {c.action_name: c.action_index for m in program.modules for c in m.commands}
     output_action = [index[name] for name in actions]  # network output i -> Storm action index
@@ -433,10 +435,10 @@ def render(meta: dict, rows: list[dict], args) -> str:
         "check against the optimum and, for a failing policy, the goal analysis (goals column: "
         "candidate goals checked); total = the five library steps (torch import excluded); "
         f"CLI = `python -m verifier.cli POLICY --model MAZE.toml --json F` wall time; "
-        f"\"< {GOAL_SECONDS:g} s\" is for the CLI.",
+        f'"< {GOAL_SECONDS:g} s" is for the CLI.',
         "",
-        "| maze | states | transitions | load | load_policy | decide | decide warm | warm, 1 thread "
-        "| classify | goals | total | peak RSS | CLI | CLI peak RSS "
+        "| maze | states | transitions | load | load_policy | decide | decide warm "
+        "| warm, 1 thread | classify | goals | total | peak RSS | CLI | CLI peak RSS "
         f"| < {GOAL_SECONDS:g} s | verdict | value | reachable |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|---:|---:|",
     ]
@@ -466,7 +468,7 @@ def render(meta: dict, rows: list[dict], args) -> str:
     out += [
         "",
         "## Incremental baseline: `to_prism` -> Storm's parser -> Storm's builder asking the "
-        "network state by state -> `Pmax=? [ !\"lava\" U \"exit\" ]`",
+        'network state by state -> `Pmax=? [ !"lava" U "exit" ]`',
         "",
         "states = the states the builder explored (those the policy reaches); calls = callback "
         "invocations (Storm asks once per state and PRISM command, and the export has one "
@@ -523,9 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
-    parser.add_argument(
-        "--worker", choices=("ours", "cli", "incremental"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--worker", choices=("ours", "cli", "incremental"), help=argparse.SUPPRESS)
     parser.add_argument("--maze", help=argparse.SUPPRESS)
     parser.add_argument("--policy", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)

@@ -333,8 +333,8 @@ def render(meta: dict, rows: list[dict], args) -> str:
         f"`random` = `random_maze(n, n, seed={SEED}, objects=2, lava=2, slip={SLIP})`, n the odd "
         "number nearest sqrt(2 target); each written with `maze_to_toml` to a temporary file",
         f"- reward for the check: step {STEP}, arrive exit +{EXIT_BONUS:g} "
-        "(`Reward(\"exit\", \"bench\", discount, -0.01, {\"exit\": 1.0})`); objective: the maze's "
-        "default `Pmax=? [ !\"lava\" U \"exit\" ]`",
+        '(`Reward("exit", "bench", discount, -0.01, {"exit": 1.0})`); objective: the maze\'s '
+        'default `Pmax=? [ !"lava" U "exit" ]`',
         f"- each run in a fresh subprocess, killed after {args.timeout:g} s (the check), "
         f"{args.compare_timeout:g} s (our solver in the Storm comparison) or "
         f"{args.storm_timeout:g} s (Storm); after a timeout, larger sizes of that series are not "
@@ -349,7 +349,7 @@ def render(meta: dict, rows: list[dict], args) -> str:
         "load = `load_environment` (parse, compile, `to_storm`); solve = `verifier.solve.solve` "
         "(policy iteration); rest = the remainder of `check_reward` (objective, Storm on the "
         "MDP of optimal actions, witness); total = load + reward vector + check, from the TOML "
-        f"file to the verdict; \"< {GOAL_SECONDS:g} s\" compares total + imports with the "
+        f'file to the verdict; "< {GOAL_SECONDS:g} s" compares total + imports with the '
         "one-minute goal. V*(s0): optimal return at the initial state; P(φ): least and greatest "
         "probability of the objective over the optimal policies.",
         "",
@@ -549,7 +549,9 @@ def main(argv: list[str] | None = None) -> int:
                         a, b = np.load(ours_values), np.load(storm_values)
                         assert a.shape == b.shape, (a.shape, b.shape)
                         row["compare"][str(discount)] = {
-                            "initial_abs_diff": abs(ours["initial_value"] - theirs["initial_value"]),
+                            "initial_abs_diff": abs(
+                                ours["initial_value"] - theirs["initial_value"]
+                            ),
                             "all_abs_diff": float(np.abs(a - b).max()),
                         }
                         ours_values.unlink()
