@@ -25,7 +25,7 @@ states (slip 0.1) one run measures:
 Where (a) and (c) both finish, the script asserts that they give the same value at the initial
 state and that (c) explored exactly the states the policy reaches in (a)'s induced chain.
 
-    python benchmarks/policy_scaling.py                 # 10^2 .. 10^6, about 10 minutes
+    python benchmarks/policy_scaling.py                 # 10^2 .. 10^6, about 8 minutes
     python benchmarks/policy_scaling.py --quick         # up to 10^4
     python benchmarks/policy_scaling.py --max-states 100000 --baseline-timeout 600
 

@@ -358,7 +358,7 @@ def render(meta: dict, rows: list[dict], args) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|---|---:|---:|",
     ]
     for row in rows:
-        for discount in DISCOUNTS:
+        for discount in meta["discounts"]:
             record = row["check"].get(str(discount))
             name = maze_name(row["variant"], row["target"])
             note = status(record)
@@ -375,6 +375,8 @@ def render(meta: dict, rows: list[dict], args) -> str:
                 f"| {record['optimal_return']:.6g} "
                 f"| {record['objective_min']:.3g} / {record['objective_max']:.3g} |"
             )
+    if not meta["storm"]:
+        return "\n".join(out) + "\n"
     out += [
         "",
         "## Against Storm on a non-negative reward (arrive exit +1, step 0)",
@@ -392,7 +394,7 @@ def render(meta: dict, rows: list[dict], args) -> str:
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        for discount in DISCOUNTS:
+        for discount in meta["discounts"]:
             ours = row["ours_nonnegative"].get(str(discount))
             theirs = row["storm"].get(str(discount))
             name = maze_name(row["variant"], row["target"])
@@ -484,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         if discount not in DISCOUNTS:
             parser.error(f"--discounts: {discount:g} is not one of {DISCOUNTS}")
     meta = versions()
+    meta["discounts"] = discounts
+    meta["storm"] = not args.no_storm
     meta["load_start"] = round(os.getloadavg()[0], 2)
     rows: list[dict] = []
     stopped: set[tuple] = set()
