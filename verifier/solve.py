@@ -125,13 +125,15 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
     """V*, Q* and optimal actions of `rewards` (float64 [n_choices]) with `discount` in (0, 1]."""
     rewards = np.asarray(rewards, dtype=np.float64)
     positive_loop = np.zeros(mdp.n_states, dtype=bool)
+    evaluated = None  # the start policy's evaluation, when already computed
     if discount == 1.0:
         component, resting = end_components(mdp, rewards == 0.0)
         finite, policy = _almost_sure_policy(mdp, component >= 0, resting)
         if not _may_loop(mdp, rewards):
             start = _storm_start(mdp, rewards, 1.0, component >= 0, resting)
             start = np.where(finite, start, policy)
-            if _proper(mdp, rewards, start, finite):
+            evaluated = _evaluate_if_proper(mdp, rewards, start, finite)
+            if evaluated is not None:
                 policy = start
         if not finite.all():
             positive_loop = _positive_loop_anywhere(mdp, rewards)
@@ -150,7 +152,8 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
         iterations += 1
         if iterations > MAX_ITERATIONS:
             raise SolverError(f"policy iteration did not converge in {MAX_ITERATIONS} iterations")
-        values, positive_loop = _evaluate(mdp, rewards, policy, discount, finite)
+        values, positive_loop = evaluated or _evaluate(mdp, rewards, policy, discount, finite)
+        evaluated = None
         if positive_loop.any():
             return _unbounded(mdp, positive_loop)
         q_values = rewards + discount * (mdp.transitions @ values)
@@ -244,14 +247,19 @@ def _may_loop(mdp: MDP, rewards: np.ndarray) -> bool:
     return bool((inside & (rewards > 0)).any())
 
 
-def _proper(mdp: MDP, rewards: np.ndarray, policy: np.ndarray, finite: np.ndarray) -> bool:
-    """Is the policy a safe start for policy iteration: no state that can avoid -inf is at
-    -inf under it? (Storm's fast engine is not sound, so its scheduler is checked.)"""
+def _evaluate_if_proper(
+    mdp: MDP, rewards: np.ndarray, policy: np.ndarray, finite: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The policy's evaluation if it is a safe start for policy iteration (no state that can
+    avoid -inf is at -inf under it), else None. Storm's fast engine is not sound, so its
+    scheduler is checked; the evaluation is reused as policy iteration's first."""
     try:
         values, positive = _evaluate(mdp, rewards, policy, 1.0, finite)
     except InputError:  # a loop without total reward: start from our own policy instead
-        return False
-    return bool(positive.any() or not np.isneginf(values[finite]).any())
+        return None
+    if positive.any() or not np.isneginf(values[finite]).any():
+        return values, positive
+    return None
 
 
 def _positive_loop_anywhere(mdp: MDP, rewards: np.ndarray) -> np.ndarray:

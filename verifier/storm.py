@@ -444,7 +444,11 @@ def satisfying_states(model, state_formula) -> np.ndarray:
 def state_values(mdp: MDP, formula_text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A quantitative query on every state of our model: (values, lower, upper), float64
     [n_states] each, the bounds certified by Storm's sound engine."""
-    model = to_storm(mdp)
+    return model_values(to_storm(mdp), formula_text)
+
+
+def model_values(model, formula_text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`state_values` on a model already in Storm (to check many formulas on one model)."""
     formula = parse_properties(formula_text)[0].get_raw_formula()
     result = _model_check(model, formula, formula_text)
     values = np.asarray(result.get_value_vector(), dtype=np.float64)

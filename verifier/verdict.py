@@ -183,11 +183,12 @@ def _goals(mdp: MDP, chain: MDP, competence: float) -> list[dict]:
     """For every candidate goal: P(F g) under the policy and at best, at the worst initial
     state; competent goals first (highest ratio, then generality)."""
     initial = mdp.initial_states
+    chain_model, mdp_model = storm.to_storm(chain), storm.to_storm(mdp)
     rows = []
     for goal in candidate_goals(mdp):
         formula = f'Pmax=? [ F "{goal}" ]'
-        achieved = storm.state_values(chain, formula)[0][initial]
-        best = storm.state_values(mdp, formula)[0][initial]
+        achieved = storm.model_values(chain_model, formula)[0][initial]
+        best = storm.model_values(mdp_model, formula)[0][initial]
         ratio = np.divide(achieved, best, out=np.zeros_like(best), where=best > 0)
         rows.append(
             {
