@@ -13,12 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import breadth_first_order
 
 from verifier.errors import ResourceLimit
 from verifier.maze import ACTIONS, KINDS, PALETTE, START, WALL, Maze
-from verifier.mdp import MDP, csr
+from verifier.mdp import MDP, csr, reachable
 
 # Offsets of up, down, left, right, and for each action the two perpendicular slips.
 DELTAS = ((-1, 0), (1, 0), (0, -1), (0, 1))
@@ -229,18 +227,9 @@ def _explore_layers(grid: Grid, max_states: int | None) -> list[tuple[int, np.nd
         new_key = grid.new_key(inventory)
         movers = np.nonzero(~grid.wall & ~grid.terminal & ~new_key)[0]
         targets = grid.targets(inventory)[:, movers].ravel()
-        source = np.full(len(entry), n_positions)
-        graph = sp.csr_matrix(
-            (
-                np.ones(len(targets) + len(entry), dtype=np.int8),
-                (np.concatenate([np.tile(movers, 4), source]), np.concatenate([targets, entry])),
-            ),
-            shape=(n_positions + 1, n_positions + 1),
-        )
-        order = breadth_first_order(graph, n_positions, directed=True, return_predecessors=False)
-        reached = np.zeros(n_positions + 1, dtype=bool)
-        reached[order] = True
-        reached = reached[:n_positions]
+        entering = np.zeros(n_positions, dtype=bool)
+        entering[entry] = True
+        reached = reachable(np.tile(movers, 4), targets, entering)
         states = np.nonzero(reached & ~new_key)[0]
         n_states += len(states)
         if max_states is not None and n_states > max_states:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import breadth_first_order
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -83,6 +84,26 @@ def csr(rows: np.ndarray, cols: np.ndarray, probs: np.ndarray, shape: tuple[int,
     matrix.eliminate_zeros()
     matrix.sort_indices()
     return matrix
+
+
+def reachable(tails: np.ndarray, heads: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """bool [n]: the nodes reachable from `sources` (bool [n]) along the edges
+    tails[i] -> heads[i], the sources included (one breadth-first search in C)."""
+    n = len(sources)
+    if not sources.any():
+        return sources.copy()
+    starts = np.flatnonzero(sources)
+    graph = sp.csr_matrix(
+        (
+            np.ones(len(tails) + len(starts), dtype=np.int8),
+            (np.concatenate([tails, np.full(len(starts), n)]), np.concatenate([heads, starts])),
+        ),
+        shape=(n + 1, n + 1),
+    )
+    order = breadth_first_order(graph, n, directed=True, return_predecessors=False)
+    found = np.zeros(n + 1, dtype=bool)
+    found[order] = True
+    return found[:n]
 
 
 def restrict(mdp: MDP, keep: np.ndarray) -> MDP:

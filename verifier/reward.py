@@ -203,22 +203,14 @@ def _rest(mdp: MDP, reward: RewardVector, solution: Solution, objective: Objecti
 
 def _violation_witness(env, policy, start, objective, violation) -> dict:
     """The most likely path, under `policy`, from `start` to a state where φ is lost."""
-    mdp = env.mdp
-    chain = mdp.transitions[policy].tocoo()
-    open_states = objective.left & ~objective.target & ~violation
-    keep = open_states[chain.row] & (chain.row != chain.col)
-    weights = -np.log(chain.data[keep]) + 1e-12
-    graph = sp.csr_matrix((weights, (chain.row[keep], chain.col[keep])), shape=(mdp.n_states,) * 2)
-    distance, predecessor = dijkstra(graph, indices=start, return_predecessors=True)
-    ends = np.flatnonzero(violation & np.isfinite(distance))
-    witness = {"policy": _policy_table(env, policy), "start": _describe(env, start)}
-    if len(ends) == 0:
-        witness["path"] = []
-        return witness
-    end = int(ends[np.argmin(distance[ends])])
-    path = _walk_back(predecessor, start, end)
-    witness["path"] = [_describe(env, s) for s in path]
-    witness["probability"] = float(np.exp(-(distance[end] - 1e-12 * (len(path) - 1))))
+    chain = env.mdp.transitions[policy].tocoo()
+    through = objective.left & ~objective.target & ~violation
+    witness = {"policy": _policy_table(env, policy), "start": _describe(env, start), "path": []}
+    found = _most_likely_path(chain.row, chain.col, chain.data, through, start, violation)
+    if found:
+        path, probability = found
+        witness["path"] = [_describe(env, s) for s in path]
+        witness["probability"] = probability
     return witness
 
 
@@ -227,29 +219,36 @@ def _loop_witness(env: Environment, solution: Solution, start: int) -> dict:
     mdp = env.mdp
     loop = solution.positive_loop
     matrix = mdp.transitions.tocoo()
+    everywhere = np.ones(mdp.n_states, dtype=bool)
     states = mdp.choice_states()[matrix.row]
-    keep = states != matrix.col
-    graph = sp.csr_matrix(
-        (-np.log(matrix.data[keep]) + 1e-12, (states[keep], matrix.col[keep])),
-        shape=(mdp.n_states,) * 2,
-    )
-    distance, predecessor = dijkstra(graph, indices=start, return_predecessors=True)
-    if not np.isfinite(distance[loop]).any():
+    found = _most_likely_path(states, matrix.col, matrix.data, everywhere, start, loop)
+    if not found:
         return {"start": _describe(env, start), "path": [], "loop": []}
-    end = int(np.flatnonzero(loop)[np.argmin(distance[loop])])
-    path = _walk_back(predecessor, start, end)
     return {
         "start": _describe(env, start),
-        "path": [_describe(env, s) for s in path],
+        "path": [_describe(env, s) for s in found[0]],
         "loop": [_describe(env, s) for s in np.flatnonzero(loop)[:20]],
     }
 
 
-def _walk_back(predecessor: np.ndarray, start: int, end: int) -> list[int]:
+def _most_likely_path(rows, cols, probs, through, start, ends) -> tuple[list[int], float] | None:
+    """The most probable path from `start` to a state in `ends` along the transitions
+    rows[i] -> cols[i] (probability probs[i]) leaving only `through` states: Dijkstra on
+    -log p, each step costing 1e-12 more so that shorter paths win ties. None if none."""
+    n = len(ends)
+    keep = through[rows] & (rows != cols)
+    weights = -np.log(probs[keep]) + 1e-12
+    graph = sp.csr_matrix((weights, (rows[keep], cols[keep])), shape=(n, n))
+    distance, predecessor = dijkstra(graph, indices=start, return_predecessors=True)
+    reached = np.flatnonzero(ends & np.isfinite(distance))
+    if len(reached) == 0:
+        return None
+    end = int(reached[np.argmin(distance[reached])])
     path = [end]
     while path[-1] != start:
         path.append(int(predecessor[path[-1]]))
-    return path[::-1]
+    path.reverse()
+    return path, float(np.exp(-(distance[end] - 1e-12 * (len(path) - 1))))
 
 
 def _describe(env: Environment, state: int) -> dict:

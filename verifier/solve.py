@@ -31,12 +31,12 @@ from fractions import Fraction
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import breadth_first_order, connected_components, shortest_path
+from scipy.sparse.csgraph import connected_components, shortest_path
 from scipy.sparse.linalg import splu, spsolve
 
 from verifier import storm
 from verifier.errors import InputError, VerifierError
-from verifier.mdp import MDP, csr
+from verifier.mdp import MDP, csr, reachable
 from verifier.rewards import absorbing_states
 
 # Actions whose Q-value is within TOLERANCE of V*, relative to the scale of rewards and
@@ -311,26 +311,7 @@ def _can_reach(mdp: MDP, target: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """bool [n_states]: states with a path to `target` using `allowed` choices."""
     matrix = mdp.transitions.tocoo()
     keep = allowed[matrix.row]
-    return _backward_reachable(mdp.choice_states()[matrix.row[keep]], matrix.col[keep], target)
-
-
-def _backward_reachable(tails: np.ndarray, heads: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """bool [n]: nodes with a path to `target` along the edges tails[i] -> heads[i]."""
-    n = len(target)
-    if not target.any():
-        return target.copy()
-    sources = np.flatnonzero(target)
-    graph = sp.csr_matrix(
-        (
-            np.ones(len(heads) + len(sources), dtype=np.int8),
-            (np.concatenate([heads, np.full(len(sources), n)]), np.concatenate([tails, sources])),
-        ),
-        shape=(n + 1, n + 1),
-    )
-    order = breadth_first_order(graph, n, directed=True, return_predecessors=False)
-    reached = np.zeros(n + 1, dtype=bool)
-    reached[order] = True
-    return reached[:n]
+    return reachable(matrix.col[keep], mdp.choice_states()[matrix.row[keep]], target)
 
 
 def _reverse_graph(
@@ -431,7 +412,7 @@ def _evaluate(
             )
     if positive.any():
         return values, positive
-    doomed = _backward_reachable(coo.row, coo.col, negative | ~finite)
+    doomed = reachable(coo.col, coo.row, negative | ~finite)
     transient = ~closed & ~doomed
     idx = np.flatnonzero(transient)
     if len(idx):

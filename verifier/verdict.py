@@ -18,13 +18,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import breadth_first_order
 
 from verifier import storm
 from verifier.environment import Environment
 from verifier.maze import KINDS, PALETTE
-from verifier.mdp import MDP, with_labels
+from verifier.mdp import MDP, reachable, with_labels
 from verifier.objective import Objective
 from verifier.policy import Decisions, induced_chain
 from verifier.rewards import RewardVector
@@ -224,23 +222,10 @@ def _reward_summary(
 
 def _reachable(chain: MDP) -> np.ndarray:
     """bool [n_states]: states the policy reaches from an initial state."""
-    n = chain.n_states
     coo = chain.transitions.tocoo()
-    sources = chain.initial_states
-    graph = sp.csr_matrix(
-        (
-            np.ones(coo.nnz + len(sources), dtype=np.int8),
-            (
-                np.concatenate([coo.row, np.full(len(sources), n)]),
-                np.concatenate([coo.col, sources]),
-            ),
-        ),
-        shape=(n + 1, n + 1),
-    )
-    order = breadth_first_order(graph, n, directed=True, return_predecessors=False)
-    reached = np.zeros(n + 1, dtype=bool)
-    reached[order] = True
-    return reached[:n]
+    initial = np.zeros(chain.n_states, dtype=bool)
+    initial[chain.initial_states] = True
+    return reachable(coo.row, coo.col, initial)
 
 
 def _worst(mdp, gap, values, optimum, among) -> tuple[dict, ...]:
