@@ -26,7 +26,7 @@ the costs -R does accept both signs (see `_storm_start`), and one sweep certifie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
@@ -205,31 +205,13 @@ def _storm_start(
     iteration certifies the result. From Storm's choices it took one sweep where from
     scratch it took over a hundred (slippery open rooms).
     """
-    n, m = mdp.n_states, mdp.n_choices
-    stop_states = np.flatnonzero(rest)
-    matrix = mdp.transitions.tocoo()
-    states = mdp.choice_states()
-    extra = np.zeros(n, dtype=np.int64)
-    extra[stop_states] = 1
-    before = np.concatenate([[0], np.cumsum(extra)])  # extra choices before each state
-    shifted = np.arange(m) + before[states]
-    stop_rows = mdp.row_groups[1:][stop_states] + before[stop_states]
-    size = m + len(stop_states) + 1
-    rows = np.concatenate([shifted[matrix.row], stop_rows, [size - 1], shifted])
-    cols = np.concatenate([matrix.col, np.full(len(stop_states), n), [n], np.full(m, n)])
-    probs = np.concatenate(
-        [discount * matrix.data, np.ones(len(stop_states)), [1.0], np.full(m, 1.0 - discount)]
-    )
-    cost = np.zeros(size)
+    n = mdp.n_states
+    extended, shifted = _with_stop(mdp, rest, discount)
+    cost = np.zeros(extended.n_choices)
     cost[shifted] = -rewards
-    target = np.concatenate([absorbing_states(mdp), [True]])
-    extended = MDP(
-        transitions=csr(rows, cols, probs, (size, n + 1)),
-        row_groups=np.concatenate([mdp.row_groups + before, [size]]),
-        choice_actions=np.full(size, -1, dtype=np.int32),
-        actions=(),
-        labels={"__target": target},
-        initial_states=mdp.initial_states,
+    extended = replace(
+        extended,
+        labels={"__target": np.concatenate([absorbing_states(mdp), [True]])},
         rewards={"cost": cost},
     )
     _, chosen = storm.optimize(extended, 'R{"cost"}min=? [ F "__target" ]', sound=False)
@@ -266,26 +248,39 @@ def _positive_loop_anywhere(mdp: MDP, rewards: np.ndarray) -> np.ndarray:
     """Reward loops also where no rest state is surely reachable: solve the MDP extended
     by a "give up" choice in every state (to a new absorbing state, reward -1). There every
     state reaches rest surely, so policy iteration closes a positive loop if one exists."""
+    n = mdp.n_states
+    extended, shifted = _with_stop(mdp, np.ones(n, dtype=bool), 1.0)
+    extended_rewards = np.full(extended.n_choices, -1.0)  # the give-ups (and the stop's loop)
+    extended_rewards[shifted] = rewards
+    extended_rewards[-1] = 0.0
+    return solve(extended, extended_rewards, 1.0).positive_loop[:n]
+
+
+def _with_stop(mdp: MDP, stoppable: np.ndarray, discount: float) -> tuple[MDP, np.ndarray]:
+    """The MDP with a new absorbing state (index n_states), a choice into it added last in
+    every `stoppable` state, and every original choice moving there with probability
+    1 - discount (a discount as a stop). Also the new index of each original choice."""
     n, m = mdp.n_states, mdp.n_choices
+    stopping = np.flatnonzero(stoppable)
+    added = np.concatenate([[0], np.cumsum(stoppable)])  # added choices before each state
+    shifted = np.arange(m) + added[mdp.choice_states()]
+    stop_rows = mdp.row_groups[1:][stopping] + added[stopping]
+    size = m + len(stopping) + 1
     matrix = mdp.transitions.tocoo()
-    states = mdp.choice_states()
-    shifted = np.arange(m) + states  # each state's choices move down by the give-ups before
-    give_up = mdp.row_groups[1:] + np.arange(n)
-    rows = np.concatenate([shifted[matrix.row], give_up, [m + n]])
-    cols = np.concatenate([matrix.col, np.full(n, n), [n]])
-    probs = np.concatenate([matrix.data, np.ones(n), [1.0]])
+    rows = np.concatenate([shifted[matrix.row], stop_rows, [size - 1], shifted])
+    cols = np.concatenate([matrix.col, np.full(len(stopping), n), [n], np.full(m, n)])
+    probs = np.concatenate(
+        [discount * matrix.data, np.ones(len(stopping)), [1.0], np.full(m, 1.0 - discount)]
+    )
     extended = MDP(
-        transitions=csr(rows, cols, probs, (m + n + 1, n + 1)),
-        row_groups=np.concatenate([mdp.row_groups + np.arange(n + 1), [m + n + 1]]),
-        choice_actions=np.full(m + n + 1, -1, dtype=np.int32),
+        transitions=csr(rows, cols, probs, (size, n + 1)),
+        row_groups=np.concatenate([mdp.row_groups + added, [size]]),
+        choice_actions=np.full(size, -1, dtype=np.int32),
         actions=(),
         labels={},
         initial_states=mdp.initial_states,
     )
-    extended_rewards = np.zeros(m + n + 1)
-    extended_rewards[shifted] = rewards
-    extended_rewards[give_up] = -1.0
-    return solve(extended, extended_rewards, 1.0).positive_loop[:n]
+    return extended, shifted
 
 
 def _unbounded(mdp: MDP, positive_loop: np.ndarray) -> Solution:
