@@ -25,13 +25,10 @@ Writes benchmarks/results/compile_scaling.md and .json and prints the tables.
 from __future__ import annotations
 
 import argparse
-import datetime
 import inspect
 import json
 import math
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,6 +39,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from harness import clock, peak_rss_mb, seconds, versions  # noqa: E402
 
 TARGETS = (10**2, 10**3, 10**4, 10**5, 10**6)
 QUICK_MAX = 10**4
@@ -121,19 +120,6 @@ def maze_toml(target: int, variant: str) -> str:
 
 
 # ----------------------------------------------------------------------------- workers
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (ru_maxrss is KiB on Linux)."""
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
-
-
-def clock(step):
-    """(result, wall seconds) of one call."""
-    start = time.perf_counter()
-    result = step()
-    return result, time.perf_counter() - start
 
 
 def worker_ours(target: int, variant: str) -> dict:
@@ -256,43 +242,6 @@ def run_worker(kind: str, target: int, variant: str, timeout: float | None) -> d
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def versions() -> dict:
-    import numpy
-    import scipy
-    import stormpy
-
-    model_name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "processor": platform.processor(),
-        "cpu_model": model_name,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "stormpy": getattr(stormpy, "__version__", "?"),
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 0.01:
-        return f"{value * 1000:.2f} ms"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    return f"{value:.2f} s"
 
 
 def size(n_bytes: int) -> str:

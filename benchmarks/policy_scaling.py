@@ -35,11 +35,9 @@ Writes benchmarks/results/policy_scaling.md and .json and prints the tables.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -51,6 +49,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from harness import clock, peak_rss_mb, ratio, seconds, status, versions  # noqa: E402
 
 TARGETS = (10**2, 10**3, 10**4, 10**5, 10**6)
 QUICK_MAX = 10**4
@@ -101,12 +101,6 @@ def write_policy(path: Path) -> None:
 # ----------------------------------------------------------------------------- workers
 
 
-def peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
-    """Peak resident set size in MiB (ru_maxrss is KiB on Linux)."""
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS
-    return resource.getrusage(who).ru_maxrss * scale / 2**20
-
-
 class Timers:
     """Wraps module functions to add up the wall time and count the calls of each."""
 
@@ -127,12 +121,6 @@ class Timers:
                 self.calls[name] = self.calls.get(name, 0) + 1
 
         setattr(module, attribute, timed)
-
-
-def clock(step):
-    start = time.perf_counter()
-    result = step()
-    return result, time.perf_counter() - start
 
 
 def worker_ours(maze_path: str, policy_path: str) -> dict:
@@ -334,72 +322,6 @@ def run_worker(kind: str, arguments: list[str], timeout: float | None) -> dict:
 # ----------------------------------------------------------------------------- report
 
 
-def versions() -> dict:
-    import numpy
-    import scipy
-    import stormpy
-    import torch
-
-    model_name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "processor": platform.processor(),
-        "cpu_model": model_name,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "stormpy": getattr(stormpy, "__version__", "?"),
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "verifier_commit": _git("rev-parse", "--short", "HEAD"),
-        "verifier_uncommitted": _git("status", "--porcelain", "--", "verifier"),
-    }
-
-
-def _git(*arguments: str) -> str:
-    """Read-only git queries for the record (empty when git is unavailable)."""
-    try:
-        done = subprocess.run(["git", *arguments], capture_output=True, text=True, cwd=ROOT)
-    except OSError:
-        return ""
-    return done.stdout.strip()
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 0.01:
-        return f"{value * 1000:.2f} ms"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    return f"{value:.2f} s"
-
-
-def ratio(value: float) -> str:
-    return f"{value:,.0f}x" if value >= 10 else f"{value:.1g}x" if value < 1 else f"{value:.1f}x"
-
-
-def status(record: dict | None) -> str | None:
-    """A table cell for a run that gave no numbers, None when it did."""
-    if record is None:
-        return "not tried (a smaller size timed out)"
-    if "timeout" in record:
-        return f"timeout (> {record['timeout']:g} s, whole subprocess)"
-    if "error" in record:
-        return f"error: {record['error']}"
-    return None
-
-
 def render(meta: dict, rows: list[dict], args) -> str:
     out = [
         "# Policy verification: scaling",
@@ -546,7 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     limit = min(args.max_states, QUICK_MAX) if args.quick else args.max_states
     targets = [t for t in TARGETS if t <= limit]
     variants = [v for v in args.variants.split(",") if v]
-    meta = versions()
+    import torch
+
+    meta = versions({"torch": torch.__version__, "torch_threads": torch.get_num_threads()})
     meta["load_start"] = round(os.getloadavg()[0], 2)
     rows: list[dict] = []
     stopped: set[tuple] = set()

@@ -28,12 +28,9 @@ Writes benchmarks/results/reward_scaling.md and .json and prints the tables.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,6 +41,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from harness import peak_rss_mb, ratio, seconds, status, versions  # noqa: E402
 
 TARGETS = (10**3, 10**4, 10**5, 10**6)
 QUICK_MAX = 10**4
@@ -74,12 +73,6 @@ def maze_for(variant: str, target: int):
 
 
 # ----------------------------------------------------------------------------- workers
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (ru_maxrss is KiB on Linux)."""
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
 class Timers:
@@ -252,71 +245,8 @@ def run_worker(kind: str, arguments: list[str], timeout: float | None) -> dict:
 # ----------------------------------------------------------------------------- report
 
 
-def versions() -> dict:
-    import numpy
-    import scipy
-    import stormpy
-
-    model_name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "processor": platform.processor(),
-        "cpu_model": model_name,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "stormpy": getattr(stormpy, "__version__", "?"),
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "platform": platform.platform(),
-        "verifier_commit": _git("rev-parse", "--short", "HEAD"),
-        "verifier_uncommitted": _git("status", "--porcelain", "--", "verifier"),
-    }
-
-
-def _git(*arguments: str) -> str:
-    """Read-only git queries for the record (empty when git is unavailable)."""
-    try:
-        done = subprocess.run(["git", *arguments], capture_output=True, text=True, cwd=ROOT)
-    except OSError:
-        return ""
-    return done.stdout.strip()
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 0.01:
-        return f"{value * 1000:.2f} ms"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    return f"{value:.2f} s"
-
-
-def ratio(value: float) -> str:
-    return f"{value:,.0f}x" if value >= 10 else f"{value:.1g}x" if value < 1 else f"{value:.1f}x"
-
-
 def maze_name(variant: str, target: int) -> str:
     return f"{variant} 10^{round(math.log10(target))}"
-
-
-def status(record: dict | None) -> str | None:
-    """A table cell for a run that gave no numbers, None when it did."""
-    if record is None:
-        return "not tried (a smaller size timed out)"
-    if "timeout" in record:
-        return f"timeout (> {record['timeout']:g} s, whole subprocess)"
-    if "error" in record:
-        return f"error: {record['error']}"
-    return None
 
 
 def render(meta: dict, rows: list[dict], args) -> str:
