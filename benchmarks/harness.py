@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import resource
@@ -90,3 +91,23 @@ def status(record: dict | None) -> str | None:
     if "error" in record:
         return f"error: {record['error']}"
     return None
+
+
+def run_worker(script: str, kind: str, arguments: list[str], timeout: float | None) -> dict:
+    """One worker of `script` in a fresh interpreter: its JSON record, {"timeout": seconds}
+    when it ran out of time, {"error": message} when it failed."""
+    command = [sys.executable, str(Path(script).resolve()), "--worker", kind, *arguments]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"timeout": timeout}
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        message = lines[-1] if lines else f"exit code {done.returncode}"
+        print(f"warning: {kind} worker: {message}", file=sys.stderr)
+        return {"error": message, "stderr_tail": lines[-15:]}
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    if "timeout" not in record:
+        record["process_s"] = time.perf_counter() - start
+    return record

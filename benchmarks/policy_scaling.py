@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +51,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import harness  # noqa: E402
 from harness import clock, peak_rss_mb, ratio, seconds, status, versions  # noqa: E402
 
 TARGETS = (10**2, 10**3, 10**4, 10**5, 10**6)
@@ -299,24 +301,7 @@ def worker_incremental(maze_path: str, policy_path: str, prism_path: str) -> dic
     }
 
 
-def run_worker(kind: str, arguments: list[str], timeout: float | None) -> dict:
-    """One worker in a fresh interpreter: its JSON record, {"timeout": seconds} when it ran
-    out of time, {"error": message} when it failed."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, *arguments]
-    start = time.perf_counter()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"timeout": timeout}
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        message = lines[-1] if lines else f"exit code {done.returncode}"
-        print(f"warning: {kind} worker: {message}", file=sys.stderr)
-        return {"error": message, "stderr_tail": lines[-15:]}
-    record = json.loads(done.stdout.strip().splitlines()[-1])
-    if "timeout" not in record:
-        record["process_s"] = time.perf_counter() - start
-    return record
+run_worker = partial(harness.run_worker, __file__)
 
 
 # ----------------------------------------------------------------------------- report
