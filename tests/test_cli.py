@@ -175,3 +175,23 @@ def test_generate_writes_a_maze_that_checks(tmp_path, capsys):
     assert code == 0 and "value 1" in text
     code, _, err = run(capsys, "generate", "--size", "10x10")
     assert code == 2 and "odd" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["reward", "--model", "{lava}", "--reward", "{reward}", "--discount", "1.5"],
+            "--discount: must be in (0, 1]",
+        ),
+        (["{policy}", "--model", "{lava}", "--competence", "0"], "--competence: must be in (0, 1]"),
+    ],
+)
+def test_out_of_range_numbers_exit_2_with_one_line(lava, tmp_path, capsys, argv, expected):
+    reward = tmp_path / "r.toml"
+    reward.write_text("step = -0.01\n[arrive]\nexit = 1.0\n")
+    policy = tmp_path / "p.json"
+    policy.write_text('{"actions": ["up", "down", "left", "right"], "probs": [[1, 0, 0, 0]]}')
+    argv = [a.format(lava=lava, reward=reward, policy=policy) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and expected in err, err
