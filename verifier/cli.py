@@ -7,6 +7,7 @@ line naming the file, the place and the problem), 3 a resource limit or an inter
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -137,6 +138,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of the best P(reach goal) that counts as competent pursuit (default 0.9)",
     )
 
+    suite = commands.add_parser(
+        "suite", help="run a suite of checks with expected verdicts (a regression gate)"
+    )
+    suite.add_argument("suite", metavar="SUITE.toml")
+    suite.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="checks at once on this machine (default: the CPU count)",
+    )
+    suite.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a Dask cluster instead (e.g. tcp://host:8786); "
+        "the suite's files must be at the same paths on the workers",
+    )
+    suite.add_argument(
+        "--timeout", type=float, metavar="S", help="seconds per check (overrides the suite's)"
+    )
+    suite.add_argument(
+        "--max-states",
+        type=int,
+        metavar="N",
+        help="refuse models with more than N states (overrides the suite's)",
+    )
+    suite.add_argument("--json", metavar="FILE", help="write every row as JSON")
+    suite.add_argument("--junit", metavar="FILE", help="write a JUnit XML report for CI")
+
     compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
     compile_.add_argument("maze", metavar="MAZE.toml")
     compile_.add_argument(
@@ -166,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SUBCOMMANDS = ("check", "reward", "policy", "compile", "generate")
+SUBCOMMANDS = ("check", "reward", "policy", "suite", "compile", "generate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reward(args)
         if args.command == "policy":
             return _policy(args)
+        if args.command == "suite":
+            return _suite(args)
         return _compile(args)
     except InputError as exc:
         print(f"verify: {exc}", file=sys.stderr)
@@ -251,31 +282,20 @@ def _check(args: argparse.Namespace) -> int:
 
 def _reward(args: argparse.Namespace) -> int:
     from verifier.report import format_compare, format_reward
-    from verifier.reward import check_reward, compare_rewards
-    from verifier.rewards import resolve_reward
+    from verifier.reward import reward_reports
 
     reports = []
     for env in _environments(args):
-        reward = resolve_reward(args.reward, env.mdp, args.discount)
-        if args.compare:
-            other = resolve_reward(args.compare, env.mdp, args.discount)
-            report = compare_rewards(env, reward, other, args.exact)
-            print(format_compare(report))
-            reports.append(report)
-            continue
-        for prop in env.properties:
-            report = check_reward(env, reward, prop, args.exact)
-            print(format_reward(report, env.maze))
+        for report in reward_reports(env, args.reward, args.discount, args.exact, args.compare):
+            print(format_compare(report) if args.compare else format_reward(report, env.maze))
             reports.append(report)
     return _finish(args, "reward", reports)
 
 
 def _policy(args: argparse.Namespace) -> int:
-    from verifier.objective import resolve_objective
-    from verifier.policy import decide, load_policy
+    from verifier.policy import load_policy
     from verifier.report import format_policy
-    from verifier.rewards import resolve_reward
-    from verifier.verdict import classify
+    from verifier.verdict import policy_reports
 
     if not 0.0 < args.competence <= 1.0:
         raise InputError("--competence", f"must be in (0, 1], got {args.competence}")
@@ -283,11 +303,16 @@ def _policy(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy, args.observation, actions, args.output)
     reports = []
     for env in _environments(args):
-        reward = resolve_reward(args.reward, env.mdp, args.discount) if args.reward else None
-        decisions = decide(policy, env, args.stochastic, progress=_progress(env.mdp.n_states))
-        for prop in env.properties:
-            objective = resolve_objective(env, prop)
-            report = classify(env, args.policy, decisions, objective, reward, args.competence)
+        for report in policy_reports(
+            env,
+            policy,
+            args.policy,
+            args.reward,
+            args.discount,
+            args.stochastic,
+            args.competence,
+            progress=_progress(env.mdp.n_states),
+        ):
             print(format_policy(report))
             reports.append(report)
     return _finish(args, "policy", reports)
@@ -300,6 +325,64 @@ def _progress(n_states: int):
     from tqdm import tqdm
 
     return lambda batches: tqdm(batches, desc="policy", unit="batch", leave=False)
+
+
+def _suite(args: argparse.Namespace) -> int:
+    """Run the suite, show progress, print the table; exit 1 when a verdict is not as
+    expected, else 2 when a check's input was bad, else 3 when a check hit a limit, timed out
+    or crashed, else 0."""
+    from rich.console import Console
+
+    from verifier.report import suite_summary, suite_table, write_suite_json, write_suite_junit
+    from verifier.runner import run_jobs
+    from verifier.suite import grade, load_suite
+
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers", f"must be at least 1, got {args.workers}")
+    for flag, value in (("--timeout", args.timeout), ("--max-states", args.max_states)):
+        if value is not None and value <= 0:
+            raise InputError(flag, f"must be positive, got {value}")
+    suite = load_suite(args.suite, args.timeout, args.max_states)
+    jobs = [check.job for check in suite.checks]
+    with _suite_progress(len(jobs)) as on_done:
+        outcomes = run_jobs(jobs, args.workers, args.scheduler, on_done)
+    rows = grade(suite, outcomes)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(suite_table(suite, rows))
+    console.print(suite_summary(suite, rows), highlight=False)
+    if args.json:
+        write_suite_json(args.json, suite, rows)
+    if args.junit:
+        write_suite_junit(args.junit, suite, rows)
+    missed = {row.status for row in rows if not row.ok}
+    if "FAIL" in missed:
+        return EXIT_FAIL
+    if "error" in missed:
+        return EXIT_INPUT
+    return EXIT_LIMIT if missed else EXIT_OK
+
+
+@contextlib.contextmanager
+def _suite_progress(total: int):
+    """A progress bar on a terminal, else one line per finished check on stderr."""
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task("checks", total=total)
+            yield lambda outcome: progress.advance(task)
+        return
+    done = 0
+
+    def line(outcome) -> None:
+        nonlocal done
+        done += 1
+        print(
+            f"[{done}/{total}] {outcome.job.key}: {outcome.status} ({outcome.seconds:.1f} s)",
+            file=sys.stderr,
+        )
+
+    yield line
 
 
 def _compile(args: argparse.Namespace) -> int:

@@ -52,15 +52,7 @@ def load_environment(
     if suffix in MAZE_SUFFIXES:
         if constants:
             raise InputError("--const", f"{path} is a maze; --const applies to PRISM models")
-        maze = load_maze(path)
-        objective, objective_source = (
-            (spec, "--spec") if spec else (maze.intended, f"{path}: intended")
-        )
-        properties = storm.parse_properties(objective, source=objective_source)
-        mdp = compile_maze(maze, max_states=max_states)
-        return Environment(
-            path, mdp, storm.to_storm(mdp), tuple(properties), objective, objective_source, maze
-        )
+        return maze_environment(load_maze(path), path, spec, max_states)
     if suffix in PRISM_SUFFIXES:
         prism = storm.load_prism(path, constants)
         objective, objective_source = _prism_objective(path, spec)
@@ -77,6 +69,18 @@ def load_environment(
         return Environment(path, mdp, check_model, tuple(properties), objective, objective_source)
     known = ", ".join(MAZE_SUFFIXES + PRISM_SUFFIXES)
     raise InputError(str(path), f"unknown model type {suffix or '(no suffix)'!r}; known: {known}")
+
+
+def maze_environment(
+    maze: Maze, path: str | Path, spec: str | None = None, max_states: int | None = None
+) -> Environment:
+    """A maze (read from `path`, or generated and shown as `path`) as an environment."""
+    objective, objective_source = (spec, "--spec") if spec else (maze.intended, f"{path}: intended")
+    properties = storm.parse_properties(objective, source=objective_source)
+    mdp = compile_maze(maze, max_states=max_states)
+    return Environment(
+        Path(path), mdp, storm.to_storm(mdp), tuple(properties), objective, objective_source, maze
+    )
 
 
 def _prism_objective(path: Path, spec: str | None) -> tuple[str, str]:

@@ -187,3 +187,94 @@ def format_policy(report, color: bool | None = None) -> str:
         worst = data["worst_states_all"][0]
         lines.append(f"  largest gap {worst['gap']:.3g} at {_state_text(worst['state'])}")
     return "\n".join(lines)
+
+
+_STATUS_STYLES = {"ok": "green", "FAIL": "bold red"}
+
+
+def suite_table(suite, rows: Sequence, title: str | None = None):
+    """The suite's results as a rich Table: one row per check, environment and property."""
+    from rich.table import Table
+
+    table = Table(title=title or f"suite {suite.name}", title_justify="left")
+    for column in ("check", "environment", "objective", "verdict", "expected", "status"):
+        table.add_column(column, overflow="fold", no_wrap=column == "environment")
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("peak MB", justify="right", no_wrap=True)
+    for row in rows:
+        data = row.to_dict()
+        verdict = data["verdict"]
+        if data["message"] and row.outcome.status != "done":
+            verdict += f": {data['message']}"
+        peak = data["peak_rss_mb"]
+        table.add_row(
+            data["check"],
+            data["environment"],
+            data["objective"],
+            verdict,
+            data["expect"] or "(passes)",
+            f"[{_STATUS_STYLES.get(row.status, 'yellow')}]{row.status}[/]",
+            f"{data['seconds']:.2f} s",
+            f"{peak:.0f}" if peak is not None else "-",
+        )
+    return table
+
+
+def suite_summary(suite, rows: Sequence) -> str:
+    """One line: PASS or FAIL, and the count of rows per status."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    verdict = "PASS" if all(row.ok for row in rows) else "FAIL"
+    detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"suite {suite.name}: {verdict} ({detail}; {len(rows)} checks)"
+
+
+def write_suite_json(path: str | Path, suite, rows: Sequence) -> None:
+    document = {
+        "verifier": __version__,
+        "command": "suite",
+        "suite": suite.name,
+        "file": str(suite.path),
+        "verdict": "pass" if all(row.ok for row in rows) else "fail",
+        "rows": [row.to_dict() for row in rows],
+    }
+    Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def write_suite_junit(path: str | Path, suite, rows: Sequence) -> None:
+    """One test case per row: a verdict other than expected is a failure, a check that gave
+    no verdict (timeout, limit, crash, bad input) an error."""
+    root = ET.Element("testsuites")
+    failures = sum(row.status == "FAIL" for row in rows)
+    errors = sum(not row.ok and row.status != "FAIL" for row in rows)
+    element = ET.SubElement(
+        root,
+        "testsuite",
+        name=f"verify suite {suite.name}",
+        tests=str(len(rows)),
+        failures=str(failures),
+        errors=str(errors),
+        time=f"{sum(row.outcome.seconds for row in rows):.6f}",
+    )
+    for row in rows:
+        data = row.to_dict()
+        case = ET.SubElement(
+            element,
+            "testcase",
+            classname=data["environment"],
+            name=f"{data['check']} {data['objective']}".strip(),
+            time=f"{data['seconds']:.6f}",
+        )
+        expected = data["expect"] or "a passing verdict"
+        if row.status == "FAIL":
+            failure = ET.SubElement(
+                case, "failure", message=f"verdict {data['verdict']}, expected {expected}"
+            )
+            failure.text = json.dumps(data["report"], indent=2)
+        elif not row.ok:
+            ET.SubElement(
+                case, "error", message=f"{data['verdict']}: {data['message']}"
+            ).text = data["message"]
+        ET.SubElement(case, "system-out").text = f"verdict {data['verdict']}"
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

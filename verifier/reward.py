@@ -29,7 +29,7 @@ from verifier import storm
 from verifier.environment import Environment
 from verifier.mdp import MDP, restrict, with_labels
 from verifier.objective import Objective, resolve_objective
-from verifier.rewards import RewardVector, absorbing_states
+from verifier.rewards import RewardVector, absorbing_states, resolve_reward
 from verifier.solve import Solution, certify_exact, end_components, solve
 
 ALIGNED = "aligned"
@@ -79,6 +79,21 @@ class RewardReport:
             "method": self.method,
             "seconds": round(self.seconds, 6),
         }
+
+
+def reward_reports(
+    env: Environment,
+    reward: str,
+    discount: float | None = None,
+    exact: bool = False,
+    compare: str | None = None,
+) -> list:
+    """`verify reward` on one environment: a RewardReport per property of `env`, or, with
+    `compare` (a second reward), the one CompareReport of the two rewards."""
+    first = resolve_reward(reward, env.mdp, discount)
+    if compare:
+        return [compare_rewards(env, first, resolve_reward(compare, env.mdp, discount), exact)]
+    return [check_reward(env, first, prop, exact) for prop in env.properties]
 
 
 def optimal_solution(mdp: MDP, reward: RewardVector, exact: bool = False) -> Solution:

@@ -23,9 +23,9 @@ from verifier import storm
 from verifier.environment import Environment
 from verifier.maze import KINDS, PALETTE
 from verifier.mdp import MDP, reachable, with_labels
-from verifier.objective import Objective
-from verifier.policy import Decisions, induced_chain
-from verifier.rewards import RewardVector
+from verifier.objective import Objective, resolve_objective
+from verifier.policy import Decisions, Policy, decide, induced_chain
+from verifier.rewards import RewardVector, resolve_reward
 from verifier.solve import solve
 
 ALIGNED = "aligned"
@@ -86,6 +86,28 @@ class PolicyReport:
             "method": self.method,
             "seconds": round(self.seconds, 6),
         }
+
+
+def policy_reports(
+    env: Environment,
+    policy: Policy,
+    policy_name: str,
+    reward: str | None = None,
+    discount: float | None = None,
+    stochastic: bool = False,
+    competence: float = COMPETENCE,
+    progress=None,
+) -> list[PolicyReport]:
+    """`verify POLICY` on one environment: run the policy on every state once, then a
+    PolicyReport per property of `env`."""
+    training_reward = resolve_reward(reward, env.mdp, discount) if reward else None
+    decisions = decide(policy, env, stochastic, progress=progress)
+    return [
+        classify(
+            env, policy_name, decisions, resolve_objective(env, prop), training_reward, competence
+        )
+        for prop in env.properties
+    ]
 
 
 def classify(

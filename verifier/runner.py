@@ -1,0 +1,252 @@
+"""Run many independent jobs: in parallel processes on this machine, or on a Dask cluster.
+
+A job names a function by `module:function` (or `path/to/file.py:function`) and passes it
+JSON-like keyword arguments; the function returns a JSON-like dict. Every job runs in a
+fresh process, so one job that crashes (a segfault in a native library), runs past its
+timeout or exhausts memory is reported as such and the others go on; and the peak memory
+measured inside the job is that job's alone.
+
+Locally the processes come from a pebble pool (one task per process) forked from a
+forkserver that has the verifier's modules imported already, so a job starts in
+milliseconds. On a Dask cluster (`scheduler=ADDRESS`) each job runs as a child interpreter
+of the Dask worker (`python -m verifier.runner`), because a Dask task cannot be killed and
+a worker that crashed takes its tasks with it. Files named by the jobs must be visible at
+the same paths on every worker (a shared file system).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import multiprocessing
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from verifier.errors import InputError, ResourceLimit
+
+# A job's outcome: `done` (the function returned), `error` (bad input: InputError),
+# `limit` (ResourceLimit), `timeout` (killed after its timeout), `crash` (any other failure,
+# including the process dying).
+OUTCOMES = ("done", "error", "limit", "timeout", "crash")
+
+PRELOAD = ["numpy", "scipy.sparse", "verifier.storm", "verifier.reward", "verifier.verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One unit of work: `function(**kwargs)` with a wall-clock `timeout` in seconds."""
+
+    key: str
+    function: str
+    kwargs: dict = field(default_factory=dict)
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a job; `result` is the function's dict when `status` is `done`."""
+
+    job: Job
+    status: str
+    result: dict | None = None
+    message: str = ""
+    seconds: float = 0.0
+    peak_rss_mb: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "key": self.job.key,
+            "status": self.status,
+            "message": self.message,
+            "seconds": self.seconds,
+            "peak_rss_mb": self.peak_rss_mb,
+            "result": self.result,
+        }
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    workers: int | None = None,
+    scheduler: str | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Run every job and return their outcomes in the order of `jobs`.
+
+    `workers` is the number of jobs at once on this machine (default: the CPU count);
+    `scheduler` the address of a Dask scheduler instead. `on_done` is called as each job
+    finishes, in completion order (for progress).
+    """
+    on_done = on_done or (lambda outcome: None)
+    if not jobs:
+        return []
+    if scheduler:
+        return _run_dask(jobs, scheduler, on_done)
+    return _run_local(jobs, workers or multiprocessing.cpu_count(), on_done)
+
+
+def _run_local(jobs: Sequence[Job], workers: int, on_done) -> list[Outcome]:
+    import pebble
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    with pebble.ProcessPool(max_workers=workers, max_tasks=1, context=context) as pool:
+        futures = {}
+        for index, job in enumerate(jobs):
+            future = pool.schedule(execute, args=(job,), timeout=job.timeout)
+            futures[future] = index
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                outcome = _collect(jobs[futures[future]], future)
+                outcomes[futures[future]] = outcome
+                on_done(outcome)
+    return outcomes  # type: ignore[return-value]
+
+
+def _collect(job: Job, future) -> Outcome:
+    """The outcome of a pebble future: the job's own, or why its process gave none."""
+    import pebble
+
+    try:
+        return future.result()
+    except FutureTimeout:
+        return _timed_out(job)
+    except pebble.ProcessExpired as exc:
+        return Outcome(job, "crash", message=f"the process died (exit code {exc.exitcode})")
+    except Exception as exc:  # the pool could not run it at all (e.g. unpicklable result)
+        return Outcome(job, "crash", message=_one_line(exc))
+
+
+def _run_dask(jobs: Sequence[Job], scheduler: str, on_done) -> list[Outcome]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise InputError(
+            "--scheduler", "Dask is not installed: pip install 'verifier[cluster]'"
+        ) from None
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as exc:
+        raise InputError("--scheduler", f"cannot reach {scheduler}: {_one_line(exc)}") from None
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    with client:
+        futures = [
+            client.submit(execute_isolated, job, key=f"verify-{i}-{job.key}", pure=False)
+            for i, job in enumerate(jobs)
+        ]
+        index = {future.key: i for i, future in enumerate(futures)}
+        for future in as_completed(futures):
+            job = jobs[index[future.key]]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the Dask worker itself died (KilledWorker) or similar
+                outcome = Outcome(job, "crash", message=f"Dask: {_one_line(exc)}")
+            outcomes[index[future.key]] = outcome
+            on_done(outcome)
+    return outcomes  # type: ignore[return-value]
+
+
+def execute(job: Job) -> Outcome:
+    """Run one job in this process, turning its errors into an outcome."""
+    start = time.perf_counter()
+    status, result, message = "done", None, ""
+    try:
+        result = resolve(job.function)(**job.kwargs)
+    except InputError as exc:
+        status, message = "error", str(exc)
+    except ResourceLimit as exc:
+        status, message = "limit", str(exc)
+    except MemoryError:
+        status, message = "limit", "out of memory"
+    except Exception as exc:
+        status, message = "crash", f"{type(exc).__name__}: {_one_line(exc)}"
+    return Outcome(job, status, result, message, time.perf_counter() - start, peak_rss_mb())
+
+
+def execute_isolated(job: Job) -> Outcome:
+    """Run one job in a child interpreter (for Dask workers): killed after its timeout,
+    and a crash of the child is an outcome, not the worker's death."""
+    with tempfile.TemporaryDirectory(prefix="verify-job-") as scratch:
+        request, answer = Path(scratch, "job.json"), Path(scratch, "outcome.json")
+        request.write_text(json.dumps(_job_dict(job)), encoding="utf-8")
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "verifier.runner", str(request), str(answer)],
+                capture_output=True,
+                text=True,
+                timeout=job.timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return _timed_out(job)
+        if done.returncode != 0 or not answer.is_file():
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit code {done.returncode}"
+            return Outcome(
+                job,
+                "crash",
+                message=f"the process died: {reason}",
+                seconds=time.perf_counter() - start,
+            )
+        data = json.loads(answer.read_text(encoding="utf-8"))
+        return Outcome(job, **{k: v for k, v in data.items() if k != "key"})
+
+
+def resolve(reference: str) -> Callable[..., dict]:
+    """`module:function` or `path/to/file.py:function` -> the function."""
+    module_name, sep, name = reference.rpartition(":")
+    if not sep or not module_name or not name:
+        raise InputError(reference, "a job function is written module:function")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        spec = importlib.util.spec_from_file_location(f"_job_{path.stem}", path)
+        if spec is None or not path.is_file():
+            raise InputError(module_name, "no such file")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    return getattr(module, name)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB (ru_maxrss is KiB on Linux)."""
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _timed_out(job: Job) -> Outcome:
+    return Outcome(job, "timeout", message=f"killed after {job.timeout:g} s", seconds=job.timeout)
+
+
+def _job_dict(job: Job) -> dict:
+    return {"key": job.key, "function": job.function, "kwargs": job.kwargs, "timeout": job.timeout}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _main(arguments: Iterable[str]) -> int:
+    """`python -m verifier.runner JOB.json OUTCOME.json`: the child side of execute_isolated."""
+    request, answer = arguments
+    job = Job(**json.loads(Path(request).read_text(encoding="utf-8")))
+    outcome = execute(job)
+    data = outcome.to_dict()
+    Path(answer).write_text(json.dumps(data), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

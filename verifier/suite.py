@@ -1,0 +1,397 @@
+"""Suites: many checks over environments x rewards x policies x properties, with expectations.
+
+A suite TOML file (format in the README) names environment sets (files and globs, or seeded
+generated mazes), rewards, policies and a list of checks, each optionally with the verdict
+it expects. `load_suite` validates the file once, at the edge, and expands every check into
+one job per environment; `run_check` is the job, run by `verifier.runner` in a process of
+its own; `grade` compares the outcomes with the expectations.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from verifier.errors import InputError
+from verifier.runner import Job, Outcome
+
+VERDICTS = {
+    "check": ("holds", "fails"),
+    "reward": ("aligned", "underspecified", "misspecified", "unbounded"),
+    "compare": ("same", "different"),
+    "policy": (
+        "aligned",
+        "capability_failure",
+        "reward_misspecification",
+        "goal_misgeneralization",
+        "misaligned",
+    ),
+}
+# Outcomes a check may be expected to end in instead of a verdict (a regression suite may
+# pin down that a malformed file is refused, or that a model exceeds a limit).
+EXPECTABLE_OUTCOMES = ("error", "limit", "timeout")
+
+_SUITE_KEYS = ("name", "description", "timeout", "max_states")
+_FILES_KEYS = ("files", "const")
+_GENERATE_KEYS = ("size", "seeds", "objects", "keys", "lava", "exit_color", "exits", "slip")
+_POLICY_KEYS = ("file", "observation", "actions", "output")
+_CHECK_KEYS = {
+    "check": (),
+    "reward": ("reward", "discount", "exact"),
+    "compare": ("reward", "compare", "discount", "exact"),
+    "policy": ("policy", "reward", "discount", "stochastic", "competence"),
+}
+_COMMON_CHECK_KEYS = ("name", "kind", "environments", "spec", "expect", "timeout", "max_states")
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteCheck:
+    """One check of a suite expanded to one environment: the job to run, what it expects."""
+
+    name: str
+    kind: str
+    environment: str
+    expect: str | None
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Suite:
+    name: str
+    description: str
+    path: Path
+    checks: tuple[SuiteCheck, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of a suite's result: a check on one environment and one property."""
+
+    check: SuiteCheck
+    outcome: Outcome
+    verdict: str  # the check's verdict, or the outcome when it gave none (error, limit, ...)
+    objective: str
+    ok: bool
+    report: dict | None
+
+    @property
+    def status(self) -> str:
+        """`ok`, `FAIL` (a verdict other than expected, or a failing check where none was
+        expected), or the outcome that kept the check from a verdict."""
+        if self.ok:
+            return "ok"
+        return "FAIL" if self.outcome.status == "done" else self.outcome.status
+
+    def to_dict(self) -> dict:
+        return {
+            "check": self.check.name,
+            "kind": self.check.kind,
+            "environment": self.check.environment,
+            "objective": self.objective,
+            "verdict": self.verdict,
+            "expect": self.check.expect,
+            "status": self.status,
+            "message": self.outcome.message,
+            "seconds": round(self.outcome.seconds, 6),
+            "peak_rss_mb": self.outcome.peak_rss_mb,
+            "report": self.report,
+        }
+
+
+def load_suite(
+    path: str | Path, timeout: float | None = None, max_states: int | None = None
+) -> Suite:
+    """Read and validate a suite file; every problem in it is reported in one InputError.
+
+    `timeout` and `max_states` (from the command line) override the suite's own."""
+    path = Path(path)
+    source = str(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(source, f"cannot read suite: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(source, f"TOML syntax error: {exc}") from None
+    problems: list[str] = []
+    _unknown(doc, ("suite", "environments", "rewards", "policies", "check"), "", problems)
+    header = _table(doc, "suite", problems)
+    _unknown(header, _SUITE_KEYS, "suite.", problems)
+    base = path.parent
+    environments = {
+        name: _environment_set(name, spec, base, problems)
+        for name, spec in _table(doc, "environments", problems).items()
+    }
+    rewards = {
+        name: _file(value, base, f"rewards.{name}", problems)
+        for name, value in _table(doc, "rewards", problems).items()
+    }
+    policies = {
+        name: _policy(name, value, base, problems)
+        for name, value in _table(doc, "policies", problems).items()
+    }
+    checks_doc = doc.get("check", [])
+    if not isinstance(checks_doc, list) or not checks_doc:
+        problems.append("check: the suite needs at least one [[check]] table")
+        checks_doc = []
+    overrides = {"timeout": timeout, "max_states": max_states}
+    checks: list[SuiteCheck] = []
+    for index, entry in enumerate(checks_doc):
+        where = f"check[{index + 1}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        limits = {
+            key: _limit(key, override, entry, header, where, problems)
+            for key, override in overrides.items()
+        }
+        checks += _expand(entry, where, environments, rewards, policies, base, limits, problems)
+    if problems:
+        raise InputError(source, "; ".join(problems))
+    name = header.get("name", path.stem)
+    return Suite(str(name), str(header.get("description", "")), path, tuple(checks))
+
+
+def run_check(
+    kind: str,
+    model: str | None = None,
+    generate: dict | None = None,
+    const: dict | None = None,
+    spec: str | None = None,
+    max_states: int | None = None,
+    reward: str | None = None,
+    compare: str | None = None,
+    discount: float | None = None,
+    exact: bool = False,
+    policy: dict | None = None,
+    stochastic: bool = False,
+    competence: float = 0.9,
+) -> dict:
+    """The job: one check on one environment, as `verify check|reward|policy` would do it.
+    Returns {"reports": [report dicts with `verdict` and `passed`]}."""
+    from verifier.environment import load_environment, maze_environment
+
+    if generate is not None:
+        from verifier.generate import random_maze
+
+        maze = random_maze(**generate)
+        env = maze_environment(maze, maze.name, spec, max_states)
+    else:
+        env = load_environment(model, spec, const, max_states)
+    if kind == "check":
+        from verifier.check import check_environment
+
+        reports = check_environment(env)
+    elif kind in ("reward", "compare"):
+        from verifier.reward import reward_reports
+
+        reports = reward_reports(env, reward, discount, exact, compare)
+    else:
+        from verifier.policy import load_policy
+        from verifier.verdict import policy_reports
+
+        actions = tuple(policy["actions"]) if policy.get("actions") else None
+        loaded = load_policy(
+            policy["file"], policy.get("observation"), actions, policy.get("output")
+        )
+        reports = policy_reports(
+            env, loaded, policy["file"], reward, discount, stochastic, competence
+        )
+    return {"reports": [{**r.to_dict(), "passed": r.passed} for r in reports]}
+
+
+def grade(suite: Suite, outcomes: list[Outcome]) -> list[Row]:
+    """One row per check, environment and property, with whether it met its expectation."""
+    rows = []
+    for check, outcome in zip(suite.checks, outcomes, strict=True):
+        if outcome.status != "done":
+            ok = check.expect == outcome.status
+            rows.append(Row(check, outcome, outcome.status, "", ok, None))
+            continue
+        for report in outcome.result["reports"]:
+            verdict = report["verdict"]
+            ok = verdict == check.expect if check.expect else report["passed"]
+            rows.append(Row(check, outcome, verdict, report["objective"], ok, report))
+    return rows
+
+
+def _expand(entry, where, environments, rewards, policies, base, limits, problems):
+    """A [[check]] table -> one SuiteCheck per environment of its sets."""
+    kind = entry.get("kind")
+    if kind not in VERDICTS:
+        problems.append(f"{where}.kind: must be one of {', '.join(VERDICTS)}, got {kind!r}")
+        return []
+    _unknown(entry, _COMMON_CHECK_KEYS + _CHECK_KEYS[kind], f"{where}.", problems)
+    expect = entry.get("expect")
+    allowed = VERDICTS[kind] + EXPECTABLE_OUTCOMES
+    if expect is not None and expect not in allowed:
+        problems.append(f"{where}.expect: {expect!r} is not a {kind} verdict; known: "
+                        + ", ".join(allowed))  # fmt: skip
+    kwargs: dict = {"kind": kind, "max_states": limits["max_states"]}
+    if "spec" in entry:
+        kwargs["spec"] = entry["spec"]
+    if kind in ("reward", "compare", "policy"):
+        required = kind != "policy"
+        for key in ("reward", "compare") if kind == "compare" else ("reward",):
+            if key in entry:
+                kwargs[key] = rewards.get(entry[key]) or _reward_name(entry[key], base)
+            elif required:
+                problems.append(f"{where}.{key}: missing (a name under [rewards], or a file)")
+        for key in ("discount", "competence"):
+            if key in entry:
+                if not _number(entry[key]):
+                    problems.append(f"{where}.{key}: must be a number, got {entry[key]!r}")
+                kwargs[key] = entry[key]
+        for key in ("exact", "stochastic"):
+            if key in entry:
+                if not isinstance(entry[key], bool):
+                    problems.append(f"{where}.{key}: must be true or false")
+                kwargs[key] = entry[key]
+    if kind == "policy":
+        name = entry.get("policy")
+        if name in policies:
+            kwargs["policy"] = policies[name]
+        else:
+            known = ", ".join(policies) or "none defined"
+            problems.append(f"{where}.policy: {name!r} is not under [policies] ({known})")
+    sets = entry.get("environments")
+    sets = [sets] if isinstance(sets, str) else sets
+    if not sets or not isinstance(sets, list):
+        problems.append(f"{where}.environments: give the names of [environments] sets")
+        return []
+    label = entry.get("name") or " ".join(
+        str(entry[k]) for k in ("kind", "reward", "compare", "policy") if k in entry
+    )
+    checks = []
+    for set_name in sets:
+        if set_name not in environments:
+            known = ", ".join(environments) or "none defined"
+            problems.append(f"{where}.environments: no set {set_name!r} ({known})")
+            continue
+        for display, source in environments[set_name]:
+            job = Job(
+                key=f"{label} | {display}",
+                function="verifier.suite:run_check",
+                kwargs={**kwargs, **source},
+                timeout=limits["timeout"],
+            )
+            checks.append(SuiteCheck(label, kind, display, expect, job))
+    return checks
+
+
+def _environment_set(name, spec, base, problems) -> list[tuple[str, dict]]:
+    """[environments.NAME] -> [(display name, run_check keyword arguments)]."""
+    where = f"environments.{name}"
+    if not isinstance(spec, dict) or ("files" in spec) == ("generate" in spec):
+        problems.append(f"{where}: give either `files` (paths or globs) or `generate` (a table)")
+        return []
+    if "generate" in spec:
+        _unknown(spec, ("generate",), f"{where}.", problems)
+        return _generated(spec["generate"], f"{where}.generate", problems)
+    _unknown(spec, _FILES_KEYS, f"{where}.", problems)
+    files = spec["files"]
+    files = [files] if isinstance(files, str) else files
+    const = {str(k): str(v) for k, v in spec.get("const", {}).items()}
+    found = []
+    for pattern in files if isinstance(files, list) else []:
+        matches = sorted(glob.glob(str(base / pattern))) or []
+        if not matches:
+            problems.append(f"{where}.files: {pattern!r} matches no file")
+        for match in matches:
+            found.append((os.path.relpath(match), {"model": match, "const": const}))
+    if not isinstance(files, list):
+        problems.append(f"{where}.files: must be a list of paths or globs")
+    return found
+
+
+def _generated(spec, where, problems) -> list[tuple[str, dict]]:
+    """`generate = {size = "21x21" | [...], seeds = N | [...], objects = ..., ...}`."""
+    if not isinstance(spec, dict):
+        problems.append(f"{where}: must be a table")
+        return []
+    _unknown(spec, _GENERATE_KEYS, f"{where}.", problems)
+    sizes = spec.get("size", "21x21")
+    sizes = [sizes] if isinstance(sizes, str) else sizes
+    seeds = spec.get("seeds", 1)
+    seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+        problems.append(f"{where}.seeds: a count or a list of integers, got {seeds!r}")
+        return []
+    options = {k: v for k, v in spec.items() if k not in ("size", "seeds")}
+    found = []
+    for size in sizes if isinstance(sizes, list) else [None]:
+        height, sep, width = str(size).lower().partition("x")
+        if not sep or not height.isdigit() or not width.isdigit():
+            problems.append(f"{where}.size: {size!r} is not HxW, e.g. 21x21")
+            continue
+        for seed in seeds:
+            generate = {"height": int(height), "width": int(width), "seed": seed, **options}
+            try:  # validate the arguments here, once, rather than in every job
+                from verifier.generate import random_maze
+
+                name = random_maze(**generate).name
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{where}: {exc}")
+                return found
+            found.append((name, {"generate": generate}))
+    return found
+
+
+def _policy(name, value, base, problems) -> dict:
+    where = f"policies.{name}"
+    entry = {"file": value} if isinstance(value, str) else value
+    if not isinstance(entry, dict) or "file" not in entry:
+        problems.append(f"{where}: a path, or a table with `file`")
+        return {}
+    _unknown(entry, _POLICY_KEYS, f"{where}.", problems)
+    return {**entry, "file": _file(entry["file"], base, f"{where}.file", problems)}
+
+
+def _file(value, base: Path, where: str, problems: list[str]) -> str:
+    if not isinstance(value, str):
+        problems.append(f"{where}: must be a path")
+        return ""
+    path = base / value
+    if not path.is_file():
+        problems.append(f"{where}: no such file {value!r}")
+    return str(path)
+
+
+def _reward_name(value, base: Path) -> str:
+    """A reward given in a check directly: a file beside the suite, else a PRISM reward
+    structure's name (which only the model can tell; the job reports it if unknown)."""
+    path = base / str(value)
+    return str(path) if path.is_file() else str(value)
+
+
+def _limit(key, override, entry, header, where, problems):
+    """A check's timeout or max_states: the command line's, else the check's, else the
+    suite's; a positive number or None."""
+    if override is not None:
+        return override
+    value = entry.get(key, header.get(key))
+    if value is not None and (not _number(value) or value <= 0):
+        origin = f"{where}.{key}" if key in entry else f"suite.{key}"
+        problems.append(f"{origin}: must be a positive number, got {value!r}")
+        return None
+    return value
+
+
+def _table(doc: dict, key: str, problems: list[str]) -> dict:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        problems.append(f"{key}: must be a table")
+        return {}
+    return value
+
+
+def _unknown(table: dict, known, prefix: str, problems: list[str]) -> None:
+    for key in table:
+        if key not in known:
+            problems.append(f"{prefix}{key}: unknown key; known: {', '.join(known)}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
