@@ -1,0 +1,33 @@
+"""Job functions for the runner's tests: one per way a job can end."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from verifier.errors import InputError, ResourceLimit
+
+
+def double(x: int) -> dict:
+    return {"x": 2 * x}
+
+
+def sleep(seconds: float) -> dict:
+    time.sleep(seconds)
+    return {}
+
+
+def die() -> dict:
+    os._exit(9)  # the process vanishes, as on a segfault in a native library
+
+
+def raise_input_error() -> dict:
+    raise InputError("maze.toml", "broken", "line 3")
+
+
+def raise_limit() -> dict:
+    raise ResourceLimit("too many states")
+
+
+def raise_bug() -> dict:
+    raise ZeroDivisionError("division by zero")

@@ -1,0 +1,257 @@
+"""Suites: the job runner (local and Dask), suite files, expectations and the reports."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from verifier.cli import main
+from verifier.runner import Job, run_jobs
+
+ROOT = Path(__file__).resolve().parent.parent
+JOBS = Path(__file__).resolve().parent / "runner_jobs.py"
+MODELS = ROOT / "models"
+
+
+def job(name: str, timeout: float | None = None, **kwargs) -> Job:
+    return Job(name, f"{JOBS}:{name}", kwargs, timeout)
+
+
+RUNNER_JOBS = [
+    job("double", x=21),
+    job("sleep", timeout=1.0, seconds=60),
+    job("die"),
+    job("raise_input_error"),
+    job("raise_limit"),
+    job("raise_bug"),
+]
+RUNNER_EXPECTED = [
+    ("done", {"x": 42}, ""),
+    ("timeout", None, "killed after 1 s"),
+    ("crash", None, "the process died"),
+    ("error", None, "maze.toml: line 3: broken"),
+    ("limit", None, "too many states"),
+    ("crash", None, "ZeroDivisionError: division by zero"),
+]
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def _check_runner(outcomes, finished):
+    assert sorted(finished) == sorted(j.key for j in RUNNER_JOBS)  # on_done saw every job
+    for outcome, (status, result, message) in zip(outcomes, RUNNER_EXPECTED, strict=True):
+        assert (outcome.status, outcome.result) == (status, result), outcome
+        assert outcome.message.startswith(message), outcome
+
+
+def test_local_runner_isolates_timeouts_crashes_and_errors():
+    finished = []
+    outcomes = run_jobs(RUNNER_JOBS, workers=2, on_done=lambda o: finished.append(o.job.key))
+    _check_runner(outcomes, finished)
+    assert outcomes[0].peak_rss_mb > 0
+
+
+def test_dask_runner_isolates_timeouts_crashes_and_errors(dask_scheduler):
+    finished = []
+    outcomes = run_jobs(
+        RUNNER_JOBS, scheduler=dask_scheduler, on_done=lambda o: finished.append(o.job.key)
+    )
+    _check_runner(outcomes, finished)
+
+
+SUITE = """
+[suite]
+name = "small"
+timeout = 120
+
+[environments.train]
+files = ["{models}/redblue/train-01.toml"]
+
+[environments.deploy]
+files = ["{models}/redblue/deploy-*.toml"]
+
+[environments.generated]
+generate = {{ size = "9x9", seeds = 2, exit_color = "green" }}
+
+[rewards]
+red = "{models}/redblue/rewards/red.toml"
+
+[[check]]
+kind = "reward"
+reward = "red"
+environments = ["train"]
+expect = "aligned"
+
+[[check]]
+name = "red on deployment"
+kind = "reward"
+reward = "red"
+environments = "deploy"
+expect = "aligned"          # deliberately wrong: red is misspecified on deployment
+
+[[check]]
+kind = "check"
+environments = "generated"  # no expectation: passes when the check holds
+spec = 'Pmax>=1 [ F "exit" ]'
+
+[[check]]
+kind = "check"
+environments = "deploy"
+max_states = 10
+expect = "limit"
+"""
+
+
+def write_suite(tmp_path, text=SUITE) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(textwrap.dedent(text).format(models=MODELS.as_posix()))
+    return path
+
+
+def run_suite(capsys, tmp_path, *extra):
+    suite = write_suite(tmp_path)
+    code = main(
+        [
+            "suite",
+            str(suite),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--junit",
+            str(tmp_path / "r.xml"),
+            *extra,
+        ]
+    )
+    out, err = capsys.readouterr()
+    return code, out, err, json.loads((tmp_path / "r.json").read_text())
+
+
+def _check_small_suite(code, out, document, tmp_path):
+    assert code == 1  # one expectation is wrong
+    rows = [
+        (r["check"], Path(r["environment"]).name, r["verdict"], r["status"])
+        for r in document["rows"]
+    ]
+    assert rows == [
+        ("reward red", "train-01.toml", "aligned", "ok"),
+        ("red on deployment", "deploy-01.toml", "misspecified", "FAIL"),
+        ("red on deployment", "deploy-02.toml", "misspecified", "FAIL"),
+        ("check", "random-9x9-seed0", "holds", "ok"),
+        ("check", "random-9x9-seed1", "holds", "ok"),
+        ("check", "deploy-01.toml", "limit", "ok"),
+        ("check", "deploy-02.toml", "limit", "ok"),
+    ]
+    assert document["verdict"] == "fail"
+    failed = document["rows"][1]
+    assert failed["expect"] == "aligned"
+    assert failed["report"]["objective_max"] == 0.0  # the report travels with the row
+    assert "more than 10 states" in document["rows"][-1]["message"]
+    # the table shows every row and the summary counts them
+    table_rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert sum("FAIL" in line for line in table_rows) == 2
+    assert "misspecified" in out and "random-9x9-seed1" in out
+    assert "suite small: FAIL (2 FAIL, 5 ok; 7 checks)" in out
+    junit = ET.parse(tmp_path / "r.xml").getroot()[0]
+    assert (junit.get("tests"), junit.get("failures"), junit.get("errors")) == ("7", "2", "0")
+
+
+def test_small_suite_locally_reports_the_wrong_expectation(capsys, tmp_path):
+    code, out, err, document = run_suite(capsys, tmp_path, "--workers", "2")
+    _check_small_suite(code, out, document, tmp_path)
+    assert "[7/7]" in err  # progress, one line per finished job off a terminal
+
+
+def test_small_suite_on_a_dask_cluster_gives_the_same_rows(capsys, tmp_path, dask_scheduler):
+    code, out, _, document = run_suite(capsys, tmp_path, "--scheduler", dask_scheduler)
+    _check_small_suite(code, out, document, tmp_path)
+
+
+def test_correcting_the_expectation_makes_the_suite_pass(capsys, tmp_path):
+    text = SUITE.replace('expect = "aligned"          # deliberately', 'expect = "misspecified" #')
+    suite = write_suite(tmp_path, text)
+    assert main(["suite", str(suite), "--workers", "2"]) == 0
+    assert "suite small: PASS (7 ok; 7 checks)" in capsys.readouterr().out
+
+
+def test_timeouts_and_limits_without_expectation_exit_3_and_bad_checks_exit_2(capsys, tmp_path):
+    one = """
+    [environments.e]
+    files = ["{models}/lava.toml"]
+    [[check]]
+    kind = "check"
+    environments = "e"
+    """
+    suite = write_suite(tmp_path, one)
+    assert main(["suite", str(suite), "--max-states", "5"]) == 3
+    assert "limit" in capsys.readouterr().out
+    bad = one + "    spec = 'P>=1 [ F \"nowhere\" ]'\n"
+    suite = write_suite(tmp_path, bad)
+    assert main(["suite", str(suite)]) == 2  # the label is unknown: bad input, in the row
+    out = capsys.readouterr().out
+    assert "error" in out and "nowhere" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[check]\n", "TOML syntax error"),
+        ("[suite]\nname = 'x'\n", "check: the suite needs at least one [[check]] table"),
+        (
+            '[environments.e]\nfiles = ["none-*.toml"]\n[[check]]\nkind = "check"\n'
+            'environments = "e"\n',
+            "environments.e.files: 'none-*.toml' matches no file",
+        ),
+        (
+            '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\nkind = "reward"\n'
+            'environments = "e"\n',
+            "check[1].reward: missing",
+        ),
+        (
+            '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\nkind = "check"\n'
+            'environments = "e"\nexpect = "aligned"\n',
+            "check[1].expect: 'aligned' is not a check verdict; known: holds, fails",
+        ),
+        (
+            '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\nkind = "check"\n'
+            'environments = "f"\n',
+            "check[1].environments: no set 'f' (e)",
+        ),
+        (
+            '[environments.e]\ngenerate = {{ size = "4x4" }}\n[[check]]\nkind = "check"\n'
+            'environments = "e"\n',
+            "environments.e.generate:",
+        ),
+        (
+            '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\nkind = "policy"\n'
+            'policy = "p"\nenvironments = "e"\ntimeout = -1\nwhat = 1\n',
+            "check[1].timeout: must be a positive number, got -1",
+        ),
+        ('[policies]\np = "missing.pt"\n', "policies.p.file: no such file 'missing.pt'"),
+    ],
+)
+def test_malformed_suite_files_exit_2_with_one_line(capsys, tmp_path, text, message):
+    suite = write_suite(tmp_path, text)
+    assert main(["suite", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"verify: {suite}: ")
+    assert message in err
+
+
+def test_bad_suite_flags_exit_2(capsys, tmp_path):
+    suite = write_suite(tmp_path)
+    assert main(["suite", str(suite), "--workers", "0"]) == 2
+    assert main(["suite", str(suite), "--timeout", "-3"]) == 2
+    assert main(["suite", str(tmp_path / "none.toml")]) == 2
+    assert main(["suite", str(suite), "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and "cannot reach tcp://127.0.0.1:9" in err[-1]
