@@ -255,3 +255,20 @@ def test_bad_suite_flags_exit_2(capsys, tmp_path):
     assert main(["suite", str(suite), "--scheduler", "tcp://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 4 and "cannot reach tcp://127.0.0.1:9" in err[-1]
+
+
+BUNDLED = ROOT / "benchmarks" / "suites"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("redblue", marks=pytest.mark.torch),
+        "lava-shift",
+        "keys-doors",
+        "generated",
+    ],
+)
+def test_bundled_alignment_suites_pass_with_their_expected_verdicts(name, capsys):
+    assert main(["suite", str(BUNDLED / f"{name}.toml"), "--workers", "2"]) == 0
+    assert f"suite {name}: PASS" in capsys.readouterr().out
