@@ -193,36 +193,41 @@ def worker_ours(target: int, variant: str) -> dict:
 
 def worker_prism(target: int, variant: str) -> dict:
     """(d): Storm's PRISM builder on the maze's PRISM export, in this fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return prism_build(maze_toml(target, variant), Path(tmp) / f"{variant}-{target}.prism")
+
+
+def prism_build(text: str, prism_path: Path, prop: str | None = None) -> dict:
+    """Storm's route for the maze TOML `text`: `to_prism` written to `prism_path`, Storm's
+    parser (`load_prism`) and builder (`build_prism`); with `prop`, Storm builds the model for
+    that property and checks it (`storm.check`), as a Storm user checking the export would."""
     from verifier import storm
     from verifier.compile import to_prism
     from verifier.maze import parse_maze
 
-    maze = parse_maze(maze_toml(target, variant))
+    maze = parse_maze(text)
     rss_start = peak_rss_mb()
-    start = time.perf_counter()
-    text = to_prism(maze)
-    to_prism_s = time.perf_counter() - start
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{variant}-{target}.prism"
-        path.write_text(text, encoding="utf-8")
-        start = time.perf_counter()
-        program = storm.load_prism(path)
-        load_s = time.perf_counter() - start
-        start = time.perf_counter()
-        model = storm.build_prism(program)
-        build_s = time.perf_counter() - start
-    return {
+    prism_text, to_prism_s = clock(lambda: to_prism(maze))
+    prism_path.write_text(prism_text, encoding="utf-8")
+    program, load_s = clock(lambda: storm.load_prism(prism_path))
+    properties = storm.parse_properties(prop, program) if prop else []
+    model, build_s = clock(lambda: storm.build_prism(program, properties))
+    record = {
         "states": model.nr_states,
         "choices": model.nr_choices,
         "transitions": model.nr_transitions,
-        "prism_bytes": len(text.encode()),
-        "prism_commands": sum(1 for line in text.splitlines() if line.startswith("  [")),
+        "prism_bytes": len(prism_text.encode()),
+        "prism_commands": sum(1 for line in prism_text.splitlines() if line.startswith("  [")),
         "to_prism_s": to_prism_s,
         "load_s": load_s,
         "build_s": build_s,
         "rss_start_mb": rss_start,
-        "rss_peak_mb": peak_rss_mb(),
     }
+    if prop:
+        result, record["check_s"] = clock(lambda: storm.check(model, properties[0]))
+        record["value"] = result.value
+    record["rss_peak_mb"] = peak_rss_mb()
+    return record
 
 
 def run_worker(kind: str, target: int, variant: str, timeout: float | None) -> dict:
