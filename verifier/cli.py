@@ -166,6 +166,34 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--json", metavar="FILE", help="write every row as JSON")
     suite.add_argument("--junit", metavar="FILE", help="write a JUnit XML report for CI")
 
+    audit = commands.add_parser(
+        "audit",
+        help="which proxy goals can training not tell from the objective, and what fixes it",
+    )
+    audit.add_argument("--train", nargs="+", required=True, metavar="MODEL")
+    audit.add_argument("--deploy", nargs="+", required=True, metavar="MODEL")
+    audit.add_argument("--spec", help="the objective (default: each maze's `intended`)")
+    audit.add_argument(
+        "--proxies", metavar="FILE", help="extra proxies: one PRISM path formula per line"
+    )
+    audit.add_argument(
+        "--repair",
+        metavar="R",
+        help="search the span of this reward TOML's labels and step cost for a reward "
+        "that is aligned everywhere (z3)",
+    )
+    audit.add_argument(
+        "--features", metavar="L1,L2", help="labels to add to the repair span (or the span alone)"
+    )
+    audit.add_argument("--repaired", metavar="OUT.toml", help="write the repaired reward here")
+    audit.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="propose fixes from the deployment set only, not recolored training mazes",
+    )
+    audit.add_argument("--max-states", type=int, metavar="N")
+    audit.add_argument("--json", metavar="FILE", help="write the complete report as JSON")
+
     compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
     compile_.add_argument("maze", metavar="MAZE.toml")
     compile_.add_argument(
@@ -195,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SUBCOMMANDS = ("check", "reward", "policy", "suite", "compile", "generate")
+SUBCOMMANDS = ("check", "reward", "policy", "suite", "audit", "compile", "generate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _policy(args)
         if args.command == "suite":
             return _suite(args)
+        if args.command == "audit":
+            return _audit(args)
         return _compile(args)
     except InputError as exc:
         print(f"verify: {exc}", file=sys.stderr)
@@ -383,6 +413,41 @@ def _suite_progress(total: int):
         )
 
     yield line
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """Exit 1 when some proxy is a goal-misgeneralization risk, else 0."""
+    from verifier.audit import load_proxies, run_audit
+    from verifier.environment import load_environment
+    from verifier.report import format_audit
+    from verifier.rewards import load_reward
+
+    def load(paths):
+        return [load_environment(p, args.spec, max_states=args.max_states) for p in paths]
+
+    train, deploy = load(args.train), load(args.deploy)
+    user = load_proxies(args.proxies) if args.proxies else None
+    labels = None
+    if args.repair or args.features:
+        labels = list(load_reward(args.repair).arrive) if args.repair else []
+        labels += [f.strip() for f in (args.features or "").split(",") if f.strip()]
+        known = set().union(*(env.mdp.labels for env in train + deploy))
+        for label in labels:
+            if label not in known:
+                raise InputError(
+                    args.repair or "--features", f"{label!r} is a label of no environment"
+                )
+    report = run_audit(train, deploy, user, labels, not args.no_variants, args.max_states)
+    mazes = {str(env.path): env.maze for env in train + deploy if env.maze is not None}
+    print(format_audit(report, mazes))
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if args.repaired and report.repair is not None and report.repair.status == "repaired":
+        Path(args.repaired).write_text(report.repair.toml(), encoding="utf-8")
+        print(f"wrote {args.repaired}")
+    return EXIT_FAIL if report.risks else EXIT_OK
 
 
 def _compile(args: argparse.Namespace) -> int:

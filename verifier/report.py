@@ -278,3 +278,68 @@ def write_suite_junit(path: str | Path, suite, rows: Sequence) -> None:
             ).text = data["message"]
         ET.SubElement(case, "system-out").text = f"verdict {data['verdict']}"
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def format_audit(report, mazes: dict | None = None, color: bool | None = None) -> str:
+    """The risky proxies with a witness each, the others in one line, the fix, the repair."""
+    data = report.to_dict()
+    mazes = mazes or {}
+    tint = color if color is not None else sys.stdout.isatty()
+    lines = [f"audit of {len(data['training'])} training against {len(data['deployment'])} "
+             f"deployment environments, objective {data['objective']}"]  # fmt: skip
+    for finding in report.risks:
+        item = finding.to_dict()
+        label = "\033[31mRISK\033[0m" if tint else "RISK"
+        same = ", ".join(item["equivalent_on_training"]) or "none"
+        lines.append(
+            f"{label}  {item['proxy']}  ({item['formula']}; same target on training as: {same})"
+        )
+        lines.append(
+            f"  every proxy-optimal policy satisfies the objective on all "
+            f"{len(item['training'])} training environments; not on "
+            + ", ".join(f"{w['model']} ({w['verdict']})" for w in item["witnesses"])
+        )
+        first = item["witnesses"][0]
+        path = (first["witness"] or {}).get("path")
+        if path:
+            lines.append(f"  a proxy-optimal policy on {first['model']} violating the objective:")
+            maze = mazes.get(first["model"])
+            if maze is not None:
+                lines += ["    " + row for row in render_path(maze, path)]
+            else:
+                lines.append("    " + " -> ".join(_state_text(s) for s in path))
+    safe = [f for f in report.findings if not f.risk]
+    distinguishable = [f.proxy.name for f in safe if not f.indistinguishable]
+    harmless = [f.proxy.name for f in safe if f.indistinguishable]
+    if distinguishable:
+        lines.append(f"told apart by training: {', '.join(distinguishable)}")
+    if harmless:
+        lines.append(f"indistinguishable but never diverging: {', '.join(harmless)}")
+    fix = data["fix"]
+    if fix:
+        chosen = ", ".join(fix["environments"]) or "none found"
+        lines.append(f"fix: add to training {chosen}")
+        for name in fix["environments"]:
+            lines.append(f"  {name} separates {', '.join(fix['separates'][name])}")
+        if fix["uncovered"]:
+            lines.append(f"  no candidate separates {', '.join(fix['uncovered'])}")
+    repair = data["repair"]
+    if repair:
+        span = ", ".join(repair["features"])
+        if repair["status"] == "repaired":
+            weights = ", ".join(f"{k} {v:g}" for k, v in repair["weights"].items())
+            lines.append(
+                f"repair: {weights} (margin {repair['margin']:.3g}); every optimal policy "
+                f"satisfies the objective on all {len(repair['verified'])} environments "
+                "(exact reward check)"
+            )
+        elif repair["status"] == "impossible":
+            lines.append(f"repair: none exists in the span of {span} (proved unsatisfiable by z3)")
+        else:
+            lines.append(f"repair: undecided in the span of {span}")
+    verdict = "FAIL" if report.risks else "PASS"
+    lines.append(
+        f"overall: {verdict} ({len(report.risks)} goal-misgeneralization risks among "
+        f"{len(report.findings)} proxies)"
+    )
+    return "\n".join(lines)
