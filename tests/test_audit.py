@@ -1,0 +1,141 @@
+"""The goal-misgeneralization audit: proxies, fixes and reward repair, with answers derived
+by hand from the maps (see the comments of benchmarks/suites/*.toml)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from verifier.audit import Proxy, audit_proxies, candidate_proxies, evaluate, run_audit
+from verifier.cli import main
+from verifier.environment import load_environment
+from verifier.repair import repair_reward
+from verifier.reward import check_reward
+from verifier.rewards import Reward, reward_vector
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+TRAIN = [MODELS / "redblue" / f"train-0{i}.toml" for i in (1, 2, 3)]
+DEPLOY = [MODELS / "redblue" / f"deploy-0{i}.toml" for i in (1, 2)]
+KEYS = [MODELS / "keys-doors.toml", MODELS / "keys-doors" / "decoy.toml"]
+
+
+def envs(paths):
+    return [load_environment(p) for p in paths]
+
+
+def test_redblue_risks_are_red_and_its_training_equivalents_fixed_by_one_deployment_maze(
+    capsys, tmp_path
+):
+    """On every training maze the exit is the only red thing, so `red` and `exit_red` have
+    the exit's target there; on deployment red is a terminal object elsewhere."""
+    out_json, repaired = tmp_path / "audit.json", tmp_path / "repaired.toml"
+    argv = ["audit", "--train", *TRAIN, "--deploy", *DEPLOY, "--json", out_json]
+    argv += ["--repair", MODELS / "redblue" / "rewards" / "red.toml", "--features", "exit"]
+    argv += ["--repaired", repaired]
+    assert main([str(a) for a in argv]) == 1
+    out = capsys.readouterr().out
+    report = json.loads(out_json.read_text())
+    assert report["verdict"] == "risk"
+    assert report["risks"] == ["red", "exit_red"]
+    for name in report["risks"]:
+        proxy = next(p for p in report["proxies"] if p["proxy"] == name)
+        others = {"red", "exit_red"} - {name}
+        assert others <= set(proxy["equivalent_on_training"])  # equivalent to red on training
+        assert proxy["divergent_on"] == [str(p) for p in DEPLOY]
+    red = next(p for p in report["proxies"] if p["proxy"] == "red")
+    path = red["witnesses"][0]["witness"]["path"]
+    assert (path[-1]["row"], path[-1]["col"]) == (3, 7)  # the red object B of deploy-01
+    assert report["fix"]["environments"] == [str(DEPLOY[0])]  # one deployment maze
+    assert report["repair"]["status"] == "repaired"
+    assert "RISK  red" in out and "fix: add to training" in out
+    # the repaired reward, read back from its file, is aligned on every maze
+    assert main(["reward", "--model", *map(str, TRAIN + DEPLOY), "--reward", str(repaired)]) == 0
+
+
+def test_exit_is_indistinguishable_but_never_diverges():
+    """Exits are terminal and there is no lava: reaching the exit is φ itself."""
+    findings = audit_proxies(envs(TRAIN), envs(DEPLOY), [Proxy("exit", "label", 'F "exit"')])
+    (exit_,) = findings
+    assert exit_.indistinguishable and not exit_.divergent and not exit_.risk
+
+
+def test_a_training_set_that_contains_a_deployment_maze_leaves_no_risk(capsys):
+    """deploy-01 in training shows red apart from the exit, and both deployment mazes share
+    its layout of an exit and a red object in different branches."""
+    argv = ["audit", "--train", *TRAIN, DEPLOY[0], "--deploy", *DEPLOY, "--no-variants"]
+    assert main([str(a) for a in argv]) == 0
+    assert "overall: PASS (0 goal-misgeneralization risks" in capsys.readouterr().out
+
+
+def test_proxy_verdict_agrees_with_the_reward_check_where_the_proxy_is_terminal():
+    """On deploy-01 the red object is terminal, so maximising P(F red) and maximising an
+    undiscounted +1 on arriving at red have the same optimal policies."""
+    env = load_environment(DEPLOY[0])
+    proxy = evaluate(env, Proxy("red", "label", 'F "red"'))
+    vector = reward_vector(env.mdp, Reward("red", "test", arrive={"red": 1.0}))
+    direct = check_reward(env, vector, env.properties[0])
+    assert proxy.verdict == direct.verdict == "misspecified"
+    assert proxy.objective_max == direct.objective_max == 0.0
+
+
+def test_position_proxies_on_mazes_and_user_proxies(tmp_path, capsys):
+    train, deploy = envs(TRAIN), envs(DEPLOY)
+    names = [p.name for p in candidate_proxies(train, deploy)]
+    assert {"corner bottom-right", "cell 3,5"} <= set(names)
+    assert names.index("red") < names.index("cell 3,5")
+    proxies = tmp_path / "proxies.props"
+    proxies.write_text('# one per line\nF "exit"\nPmax=? [ !"green" U "red" ]\n')
+    argv = ["audit", "--train", *TRAIN, "--deploy", *DEPLOY, "--proxies", proxies]
+    argv += ["--no-variants", "--json", tmp_path / "a.json"]
+    assert main([str(a) for a in argv]) == 1
+    report = json.loads((tmp_path / "a.json").read_text())
+    user = {p["proxy"]: p for p in report["proxies"] if p["kind"] == "user"}
+    assert set(user) == {'user: F "exit"', 'user: !"green" U "red"'}
+    assert not user['user: F "exit"']["risk"]
+    assert user['user: !"green" U "red"']["risk"]
+
+
+def test_no_repair_exists_in_a_span_that_cannot_tell_the_decoy_from_the_exit():
+    """With features {blue, step} the blue decoy (5 moves) and the blue exit (15 moves) earn
+    the same arrival weight, so preferring the exit needs a positive step weight, and then
+    bumping into a wall beats every move: no weights work, and z3 proves it."""
+    repair = repair_reward(envs(KEYS), ["blue"])
+    assert repair.status == "impossible" and repair.weights is None
+
+
+def test_a_repair_found_by_z3_is_aligned_everywhere_with_a_positive_margin():
+    repair = repair_reward(envs(KEYS), ["blue", "exit"])
+    assert repair.status == "repaired" and repair.margin > 0
+    assert repair.weights["exit"] > repair.weights["blue"]  # the decoy must earn less
+    assert set(repair.verified.values()) == {"aligned"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--features", "pink"], "'pink' is a label of no environment"),
+        (["--proxies", "{tmp}/bad.props"], "line 1"),
+        (["--repair", "{tmp}/none.toml"], "none.toml"),
+    ],
+)
+def test_bad_audit_input_exits_2_with_one_line(capsys, tmp_path, extra, message):
+    (tmp_path / "bad.props").write_text("F F F\n")
+    extra = [e.format(tmp=tmp_path) for e in extra]
+    argv = ["audit", "--train", str(TRAIN[0]), "--deploy", str(DEPLOY[0]), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_repair_refuses_an_objective_it_cannot_encode(capsys):
+    argv = ["audit", "--train", str(MODELS / "lava.toml"), "--deploy", str(MODELS / "lava.toml")]
+    assert main([*argv, "--features", "exit"]) == 2
+    assert "met with probability 1" in capsys.readouterr().err
+
+
+def test_run_audit_takes_one_objective():
+    env = load_environment(TRAIN[0], spec='Pmax=? [ F "exit" ]; Pmax=? [ F "red" ]')
+    with pytest.raises(Exception, match="exactly one objective"):
+        run_audit([env], [env])
