@@ -263,15 +263,19 @@ def load_proxies(path: str | Path) -> list[Proxy]:
     return proxies
 
 
-def evaluate(env: Environment, proxy: Proxy) -> RewardReport:
-    """Does every proxy-optimal policy satisfy φ on `env`? A reward verdict on the product."""
+def evaluate(env: Environment, proxy: Proxy, cache: dict | None = None) -> RewardReport:
+    """Does every proxy-optimal policy satisfy φ on `env`? A reward verdict on the product.
+
+    Proxies with the same masks on a model (`red` and `exit_red` on the training mazes) have
+    the same product and verdict: with a `cache`, each is computed once per environment."""
     left, target = proxy.masks(env)
-    product, reward = _product(env.mdp, left, target)
-    product_env = replace(
-        env, mdp=product, storm_model=storm.to_storm(product), properties=env.properties
-    )
-    report = check_reward(product_env, reward, env.properties[0])
-    return replace(report, reward=proxy.name, states=env.mdp.n_states)
+    cache = {} if cache is None else cache
+    key = (id(env), np.packbits(left).tobytes(), np.packbits(target).tobytes())
+    if key not in cache:
+        product, reward = _product(env.mdp, left, target)
+        product_env = replace(env, mdp=product, storm_model=storm.to_storm(product))
+        cache[key] = check_reward(product_env, reward, env.properties[0])
+    return replace(cache[key], reward=proxy.name, states=env.mdp.n_states)
 
 
 def audit_proxies(
@@ -281,10 +285,11 @@ def audit_proxies(
     indistinguishable on training (the others are no risk)."""
     findings = []
     signatures = {}
+    cache: dict = {}
     for proxy in proxies:
-        reports = tuple(evaluate(env, proxy) for env in train)
+        reports = tuple(evaluate(env, proxy, cache) for env in train)
         indistinguishable = all(r.verdict == ALIGNED for r in reports)
-        deployed = tuple(evaluate(env, proxy) for env in deploy) if indistinguishable else ()
+        deployed = tuple(evaluate(env, proxy, cache) for env in deploy) if indistinguishable else ()
         findings.append(ProxyFinding(proxy, reports, deployed))
         signatures[proxy.name] = b"".join(
             np.packbits(proxy.masks(env)[1]).tobytes() + b"|" for env in train
