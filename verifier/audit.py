@@ -183,10 +183,12 @@ def run_audit(
     deploy: list[Environment],
     user_proxies: list[Proxy] | None = None,
     repair_labels: list[str] | None = None,
+    repair_base: dict[str, float] | None = None,
     variants: bool = True,
     max_states: int | None = None,
 ) -> AuditReport:
-    """Proxies, their verdicts, the fix and (with `repair_labels`) the reward repair."""
+    """Proxies, their verdicts, the fix and (with `repair_labels`) the reward repair nearest
+    to the weights `repair_base` (label or `step` -> weight)."""
     started = time.perf_counter()
     for env in train + deploy:
         if len(env.properties) != 1:
@@ -197,7 +199,7 @@ def run_audit(
     if repair_labels is not None:
         from verifier.repair import repair_reward
 
-        repair = repair_reward(train + deploy, repair_labels)
+        repair = repair_reward(train + deploy, repair_labels, repair_base)
     objectives = dict.fromkeys(_objective(env).text for env in train + deploy)
     return AuditReport(
         train=tuple(str(env.path) for env in train),

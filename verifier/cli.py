@@ -427,9 +427,12 @@ def _audit(args: argparse.Namespace) -> int:
 
     train, deploy = load(args.train), load(args.deploy)
     user = load_proxies(args.proxies) if args.proxies else None
-    labels = None
+    labels, base = None, {}
     if args.repair or args.features:
-        labels = list(load_reward(args.repair).arrive) if args.repair else []
+        if args.repair:
+            reward = load_reward(args.repair)
+            base = {**reward.arrive, "step": reward.step}
+        labels = list(base.keys() - {"step"}) if args.repair else []
         labels += [f.strip() for f in (args.features or "").split(",") if f.strip()]
         known = set().union(*(env.mdp.labels for env in train + deploy))
         for label in labels:
@@ -437,7 +440,7 @@ def _audit(args: argparse.Namespace) -> int:
                 raise InputError(
                     args.repair or "--features", f"{label!r} is a label of no environment"
                 )
-    report = run_audit(train, deploy, user, labels, not args.no_variants, args.max_states)
+    report = run_audit(train, deploy, user, labels, base, not args.no_variants, args.max_states)
     mazes = {str(env.path): env.maze for env in train + deploy if env.maze is not None}
     print(format_audit(report, mazes))
     if args.json:

@@ -73,9 +73,16 @@ class Repair:
         }
 
 
-def repair_reward(envs: list[Environment], labels: list[str]) -> Repair:
+def repair_reward(
+    envs: list[Environment], labels: list[str], base: dict[str, float] | None = None
+) -> Repair:
     """Search the span of `labels` + step cost for a reward whose optimal policies all
-    satisfy each environment's objective (its first property), by z3."""
+    satisfy each environment's objective (its first property), by z3.
+
+    Two exact optimisations over the same constraints: first the largest margin M (weights
+    in [-1, 1]); then, with margin at least M / 10, the weights nearest (L1) to `base`, the
+    user's reward scaled into the box, so the repair changes what it must and keeps the
+    rest. Weights and margin are reported in the scale of `base`."""
     import z3
 
     started = time.perf_counter()
@@ -86,30 +93,45 @@ def repair_reward(envs: list[Environment], labels: list[str]) -> Repair:
             f"reward repair by z3 takes up to {MAX_STATES:,} states in all; these "
             f"environments have {total:,}"
         )
+    base = {name: float((base or {}).get(name, 0.0)) for name in features}
+    scale = max(map(abs, base.values())) or 1.0
     weights = [z3.Real(f"w_{name}") for name in features]
     margin = z3.Real("margin")
-    solver = z3.Optimize()
-    solver.add(margin > 0, *(z3.And(w >= -1, w <= 1) for w in weights))
+    constraints = [margin > 0, *(z3.And(w >= -1, w <= 1) for w in weights)]
     for index, env in enumerate(envs):
-        _encode(solver, env, index, features, weights, margin)
-    solver.maximize(margin)
-    answer = solver.check()
-    method = "z3 (linear real arithmetic, exact): policy, values and weights solved together"
-    if answer == z3.unsat:
-        return Repair(features, "impossible", None, None, {}, method, time.perf_counter() - started)
+        _encode(lambda *items: constraints.extend(items), env, index, features, weights, margin)
+    method = "z3 (linear real arithmetic, exact): values, ranks and weights solved together"
+
+    widest = z3.Optimize()
+    widest.add(*constraints)
+    widest.maximize(margin)
+    answer = widest.check()
     if answer != z3.sat:
-        return Repair(features, "unknown", None, None, {}, method, time.perf_counter() - started)
-    model = solver.model()
-    exact = [_fraction(model.eval(w, model_completion=True)) for w in weights]
-    scale = max(abs(x) for x in exact) or Fraction(1)
-    found = {name: _round(x / scale) for name, x in zip(features, exact, strict=True)}
+        status = "impossible" if answer == z3.unsat else "unknown"
+        return Repair(features, status, None, None, {}, method, time.perf_counter() - started)
+    best = _fraction(widest.model().eval(margin))
+
+    nearest = z3.Optimize()
+    nearest.add(*constraints, margin >= z3.RealVal(str(best / 10)))
+    gaps = [z3.Real(f"gap_{name}") for name in features]
+    for gap, w, name in zip(gaps, weights, features, strict=True):
+        target = z3.RealVal(str(Fraction(base[name] / scale).limit_denominator(10**9)))
+        nearest.add(gap >= w - target, gap >= target - w)
+    nearest.minimize(z3.Sum(*gaps))
+    if nearest.check() != z3.sat:  # cannot happen: the widest solution satisfies it
+        raise RuntimeError("reward repair: the second optimisation lost the first's solution")
+    model = nearest.model()
+    found = {
+        name: _round(_fraction(model.eval(w, model_completion=True)) * Fraction(scale))
+        for name, w in zip(features, weights, strict=True)
+    }
     verified = _verify(envs, found)
     status = "repaired" if all(v == "aligned" for v in verified.values()) else "unknown"
     return Repair(
         features,
         status,
         found,
-        float(_fraction(model.eval(margin)) / scale),
+        float(_fraction(model.eval(margin)) * Fraction(scale)),
         verified,
         method + "; rounded weights re-verified by the exact reward check",
         time.perf_counter() - started,
@@ -129,7 +151,8 @@ def feature_matrix(env: Environment, features: tuple[str, ...]) -> np.ndarray:
     return matrix
 
 
-def _encode(solver, env: Environment, index: int, features, weights, margin) -> None:
+def _encode(add, env: Environment, index: int, features, weights, margin) -> None:
+    """The constraints of one environment, handed to `add`."""
     import z3
 
     mdp = env.mdp
@@ -158,13 +181,13 @@ def _encode(solver, env: Environment, index: int, features, weights, margin) -> 
     rank = [z3.Int(f"d{index}_{s}") for s in range(n)]
     matrix = mdp.transitions
     for s in range(n):
-        solver.add(rank[s] >= 0, rank[s] <= n)
+        add(rank[s] >= 0, rank[s] <= n)
         if objective.target[s]:
-            solver.add(rank[s] == 0)
+            add(rank[s] == 0)
         elif not objective.left[s] or absorbing[s]:
-            solver.add(z3.Not(reach[s]))  # reaching it violates φ
+            add(z3.Not(reach[s]))  # reaching it violates φ
     for s in mdp.initial_states:
-        solver.add(reach[int(s)])
+        add(reach[int(s)])
     for s in np.flatnonzero(~absorbing):
         choices = range(int(mdp.row_groups[s]), int(mdp.row_groups[s + 1]))
         rows = {c: matrix.getrow(c) for c in choices}
@@ -176,12 +199,12 @@ def _encode(solver, env: Environment, index: int, features, weights, margin) -> 
             )
             for c, row in rows.items()
         }
-        solver.add(*[V[s] >= q[c] for c in choices], z3.Or(*[V[s] == q[c] for c in choices]))
+        add(*[V[s] >= q[c] for c in choices], z3.Or(*[V[s] == q[c] for c in choices]))
         if objective.target[s]:
             continue  # φ holds from here on, whatever the policy does
         for c in choices:
             near = z3.And(reach[s], q[c] >= V[s] - margin)
-            solver.add(
+            add(
                 z3.Implies(
                     near,
                     z3.And(
@@ -190,7 +213,7 @@ def _encode(solver, env: Environment, index: int, features, weights, margin) -> 
                     ),
                 )
             )
-        solver.add(z3.Implies(reach[s], rank[s] >= 1))
+        add(z3.Implies(reach[s], rank[s] >= 1))
 
 
 def _labelled(mdp, objective):
