@@ -139,3 +139,12 @@ def test_run_audit_takes_one_objective():
     env = load_environment(TRAIN[0], spec='Pmax=? [ F "exit" ]; Pmax=? [ F "red" ]')
     with pytest.raises(Exception, match="exactly one objective"):
         run_audit([env], [env])
+
+
+def test_a_reward_that_already_works_is_its_own_nearest_repair():
+    """The exit reward (+1 exit, -0.01 a step) is aligned on both mazes with margin 0.01
+    (every detour costs a step), more than a tenth of the widest margin, so the nearest
+    repair is the reward itself."""
+    repair = repair_reward(envs(KEYS), ["exit", "blue"], {"exit": 1.0, "step": -0.01})
+    assert repair.status == "repaired"
+    assert repair.weights == {"exit": 1.0, "blue": 0.0, "step": -0.01}
