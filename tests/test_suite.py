@@ -236,6 +236,11 @@ def test_timeouts_and_limits_without_expectation_exit_3_and_bad_checks_exit_2(ca
             'policy = "p"\nenvironments = "e"\ntimeout = -1\nwhat = 1\n',
             "check[1].timeout: must be a positive number, got -1",
         ),
+        (
+            '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\nkind = "reward"\n'
+            'reward = "r.toml"\ndiscount = 1.5\nenvironments = "e"\n',
+            "check[1].discount: must be in (0, 1], got 1.5",
+        ),
         ('[policies]\np = "missing.pt"\n', "policies.p.file: no such file 'missing.pt'"),
     ],
 )

@@ -167,7 +167,7 @@ def run_check(
     exact: bool = False,
     policy: dict | None = None,
     stochastic: bool = False,
-    competence: float = 0.9,
+    competence: float | None = None,
 ) -> dict:
     """The job: one check on one environment, as `verify check|reward|policy` would do it.
     Returns {"reports": [report dicts with `verdict` and `passed`]}."""
@@ -190,14 +190,14 @@ def run_check(
         reports = reward_reports(env, reward, discount, exact, compare)
     else:
         from verifier.policy import load_policy
-        from verifier.verdict import policy_reports
+        from verifier.verdict import COMPETENCE, policy_reports
 
         actions = tuple(policy["actions"]) if policy.get("actions") else None
         loaded = load_policy(
             policy["file"], policy.get("observation"), actions, policy.get("output")
         )
         reports = policy_reports(
-            env, loaded, policy["file"], reward, discount, stochastic, competence
+            env, loaded, policy["file"], reward, discount, stochastic, competence or COMPETENCE
         )
     return {"reports": [{**r.to_dict(), "passed": r.passed} for r in reports]}
 
@@ -241,8 +241,8 @@ def _expand(entry, where, environments, rewards, policies, base, limits, problem
                 problems.append(f"{where}.{key}: missing (a name under [rewards], or a file)")
         for key in ("discount", "competence"):
             if key in entry:
-                if not _number(entry[key]):
-                    problems.append(f"{where}.{key}: must be a number, got {entry[key]!r}")
+                if not _number(entry[key]) or not 0 < entry[key] <= 1:
+                    problems.append(f"{where}.{key}: must be in (0, 1], got {entry[key]!r}")
                 kwargs[key] = entry[key]
         for key in ("exact", "stochastic"):
             if key in entry:
