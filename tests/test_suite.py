@@ -194,6 +194,18 @@ def test_timeouts_and_limits_without_expectation_exit_3_and_bad_checks_exit_2(ca
     suite = write_suite(tmp_path, one)
     assert main(["suite", str(suite), "--max-states", "5"]) == 3
     assert "limit" in capsys.readouterr().out
+    big = """
+    [environments.e]
+    generate = {{ size = "301x301" }}
+    [[check]]
+    kind = "reward"
+    reward = "{models}/redblue/rewards/exit.toml"
+    environments = "e"
+    """
+    suite = write_suite(tmp_path, big)  # about 45,000 states: a few seconds
+    assert main(["suite", str(suite), "--timeout", "0.3"]) == 3
+    assert "timeout: killed after 0.3 s" in capsys.readouterr().out
+    suite = write_suite(tmp_path, one)
     bad = one + "    spec = 'P>=1 [ F \"nowhere\" ]'\n"
     suite = write_suite(tmp_path, bad)
     assert main(["suite", str(suite)]) == 2  # the label is unknown: bad input, in the row
