@@ -55,6 +55,7 @@ class Proxy:
     name: str
     kind: str
     text: str  # the path formula, for people: F "red", F row=3 & col=5, ...
+    position: tuple[int, int] | None = None  # (row, col) of a cell proxy
 
     def masks(self, env: Environment) -> tuple[np.ndarray, np.ndarray]:
         """(left, target) bool [n_states] on one environment."""
@@ -75,8 +76,7 @@ class Proxy:
     def cell(self, env: Environment) -> tuple[int, int]:
         """The (row, col) a cell or corner proxy stands for on `env`."""
         if self.kind == "cell":
-            row, col = self.name.removeprefix("cell ").split(",")
-            return int(row), int(col)
+            return self.position
         mdp = env.mdp
         rows, cols = _column(mdp, "row"), _column(mdp, "col")
         down, right = CORNERS[self.name.removeprefix("corner ")]
@@ -229,7 +229,8 @@ def candidate_proxies(
             rows, cols = _column(env.mdp, "row")[target], _column(env.mdp, "col")[target]
             cells += [(int(r), int(c)) for r, c in zip(rows, cols, strict=True)]
         for row, col in sorted(set(cells)):
-            proxies.append(Proxy(f"cell {row},{col}", "cell", f"F row={row} & col={col}"))
+            text = f"F row={row} & col={col}"
+            proxies.append(Proxy(f"cell {row},{col}", "cell", text, (row, col)))
         for corner in CORNERS:
             proxies.append(Proxy(f"corner {corner}", "corner", f"F the {corner} floor cell"))
     return proxies + list(user or [])
