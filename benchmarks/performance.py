@@ -471,14 +471,17 @@ def plot(document: dict, path: Path) -> None:
     names = list(dict.fromkeys(name for name, _ in lines))
     colors = {name: plt.cm.tab10(i % 10) for i, name in enumerate(names)}
     figure, axes = plt.subplots(figsize=(11, 6))
+    timeouts = []
     for (name, kind), points in lines.items():
         style = "-" if kind == "ours" else "--"
         xs, ys = [x for x, _, done in points if done], [y for _, y, done in points if done]
         if xs:
             axes.plot(xs, ys, style, marker="o", color=colors[name], label=f"{name}, {kind}")
-        for x, y, done in points:
-            if not done:
-                axes.plot(x, y, "^", color=colors[name], markersize=10)
+        timeouts += [(x, y, name) for x, y, done in points if not done]
+    for x, y, name in timeouts:  # several at one size side by side
+        same = [other for other in timeouts if other[0] == x]
+        shift = 1.08 ** (same.index((x, y, name)) - (len(same) - 1) / 2)
+        axes.plot(x * shift, y, "^", color=colors[name], markersize=10)
     axes.plot([], [], "^", color="grey", label="timeout (at the timeout)")
     axes.set_xscale("log")
     axes.set_yscale("log")
