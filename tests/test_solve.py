@@ -690,3 +690,18 @@ def test_end_components_equal_brute_force_over_state_subsets(case, data):
     assert component.dtype == np.int64
     if components:
         assert sorted(set(component.tolist()) - {-1}) == list(range(len(components)))
+
+
+@pytest.mark.parametrize("side", [5, 20, 60])
+def test_arrival_only_reward_in_slippery_rooms_converges_to_storms_value(side):
+    """+1 on arriving at the exit and nothing per step: every proper policy is optimal, and
+    policy iteration used to cycle here (5x5 and 20x20 rooms) from an ill-conditioned start
+    that pushed into walls. Storm's Rmax [ C ] is the independent value: 1 everywhere."""
+    mdp = compile_maze(open_room(side + 2, side + 2, slip=0.1))
+    rewards = reward_vector(mdp, Reward("exit", "test", arrive={"exit": 1.0})).values
+    solution = solve(mdp, rewards, 1.0)
+    expected = storm_total(mdp, rewards, "max")
+    np.testing.assert_allclose(solution.values[mdp.initial_states], expected, atol=1e-9)
+    away = ~mdp.label("exit")  # the exit is reached surely from everywhere else
+    np.testing.assert_allclose(solution.values[away], 1.0, rtol=0, atol=1e-9)
+    assert solution.iterations == 1

@@ -48,6 +48,7 @@ from verifier.rewards import absorbing_states
 TOLERANCE = 1e-9
 SWITCH = 1e-10
 MAX_ITERATIONS = 10_000
+STEP_TIE_BREAK = 1e-9  # per-step cost (relative) added to Storm's warm start, see _storm_start
 
 
 class SolverError(VerifierError):
@@ -208,7 +209,14 @@ def _storm_start(
     n = mdp.n_states
     extended, shifted = _with_stop(mdp, rest, discount)
     cost = np.zeros(extended.n_choices)
-    cost[shifted] = -rewards
+    # Among policies of (nearly) equal return, the fastest: where every proper policy earns
+    # the same (a reward only on arrival), Storm would pick any of them, including ones that
+    # push into walls and progress only by slipping, whose linear systems are so
+    # ill-conditioned that their evaluation errs by more than policy iteration's switching
+    # threshold, and policy iteration then cycles. Policy iteration removes any return this
+    # tie-break gives away.
+    scale = max(1.0, float(np.abs(rewards).max(initial=0.0)))
+    cost[shifted] = -rewards + STEP_TIE_BREAK * scale
     extended = replace(
         extended,
         labels={"__target": np.concatenate([absorbing_states(mdp), [True]])},
