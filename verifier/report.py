@@ -44,32 +44,36 @@ def write_json(path: str | Path, command: str, reports: Sequence) -> None:
 
 def write_junit(path: str | Path, command: str, reports: Sequence) -> None:
     """One test case per model and property; a failed verdict is a JUnit failure."""
-    failures = sum(not r.passed for r in reports)
+    cases = []
+    for r in reports:
+        data = r.to_dict()
+        failure = None if r.passed else (f"verdict {data['verdict']}", json.dumps(data, indent=2))
+        out = f"verdict {data['verdict']}, value {data['value']!r}"
+        cases.append((data["model"], data["objective"], r.seconds, out, failure, None))
+    _write_junit_cases(path, f"verify {command}", cases)
+
+
+def _write_junit_cases(path: str | Path, name: str, cases: Sequence[tuple]) -> None:
+    """A JUnit XML file of one test suite; each case is (classname, name, seconds,
+    system-out, failure, error), failure and error None or (message, text)."""
     root = ET.Element("testsuites")
     suite = ET.SubElement(
         root,
         "testsuite",
-        name=f"verify {command}",
-        tests=str(len(reports)),
-        failures=str(failures),
-        errors="0",
-        time=f"{sum(r.seconds for r in reports):.6f}",
+        name=name,
+        tests=str(len(cases)),
+        failures=str(sum(case[4] is not None for case in cases)),
+        errors=str(sum(case[5] is not None for case in cases)),
+        time=f"{sum(case[2] for case in cases):.6f}",
     )
-    for r in reports:
-        data = r.to_dict()
+    for classname, case_name, seconds_, out, failure, error in cases:
         case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=data["model"],
-            name=data["objective"],
-            time=f"{r.seconds:.6f}",
+            suite, "testcase", classname=classname, name=case_name, time=f"{seconds_:.6f}"
         )
-        if not r.passed:
-            failure = ET.SubElement(case, "failure", message=f"verdict {data['verdict']}")
-            failure.text = json.dumps(data, indent=2)
-        ET.SubElement(
-            case, "system-out"
-        ).text = f"verdict {data['verdict']}, value {data['value']!r}"
+        for tag, problem in (("failure", failure), ("error", error)):
+            if problem is not None:
+                ET.SubElement(case, tag, message=problem[0]).text = problem[1]
+        ET.SubElement(case, "system-out").text = out
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
@@ -245,39 +249,20 @@ def write_suite_json(path: str | Path, suite, rows: Sequence) -> None:
 def write_suite_junit(path: str | Path, suite, rows: Sequence) -> None:
     """One test case per row: a verdict other than expected is a failure, a check that gave
     no verdict (timeout, limit, crash, bad input) an error."""
-    root = ET.Element("testsuites")
-    failures = sum(row.status == "FAIL" for row in rows)
-    errors = sum(not row.ok and row.status != "FAIL" for row in rows)
-    element = ET.SubElement(
-        root,
-        "testsuite",
-        name=f"verify suite {suite.name}",
-        tests=str(len(rows)),
-        failures=str(failures),
-        errors=str(errors),
-        time=f"{sum(row.outcome.seconds for row in rows):.6f}",
-    )
+    cases = []
     for row in rows:
         data = row.to_dict()
-        case = ET.SubElement(
-            element,
-            "testcase",
-            classname=data["environment"],
-            name=f"{data['check']} {data['objective']}".strip(),
-            time=f"{data['seconds']:.6f}",
-        )
         expected = data["expect"] or "a passing verdict"
+        failure = error = None
         if row.status == "FAIL":
-            failure = ET.SubElement(
-                case, "failure", message=f"verdict {data['verdict']}, expected {expected}"
-            )
-            failure.text = json.dumps(data["report"], indent=2)
+            message = f"verdict {data['verdict']}, expected {expected}"
+            failure = (message, json.dumps(data["report"], indent=2))
         elif not row.ok:
-            ET.SubElement(
-                case, "error", message=f"{data['verdict']}: {data['message']}"
-            ).text = data["message"]
-        ET.SubElement(case, "system-out").text = f"verdict {data['verdict']}"
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+            error = (f"{data['verdict']}: {data['message']}", data["message"])
+        name = f"{data['check']} {data['objective']}".strip()
+        out = f"verdict {data['verdict']}"
+        cases.append((data["environment"], name, data["seconds"], out, failure, error))
+    _write_junit_cases(path, f"verify suite {suite.name}", cases)
 
 
 def format_audit(report, mazes: dict | None = None, color: bool | None = None) -> str:
