@@ -119,7 +119,7 @@ def load_suite(
     _unknown(doc, ("suite", "environments", "rewards", "policies", "check"), "", problems)
     header = _table(doc, "suite", problems)
     _unknown(header, _SUITE_KEYS, "suite.", problems)
-    base = path.parent
+    base = path.resolve().parent  # absolute, so that jobs find the files from any directory
     environments = {
         name: _environment_set(name, spec, base, problems)
         for name, spec in _table(doc, "environments", problems).items()
