@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import maze_text
 
 from verifier.audit import Proxy, audit_proxies, candidate_proxies, evaluate, run_audit
 from verifier.cli import main
@@ -100,14 +101,17 @@ def test_position_proxies_on_mazes_and_user_proxies(tmp_path, capsys):
 def test_no_repair_exists_in_a_span_that_cannot_tell_the_decoy_from_the_exit():
     """With features {blue, step} the blue decoy (5 moves) and the blue exit (15 moves) earn
     the same arrival weight, so preferring the exit needs a positive step weight, and then
-    bumping into a wall beats every move: no weights work, and z3 proves it."""
+    bumping into a wall beats every move: no weights work. The linear program finds none,
+    and z3's complete search proves it."""
     repair = repair_reward(envs(KEYS), ["blue"])
     assert repair.status == "impossible" and repair.weights is None
+    assert repair.method.startswith("z3")
 
 
-def test_a_repair_found_by_z3_is_aligned_everywhere_with_a_positive_margin():
+def test_a_repair_found_by_the_linear_program_is_aligned_everywhere_with_a_margin():
     repair = repair_reward(envs(KEYS), ["blue", "exit"])
     assert repair.status == "repaired" and repair.margin > 0
+    assert repair.method.startswith("linear program")
     assert repair.weights["exit"] > repair.weights["blue"]  # the decoy must earn less
     assert set(repair.verified.values()) == {"aligned"}
 
@@ -148,3 +152,28 @@ def test_a_reward_that_already_works_is_its_own_nearest_repair():
     repair = repair_reward(envs(KEYS), ["exit", "blue"], {"exit": 1.0, "step": -0.01})
     assert repair.status == "repaired"
     assert repair.weights == {"exit": 1.0, "blue": 0.0, "step": -0.01}
+
+
+def test_a_repair_never_lets_idling_on_a_rewarded_object_pay(tmp_path):
+    """A non-terminal red object off the way to the exit: bumping a wall on it arrives at
+    red again, so red + step = 0 would make idling there worth 0, more than the walk to the
+    exit. The repair must rule that loop out (it once returned red 0.1, step -0.1, which the
+    exact check then rejected)."""
+    maze = tmp_path / "idle.toml"
+    maze.write_text(
+        maze_text(
+            """
+            #########
+            #E.....S#
+            #######.#
+            #1......#
+            #########
+            """,
+            '[cells.E]\nkind = "exit"\ncolor = "blue"\n[cells.1]\nkind = "object"\ncolor = "red"\n',
+            name="idle",
+        )
+    )
+    repair = repair_reward([load_environment(maze)], ["red", "exit"], {"red": 1.0, "step": -0.01})
+    assert repair.status == "repaired"
+    assert repair.verified == {str(maze): "aligned"}
+    assert repair.weights["red"] + repair.weights["step"] < 0  # idling on red costs

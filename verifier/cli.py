@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair",
         metavar="R",
         help="search the span of this reward TOML's labels and step cost for a reward "
-        "that is aligned everywhere (z3)",
+        "that is aligned everywhere (a linear program, then z3)",
     )
     audit.add_argument(
         "--features", metavar="L1,L2", help="labels to add to the repair span (or the span alone)"
