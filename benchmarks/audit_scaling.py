@@ -5,8 +5,8 @@ objects. All are seeded random perfect mazes (`verifier.generate.random_maze`) o
 the odd number nearest sqrt(2 * target): about `target` states each. One run per size, in a
 fresh interpreter (so its peak RSS is its own), through the command line's own code path:
 `verify audit --train ... --deploy ... --json`, proxies, deployment checks and the fix from
-recolored training variants. The reward repair is not part of it: z3 takes it up to
-verifier.repair.MAX_STATES states in all.
+recolored training variants, and the reward repair in the span of red, exit and the step
+cost (`--features red,exit`), whose own time the JSON report gives.
 
     python benchmarks/audit_scaling.py                 # 20 mazes of 10^2, 10^3, 10^4 states
     python benchmarks/audit_scaling.py --sizes 10000   # the figure alone
@@ -56,7 +56,8 @@ def worker(train: list[str], deploy: list[str], report: str) -> dict:
     from verifier.cli import main
 
     start = time.perf_counter()
-    code = main(["audit", "--train", *train, "--deploy", *deploy, "--json", report])
+    argv = ["audit", "--train", *train, "--deploy", *deploy, "--json", report]
+    code = main([*argv, "--features", "red,exit"])
     elapsed = time.perf_counter() - start
     data = json.loads(Path(report).read_text(encoding="utf-8"))
     return {
@@ -65,6 +66,7 @@ def worker(train: list[str], deploy: list[str], report: str) -> dict:
         "proxies": len(data["proxies"]),
         "risks": data["risks"],
         "fix": data["fix"]["environments"] if data["fix"] else [],
+        "repair": data["repair"],
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -107,18 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {meta['date']} on {meta['cpu_model']} ({meta['cpu_count']} cpus), "
         f"python {meta['python']}, stormpy {meta['stormpy']}, commit {meta['verifier_commit']}.",
         "",
-        "| mazes | states per maze | proxies | audit time | peak RSS | risks | fix |",
-        "|---|---:|---:|---:|---:|---|---|",
+        "| mazes | states per maze | proxies | audit time | of which repair | peak RSS | risks "
+        "| fix | repair |",
+        "|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for row in rows:
         if "seconds" not in row:
-            lines.append(f"| 20 | {row['states_min']:,}-{row['states_max']:,} | | {row} | | | |")
+            lines.append(f"| 20 | {row['states_min']:,} | | {row} | | | | | |")
             continue
         fix = ", ".join(Path(p).stem for p in row["fix"]) or "-"
+        repair = row["repair"]
+        weights = ", ".join(f"{k} {v:g}" for k, v in (repair["weights"] or {}).items())
         lines.append(
-            f"| 20 | {row['states_min']:,}-{row['states_max']:,} | {row['proxies']} | "
-            f"{seconds(row['seconds'])} | {row['peak_rss_mb']:.0f} MB | "
-            f"{', '.join(row['risks']) or '-'} | {fix} |"
+            f"| 20 | {row['states_min']:,} | {row['proxies']} | {seconds(row['seconds'])} | "
+            f"{seconds(repair['seconds'])} | {row['peak_rss_mb']:.0f} MB | "
+            f"{', '.join(row['risks']) or '-'} | {fix} | {repair['status']}: {weights} |"
         )
     text = "\n".join(lines) + "\n"
     (args.out / "audit_scaling.md").write_text(text, encoding="utf-8")
