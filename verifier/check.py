@@ -17,7 +17,9 @@ class CheckReport:
 
     `verdict` is `holds` or `fails` for a bounded property (`P>=0.9 [...]`) and `computed` for
     a query (`Pmax=? [...]`). `value` is the minimum over the initial states; `initial` lists
-    each initial state with its valuation, value and Storm's sound bounds.
+    each initial state with its valuation, value and Storm's sound bounds. On an MDP,
+    `direction` says which optimum the value is ("max" or "min"): the property's own, else
+    the one that decides its bound (the minimum for `>=`/`>`, the maximum for `<=`/`<`).
     """
 
     model: str
@@ -30,6 +32,7 @@ class CheckReport:
     initial: tuple[dict, ...]
     method: str
     seconds: float
+    direction: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -42,6 +45,7 @@ class CheckReport:
             "objective": self.objective,
             "verdict": self.verdict,
             "value": self.value,
+            "direction": self.direction,
             "optimal_value": self.value,
             "bound_width": max((s["upper"] - s["lower"] for s in self.initial), default=0.0),
             "states": self.states,
@@ -80,6 +84,7 @@ def check_environment(env: Environment) -> list[CheckReport]:
                 initial=initial,
                 method=result.method,
                 seconds=seconds,
+                direction=result.direction,
             )
         )
     return reports

@@ -90,8 +90,10 @@ def format_check(report, color: bool | None = None) -> str:
     verdict = _verdict(data, color)
     width = data["bound_width"]
     bounds = f" (sound bounds, width {width:.2g})" if width > 0 else ""
+    direction = f" ({data['direction']} over policies)" if data.get("direction") else ""
     return (
-        f"{verdict}  {data['model']}  {data['objective']}  value {data['value']:.6g}{bounds}"
+        f"{verdict}  {data['model']}  {data['objective']}  value {data['value']:.6g}{direction}"
+        f"{bounds}"
         f"  [{data['states']} states, {len(data['initial_states'])} initial]"
     )
 

@@ -381,6 +381,7 @@ class PropertyResult:
     lower, upper    float64 [k]: Storm's sound bounds on `values`
     holds           for a bounded property, whether it holds in every initial state; None
                     for a query (`=?`)
+    direction       on an MDP, which optimum `values` are: "max" or "min"; None on a DTMC
     """
 
     property: str
@@ -389,6 +390,7 @@ class PropertyResult:
     upper: np.ndarray
     holds: bool | None
     method: str
+    direction: str | None = None
 
     @property
     def value(self) -> float:
@@ -510,7 +512,8 @@ def check(model, prop) -> PropertyResult:
     """Check one parsed property on a Storm model; values at its initial states.
 
     A bounded property `P>=p [...]` on an MDP holds when it holds under every scheduler, so
-    its value is the minimum (for lower bounds) or maximum (upper bounds) over schedulers.
+    its value is the minimum (for lower bounds) or maximum (upper bounds) over schedulers;
+    an explicit `Pmax>=p` / `Pmin<p` is honoured (its value is that optimum).
     """
     formula = prop.get_raw_formula()
     text = str(formula)
@@ -518,11 +521,15 @@ def check(model, prop) -> PropertyResult:
     if formula.has_bound:
         quantitative = formula.clone()
         quantitative.remove_bound()
-        if model.is_nondeterministic_model:
+        if model.is_nondeterministic_model and not formula.has_optimality_type:
             lower_bound = formula.comparison_type in (ComparisonType.GEQ, ComparisonType.GREATER)
             quantitative.set_optimality_type(
                 OptimizationDirection.MINIMIZE if lower_bound else OptimizationDirection.MAXIMIZE
             )
+    direction = None
+    if model.is_nondeterministic_model and quantitative.has_optimality_type:
+        maximum = quantitative.optimality_type == OptimizationDirection.MAXIMIZE
+        direction = "max" if maximum else "min"
     result = _model_check(model, quantitative, text)
     initial = initial_states(model).tolist()
     values = np.array([result.get_value(s) for s in initial], dtype=np.float64)
@@ -535,7 +542,7 @@ def check(model, prop) -> PropertyResult:
     if formula.has_bound:
         truth = _model_check(model, formula, text).get_truth_values_vector()
         holds = all(truth[s] for s in initial)
-    return PropertyResult(text, values, lower, upper, holds, SOUND_METHOD)
+    return PropertyResult(text, values, lower, upper, holds, SOUND_METHOD, direction)
 
 
 def _model_check(model, prop, text: str):

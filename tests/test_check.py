@@ -1,0 +1,64 @@
+"""`verify check`: values and the optimisation direction they come from, against the maps."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from verifier.cli import main
+
+LAVA = Path(__file__).resolve().parent.parent / "models" / "lava.toml"
+
+# models/lava.toml: the long route reaches the exit with 0.9, the best possible; walking into
+# the lava next to the start reaches it with 0 (the least). A bound decides on the worst
+# scheduler for it: the min for >=, the max for <; Pmax/Pmin name their optimum themselves.
+DIRECTIONS = [
+    ('Pmax>=0.5 [ !"lava" U "exit" ]', 0, 0.9, "max"),
+    ('Pmin<0.5 [ !"lava" U "exit" ]', 0, 0.0, "min"),
+    ('P>=0.5 [ !"lava" U "exit" ]', 1, 0.0, "min"),
+    ('P<0.5 [ !"lava" U "exit" ]', 1, 0.9, "max"),
+]
+
+
+@pytest.mark.parametrize(("spec", "code", "value", "direction"), DIRECTIONS)
+def test_threshold_property_reports_the_value_of_its_own_direction(
+    spec, code, value, direction, capsys, tmp_path
+):
+    report = tmp_path / "r.json"
+    assert main(["check", "--model", str(LAVA), "--spec", spec, "--json", str(report)]) == code
+    out = capsys.readouterr().out
+    data = json.loads(report.read_text())
+    data = data["reports"][0] if "reports" in data else data
+    assert data["value"] == pytest.approx(value, abs=1e-5)
+    assert data["direction"] == direction
+    assert f"({direction} over policies)" in out
+    assert f"value {value:.6g}"[:10] in out
+
+
+def test_suite_json_reports_the_direction_of_a_threshold_property(capsys, tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        textwrap.dedent(
+            f"""\
+            [suite]
+            name = "directions"
+
+            [environments.lava]
+            files = ["{LAVA.as_posix()}"]
+
+            [[check]]
+            kind = "check"
+            environments = "lava"
+            spec = 'Pmax>=0.5 [ !"lava" U "exit" ]'
+            """
+        )
+    )
+    assert main(["suite", str(suite), "--json", str(tmp_path / "r.json")]) == 0
+    capsys.readouterr()
+    (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
+    row = row["report"]
+    assert row["value"] == pytest.approx(0.9, abs=1e-5)
+    assert row["direction"] == "max"
