@@ -90,10 +90,17 @@ def load_policy(
     if output not in OUTPUTS:
         raise InputError(str(path), f"output {output!r}; known: {', '.join(OUTPUTS)}")
     names = meta.get("actions")
-    if not names or not all(isinstance(a, str) for a in names):
+    if (
+        not names
+        or not isinstance(names, list | tuple)
+        or not all(isinstance(a, str) for a in names)
+    ):
         raise InputError(
             str(path), f'no action names: put "actions" in {METADATA} or pass --actions up,down,...'
         )
+    repeated = sorted({a for a in names if names.count(a) > 1})
+    if repeated:
+        raise InputError(str(path), f"action names repeat: {', '.join(map(repr, repeated))}")
     keys, valuations = "state", None
     if table is not None:
         keys, valuations, table = table
@@ -181,8 +188,14 @@ def _load_npz(path: Path):
         raise InputError(str(path), "missing array 'probs' [n_states, n_actions]")
     meta = {}
     if "actions" in arrays:
+        if arrays["actions"].dtype.kind not in "US" or arrays["actions"].ndim != 1:
+            raise InputError(str(path), "actions must be a 1-d array of strings")
         meta["actions"] = [str(a) for a in arrays["actions"].tolist()]
-    return "table", None, meta, _table(path, arrays["probs"], arrays.get("valuations"))
+    probs = _numbers(path, "probs", arrays["probs"])
+    valuations = arrays.get("valuations")
+    if valuations is not None:
+        valuations = _numbers(path, "valuations", valuations)
+    return "table", None, meta, _table(path, probs, valuations)
 
 
 def _load_json(path: Path):
@@ -191,15 +204,40 @@ def _load_json(path: Path):
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(str(path), f"not a readable JSON policy ({_first_line(exc)})") from None
+    except RecursionError:
+        raise InputError(str(path), "not a readable JSON policy (nested too deeply)") from None
     if not isinstance(doc, dict) or "probs" not in doc:
         raise InputError(str(path), 'expected {"actions": [...], "probs": [[...], ...]}')
-    try:
-        probs = np.asarray(doc["probs"], dtype=np.float64)
-        valuations = np.asarray(doc["valuations"], dtype=np.int64) if "valuations" in doc else None
-    except (TypeError, ValueError) as exc:
-        raise InputError(str(path), f"probs/valuations must be numeric tables ({exc})") from None
+    probs = _numbers(path, "probs", doc["probs"])
+    valuations = _numbers(path, "valuations", doc["valuations"]) if "valuations" in doc else None
     meta = {k: doc[k] for k in ("actions", "observation", "output") if k in doc}
     return "table", None, meta, _table(path, probs, valuations)
+
+
+def _numbers(path: Path, name: str, value) -> np.ndarray:
+    """A table of plain numbers (int64 or float64) from JSON or .npz; strings, booleans,
+    complex numbers, objects and integers beyond int64 are refused, not converted."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        raise InputError(str(path), f"{name} must be a table of numbers, one row each") from None
+    if array.dtype.kind not in "iuf":
+        raise InputError(
+            str(path), f"{name} must hold plain numbers, not {_KIND_NAMES.get(array.dtype.kind)}"
+        )
+    return array
+
+
+_KIND_NAMES = {
+    "b": "booleans",
+    "c": "complex numbers",
+    "U": "strings",
+    "S": "strings",
+    "O": "objects or integers beyond 64 bits",
+    "V": "records",
+    "M": "dates",
+    "m": "time spans",
+}
 
 
 def _table(path: Path, probs: np.ndarray, valuations: np.ndarray | None):
@@ -207,8 +245,28 @@ def _table(path: Path, probs: np.ndarray, valuations: np.ndarray | None):
         raise InputError(
             str(path), "probs must be a finite, non-negative [n_states, n_actions] table"
         )
-    if valuations is not None and (valuations.ndim != 2 or len(valuations) != len(probs)):
-        raise InputError(str(path), "valuations must be [n_states, n_vars], one row per probs row")
+    zero = np.flatnonzero(probs.sum(axis=1) == 0)
+    if len(zero):
+        raise InputError(
+            str(path), f"probs row {int(zero[0])} is all zero: every row must be a distribution"
+        )
+    if valuations is not None:
+        if valuations.ndim != 2 or len(valuations) != len(probs):
+            raise InputError(
+                str(path), "valuations must be [n_states, n_vars], one row per probs row"
+            )
+        if valuations.dtype.kind == "f":
+            fractional = ~np.isfinite(valuations) | (valuations != np.round(valuations))
+            if fractional.any():
+                row, col = np.argwhere(fractional)[0]
+                raise InputError(
+                    str(path),
+                    f"valuations row {row} holds {float(valuations[row, col])!r}: model variables "
+                    "are integers",
+                )
+            if (np.abs(valuations) > 2**53).any():
+                raise InputError(str(path), "valuations beyond 2^53 cannot be told apart")
+        valuations = valuations.astype(np.int64)
     return (
         ("valuation" if valuations is not None else "state"),
         valuations,
@@ -221,8 +279,10 @@ def _metadata(path: Path, text: str | bytes) -> dict:
         return {}
     try:
         meta = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(str(path), f"{METADATA}: invalid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(str(path), f"{METADATA}: nested too deeply") from None
     if not isinstance(meta, dict):
         raise InputError(str(path), f"{METADATA}: must be a JSON object")
     return meta
@@ -231,6 +291,17 @@ def _metadata(path: Path, text: str | bytes) -> dict:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _failure(exc: Exception) -> str:
+    """The reason a policy run failed, in one line. The TorchScript interpreter puts its own
+    traceback first and the original error last ("RuntimeError: mat1 and mat2 shapes ...")."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if "TorchScript interpreter" in lines[0]:
+        return lines[-1]
+    return lines[0]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -289,14 +360,29 @@ def decide(policy: Policy, env: Environment, stochastic: bool = False, progress=
 
 
 def _probabilities(policy: Policy, scores: np.ndarray, states: np.ndarray, mdp: MDP) -> np.ndarray:
-    """Renormalised distribution over enabled choices (softmax for logits)."""
+    """Renormalised distribution over enabled choices (softmax for logits).
+
+    The softmax is shifted by the row's largest enabled logit; a row with none (a state with
+    a single choice the policy does not name) is shifted by 0, and a logit so far below the
+    largest that the difference overflows has probability exactly 0.
+    """
     finite = np.isfinite(scores)
     if policy.output == "logits":
-        shift = np.maximum.reduceat(np.where(finite, scores, -np.inf), mdp.row_groups[:-1])
-        weights = np.where(finite, np.exp(scores - shift[states]), 0.0)
+        shift = np.maximum.reduceat(scores, mdp.row_groups[:-1])
+        shift = np.where(np.isfinite(shift), shift, 0.0)
+        with np.errstate(over="ignore"):
+            weights = np.exp(np.where(finite, scores - shift[states], -np.inf))
     else:
         weights = np.where(finite, scores, 0.0)
     totals = np.add.reduceat(weights, mdp.row_groups[:-1])
+    single = np.diff(mdp.row_groups) == 1
+    stuck = np.flatnonzero((totals <= 0) & ~single)
+    if len(stuck):
+        raise InputError(
+            policy.path,
+            f"state {mdp.state_description(int(stuck[0]))}: probability 0 for every enabled "
+            "action, so the distribution cannot be renormalised",
+        )
     return np.divide(weights, totals[states], out=np.zeros_like(weights), where=totals[states] > 0)
 
 
@@ -325,12 +411,19 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
         else:
             batch = valuation_observations(mdp, states)
         try:
-            out = np.asarray(policy.run(np.ascontiguousarray(batch)), dtype=np.float64)
+            out = np.asarray(policy.run(np.ascontiguousarray(batch)))
         except Exception as exc:
             raise InputError(
                 policy.path,
-                f"running the policy on {batch.shape} observations failed: {_first_line(exc)}",
+                f"running the policy on {batch.shape} observations failed: {_failure(exc)}",
             ) from None
+        if out.dtype.kind not in "iuf":
+            raise InputError(
+                policy.path,
+                f"the policy outputs {_KIND_NAMES.get(out.dtype.kind, out.dtype)}; "
+                "expected real-valued logits or probabilities",
+            )
+        out = out.astype(np.float64)
         if out.ndim != 2 or len(out) != len(states):
             raise InputError(
                 policy.path, f"expected outputs [batch, n_actions], got {list(out.shape)}"
@@ -339,6 +432,13 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
     outputs = np.concatenate(chunks) if chunks else np.zeros((0, len(policy.actions)))
     if not np.isfinite(outputs).all():
         raise InputError(policy.path, "the policy outputs NaN or infinite values")
+    if policy.output == "probs":
+        negative = np.flatnonzero((outputs < 0).any(axis=1))
+        zero = np.flatnonzero(outputs.sum(axis=1) == 0)
+        if len(negative) or len(zero):
+            state = int(negative[0] if len(negative) else zero[0])
+            problem = "a negative probability" if len(negative) else "probability 0 everywhere"
+            raise InputError(policy.path, f"state {mdp.state_description(state)}: {problem}")
     return outputs
 
 
