@@ -44,7 +44,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="MODEL",
-        help="maze .toml or PRISM .prism file(s); several form a deployment set",
+        help="maze .toml, PRISM .prism, Gymnasium model .toml or gym:ENV_ID; "
+        "several form a deployment set",
     )
     parser.add_argument(
         "--spec",
@@ -270,17 +271,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _environments(args: argparse.Namespace):
     """Load each --model in turn (warnings to stderr)."""
-    from verifier.environment import load_environment
+    from verifier.environment import load_environments
 
     constants = _constants(args.const)
     for model in args.model:
-        env = load_environment(
+        for env in load_environments(
             model, spec=args.spec, constants=constants, max_states=args.max_states
-        )
-        if env.maze is not None:
-            for warning in env.maze.warnings:
-                print(f"verify: warning: {warning}", file=sys.stderr)
-        yield env
+        ):
+            if env.maze is not None:
+                for warning in env.maze.warnings:
+                    print(f"verify: warning: {warning}", file=sys.stderr)
+            for note in env.notes:
+                print(f"verify: note: {env.path}: {note}", file=sys.stderr)
+            yield env
 
 
 def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
@@ -418,12 +421,16 @@ def _suite_progress(total: int):
 def _audit(args: argparse.Namespace) -> int:
     """Exit 1 when some proxy is a goal-misgeneralization risk, else 0."""
     from verifier.audit import load_proxies, run_audit
-    from verifier.environment import load_environment
+    from verifier.environment import load_environments
     from verifier.report import format_audit
     from verifier.rewards import load_reward
 
     def load(paths):
-        return [load_environment(p, args.spec, max_states=args.max_states) for p in paths]
+        return [
+            env
+            for p in paths
+            for env in load_environments(p, args.spec, max_states=args.max_states)
+        ]
 
     train, deploy = load(args.train), load(args.deploy)
     user = load_proxies(args.proxies) if args.proxies else None

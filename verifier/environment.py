@@ -13,6 +13,7 @@ from pathlib import Path
 from verifier import storm
 from verifier.compile import compile_maze
 from verifier.errors import InputError, ResourceLimit
+from verifier.gym_model import is_gym_model
 from verifier.maze import Maze, load_maze
 from verifier.mdp import MDP
 
@@ -26,7 +27,8 @@ class Environment:
 
     `mdp` is the full reachable model. `storm_model` is the Storm model the properties are
     checked on: `mdp` itself for a maze; for a PRISM file, Storm's build for the properties
-    (which also evaluates their expressions over variables). `maze` is set for maze files.
+    (which also evaluates their expressions over variables). `maze` is set for maze files,
+    `gym` (a verifier.gym_model.GymModel) for Gymnasium models; `notes` are said to the user.
     """
 
     path: Path
@@ -36,6 +38,8 @@ class Environment:
     objective: str
     objective_source: str
     maze: Maze | None = None
+    gym: object | None = None
+    notes: tuple[str, ...] = ()
 
 
 def load_environment(
@@ -44,7 +48,15 @@ def load_environment(
     constants: Mapping[str, str] | None = None,
     max_states: int | None = None,
 ) -> Environment:
-    """Read a maze or PRISM file, build it, and parse its objective."""
+    """Read a maze or PRISM file (or a one-seed Gymnasium model), build it, and parse its
+    objective."""
+    if is_gym_model(path):
+        environments = load_environments(path, spec, constants, max_states)
+        if len(environments) > 1:
+            raise InputError(
+                str(path), f"has {len(environments)} seeds (a deployment set); give one seed here"
+            )
+        return environments[0]
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "no such file")
@@ -69,6 +81,22 @@ def load_environment(
         return Environment(path, mdp, check_model, tuple(properties), objective, objective_source)
     known = ", ".join(MAZE_SUFFIXES + PRISM_SUFFIXES)
     raise InputError(str(path), f"unknown model type {suffix or '(no suffix)'!r}; known: {known}")
+
+
+def load_environments(
+    path: str | Path,
+    spec: str | None = None,
+    constants: Mapping[str, str] | None = None,
+    max_states: int | None = None,
+) -> list[Environment]:
+    """Every environment of one model: one, or one per seed of a Gymnasium model."""
+    if not is_gym_model(path):
+        return [load_environment(path, spec, constants, max_states)]
+    if constants:
+        raise InputError("--const", f"{path} is a Gymnasium model; --const applies to PRISM models")
+    from verifier.gym_model import gym_environments
+
+    return gym_environments(path, spec, max_states)
 
 
 def maze_environment(
