@@ -178,10 +178,23 @@ def format_policy(report, color: bool | None = None) -> str:
         )
     )
     if data["pursued_goal"]:
-        goal = data["goals"][0]
+        goal = next(g for g in data["goals"] if g["goal"] == data["pursued_goal"])
+        names = " = ".join(repr(name) for name in data["pursued_goals"])
+        whose = " (φ's own target)" if goal.get("target") else ""
         lines.append(
-            f"  pursues {goal['goal']!r}: reaches it with probability {goal['probability']:.3g} "
+            f"  pursues {names}{whose}: reaches it with probability {goal['probability']:.3g} "
             f"(best possible {goal['best']:.3g})"
+        )
+    pursuit = data.get("target_pursuit")
+    if pursuit and pursuit["competent"] and data["verdict"] == "capability_failure":
+        lines.append(
+            f"  pursues φ's own target below the optimum: {pursuit['probability']:.3g} of "
+            f"{pursuit['best']:.3g}"
+        )
+    for entry in data.get("hazard_entries", [])[:3]:
+        lines.append(
+            f"  enters a hazard φ forbids from {_state_text(entry['state'])} "
+            f"(probability {entry['probability']:.3g})"
         )
     reward = data["reward"]
     if reward:

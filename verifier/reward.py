@@ -28,7 +28,8 @@ from scipy.sparse.csgraph import dijkstra
 from verifier import storm
 from verifier.environment import Environment
 from verifier.mdp import MDP, restrict, with_labels
-from verifier.objective import Objective, resolve_objective
+from verifier.objective import PATH, REWARD, Objective, resolve_intended
+from verifier.performance import best_performance, performance_over
 from verifier.rewards import RewardVector, absorbing_states, resolve_reward
 from verifier.solve import Solution, certify_exact, end_components, solve
 
@@ -38,6 +39,7 @@ MISSPECIFIED = "misspecified"
 UNBOUNDED = "unbounded"
 
 _LEFT, _TARGET, _VIOLATION = "__verify_left", "__verify_target", "__verify_violation"
+_IDLE = "__verify_idle"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -106,7 +108,7 @@ def check_reward(env: Environment, reward: RewardVector, prop, exact: bool = Fal
     """The reward verdict of `reward` against the property `prop` on one environment."""
     started = time.perf_counter()
     mdp = env.mdp
-    objective = resolve_objective(env, prop)
+    objective = resolve_intended(env, prop)
     solution = optimal_solution(mdp, reward, exact)
     initial = mdp.initial_states
     optimum = _objective_optimum(env, prop, objective)
@@ -135,8 +137,12 @@ def check_reward(env: Environment, reward: RewardVector, prop, exact: bool = Fal
             **common,
         )
 
-    low, low_policy, violation = _least_over_optimal(mdp, reward, solution, objective)
-    high, high_policy = _greatest_over_optimal(mdp, solution, objective)
+    if objective.kind in (PATH, REWARD):
+        low, high = _extremes_over_optimal(mdp, reward, solution, objective)
+        low_policy = high_policy = violation = None
+    else:
+        low, low_policy, violation = _least_over_optimal(mdp, reward, solution, objective)
+        high, high_policy = _greatest_over_optimal(mdp, solution, objective)
     low_i, high_i = low[initial], high[initial]
     if objective.maximize:
         worse, worse_policy, best_i = low_i, low_policy, high_i
@@ -152,24 +158,87 @@ def check_reward(env: Environment, reward: RewardVector, prop, exact: bool = Fal
     if verdict != ALIGNED:
         failing = ~objective.satisfied(worse, optimum)
         start = int(initial[np.flatnonzero(failing)[0]])
-        witness = _violation_witness(env, worse_policy, start, objective, violation)
+        if worse_policy is None:
+            witness = _memory_witness(env, start, objective)
+        else:
+            witness = _violation_witness(env, worse_policy, start, objective, violation)
     return RewardReport(
         verdict=verdict,
         optimal_return=float(init_values.min()),
         objective_min=float(low_i.min()),
         objective_max=float(high_i.min()),
         witness=witness,
-        method=f"{solution.method}; objective by Storm on the MDP of optimal actions",
+        method=f"{solution.method}; {_objective_method(objective)}",
         seconds=time.perf_counter() - started,
         **common,
     )
 
 
 def _objective_optimum(env: Environment, prop, objective: Objective) -> np.ndarray:
-    """The best probability of φ's path formula over all policies, per initial state."""
+    """The best value of φ (probability or performance) over all policies, per initial
+    state."""
     if objective.threshold is not None:
         return np.full(len(env.mdp.initial_states), np.nan)
+    if objective.kind == REWARD:
+        best = best_performance(env.mdp, objective.performance, objective.maximize)
+        return best[env.mdp.initial_states]
     return storm.check(env.storm_model, prop).values
+
+
+def _objective_method(objective: Objective) -> str:
+    if objective.kind == REWARD:
+        return (
+            f"performance {objective.performance.name!r} ({objective.performance.form}) by "
+            "policy iteration on the MDP of optimal actions"
+        )
+    if objective.kind == PATH:
+        return "objective by Storm's automaton product on the MDP of optimal actions"
+    return "objective by Storm on the MDP of optimal actions"
+
+
+def _extremes_over_optimal(mdp, reward, solution, objective) -> tuple[np.ndarray, np.ndarray]:
+    """(least, greatest) value of φ over the R-optimal policies, history-dependent ones
+    included, per state, for the path and reward forms.
+
+    R-optimal policies are the policies of the MDP of optimal actions that, at discount 1,
+    almost surely end up idling where idling is optimal (`_idle_optimal`: an end component
+    of zero-reward optimal choices with V* = 0), i.e. satisfy F G "idle". As every state has
+    such a policy, max P(φ) over them is Pmax [ φ & F G "idle" ] there and min P(φ) is
+    1 - Pmax [ !φ & F G "idle" ] (a run that is not F G "idle" is not R-optimal's, and a
+    maximising policy can switch to an R-optimal one where φ's chance is 0); Storm checks
+    both through its automaton product. At discount < 1 every such policy is R-optimal.
+    """
+    optimal_mdp = restrict(mdp, solution.optimal)
+    idle = _idle_optimal(mdp, reward, solution) if reward.discount == 1.0 else None
+    if objective.kind == REWARD:
+        values = objective.performance.values[solution.optimal]
+        return performance_over(optimal_mdp, values, objective.performance, idle)
+    extra = {} if idle is None else {_IDLE: idle}
+    model = storm.to_storm(objective.labelled(with_labels(optimal_mdp, extra)))
+    if idle is None:
+        low = storm.model_values(model, objective.query("min"))[0]
+        high = storm.model_values(model, objective.query("max"))[0]
+    else:
+        path = objective.path
+        high = storm.model_values(model, f'Pmax=? [ ({path}) & F G "{_IDLE}" ]')[0]
+        low = 1.0 - storm.model_values(model, f'Pmax=? [ !({path}) & F G "{_IDLE}" ]')[0]
+    high = np.clip(high, 0.0, 1.0)
+    return np.minimum(np.clip(low, 0.0, 1.0), high), high
+
+
+def _memory_witness(env: Environment, start: int, objective: Objective) -> dict:
+    """The witness where the extreme policy needs memory or is not drawn as a path."""
+    return {
+        "policy": None,
+        "start": _describe(env, start),
+        "path": [],
+        "note": (
+            "the worst optimal policy for this objective may need memory (Storm's automaton "
+            "product) or is a return, not a path: no path is drawn"
+            if objective.kind == PATH
+            else "the objective is a performance (a return), not a path: no path is drawn"
+        ),
+    }
 
 
 def _optimal_mdp(mdp: MDP, solution: Solution, objective: Objective, extra=None) -> MDP:
