@@ -1,4 +1,4 @@
-"""Neural policies: TorchScript, torch.export and ONNX files of one network give one verdict.
+"""Neural policies: TorchScript and ONNX files of one network give one verdict.
 
 Verdicts depend only on what a policy does (DESIGN.md), so two encodings of one function,
 and two networks that compute the same function, must give identical reports.
@@ -93,20 +93,6 @@ def test_torchscript_and_onnx_exports_of_one_net_give_identical_reports(tmp_path
     onnx.save(model, str(onnx_path))
     assert _report(tmp_path, _torchscript(net, tmp_path / "net.pt"), *MAZES) == _report(
         tmp_path, onnx_path, *MAZES
-    )
-
-
-@pytest.mark.torch
-def test_torch_export_archive_is_read_with_its_metadata(tmp_path):
-    import torch
-
-    net = _mlp(3)
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(net, (torch.zeros(2, 8),), dynamic_shapes=({0: batch},))
-    path = tmp_path / "net.pt2"
-    torch.export.save(program, str(path), extra_files={"verifier.json": json.dumps(META)})
-    assert _report(tmp_path, path, *MAZES) == _report(
-        tmp_path, _torchscript(net, tmp_path / "net.pt"), *MAZES
     )
 
 

@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--actions", metavar="A,B,...", help="override the action names")
     policy.add_argument("--output", choices=("logits", "probs"), help="override the output kind")
     policy.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="stop with exit 3 when running the policy takes longer than S seconds",
+    )
+    policy.add_argument(
         "--competence",
         type=float,
         default=0.9,
@@ -332,8 +338,10 @@ def _policy(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.competence <= 1.0:
         raise InputError("--competence", f"must be in (0, 1], got {args.competence}")
+    if args.timeout is not None and not 0.0 < args.timeout < float("inf"):
+        raise InputError("--timeout", f"must be a positive number of seconds, got {args.timeout}")
     actions = tuple(a.strip() for a in args.actions.split(",")) if args.actions else None
-    policy = load_policy(args.policy, args.observation, actions, args.output)
+    policy = load_policy(args.policy, args.observation, actions, args.output, args.timeout)
     reports = []
     for env in _environments(args):
         for report in policy_reports(

@@ -1,10 +1,11 @@
 """Learned policies: load a file safely, run it on every state, induce the Markov chain.
 
-Formats (DESIGN.md, "Policies"): TorchScript `.pt` and torch.export `.pt2` (torch is an
-optional extra), `.onnx` (onnxruntime), tabular `.npz` / `.json`. Metadata `verifier.json`
-({"observation", "actions", "output"}) travels inside the file; flags override it. Nothing
-is ever unpickled with arbitrary code execution: TorchScript and torch.export archives are
-read by their restricted loaders, `.npz` with allow_pickle=False; a plain pickle is refused.
+Formats (DESIGN.md, "Policies"): TorchScript `.pt` (torch is an optional extra), `.onnx`
+(onnxruntime), tabular `.npz` / `.json`. Metadata `verifier.json` ({"observation",
+"actions", "output"}) travels inside the file; flags override it. A policy file is untrusted
+input (verifier.policy_safety): nothing in it is unpickled or run before its graph is checked
+to be pure tensor computation, `.npz` is read with allow_pickle=False, plain pickles and
+torch.export `.pt2` archives are refused, and networks run in a contained child process.
 
 The only module that imports torch or onnxruntime, lazily.
 """
@@ -23,12 +24,25 @@ import scipy.sparse as sp
 from verifier.environment import Environment
 from verifier.errors import InputError
 from verifier.mdp import MDP
-from verifier.observation import grid_observations, static_planes, valuation_observations
+from verifier.observation import (
+    GRID_CHANNELS,
+    grid_observations,
+    static_planes,
+    valuation_observations,
+)
+from verifier.policy_safety import (
+    PT2_REFUSED,
+    check_onnx,
+    check_torchscript_archive,
+    check_torchscript_graph,
+    run_contained,
+)
 
 OBSERVATIONS = ("valuation", "grid")
 OUTPUTS = ("logits", "probs")
 METADATA = "verifier.json"
 BATCH_STATES = 4096
+BATCH_BYTES = 64 * 2**20  # observations per batch are capped to this many bytes
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -48,6 +62,7 @@ class Policy:
     table: np.ndarray | None = None
     keys: str = "state"
     valuations: np.ndarray | None = None
+    timeout: float | None = None
 
 
 def load_policy(
@@ -55,8 +70,11 @@ def load_policy(
     observation: str | None = None,
     actions: tuple[str, ...] | None = None,
     output: str | None = None,
+    timeout: float | None = None,
 ) -> Policy:
-    """Load a policy file; flags (`observation`, `actions`, `output`) override its metadata."""
+    """Load a policy file; flags (`observation`, `actions`, `output`) override its metadata.
+
+    A network is run with a time limit of `timeout` seconds in all (default: none)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "no such policy file")
@@ -104,7 +122,9 @@ def load_policy(
     keys, valuations = "state", None
     if table is not None:
         keys, valuations, table = table
-    return Policy(str(path), fmt, observation, tuple(names), output, run, table, keys, valuations)
+    return Policy(
+        str(path), fmt, observation, tuple(names), output, run, table, keys, valuations, timeout
+    )
 
 
 def _torch(path: Path):
@@ -121,16 +141,21 @@ def _load_torchscript(path: Path):
     torch = _torch(path)
     if not zipfile.is_zipfile(path):
         raise InputError(str(path), _NOT_TORCHSCRIPT)
+    try:
+        check_torchscript_archive(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InputError(str(path), f"{_NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
     extra = {METADATA: ""}
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:
         raise InputError(str(path), f"{_NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
+    check_torchscript_graph(path, module, torch)
     module.eval()
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return module(torch.from_numpy(batch)).detach().cpu().numpy()
+            return module(torch.from_numpy(batch)).detach().cpu().resolve_conj().numpy()
 
     return "torchscript", run, _metadata(path, extra[METADATA]), None
 
@@ -142,30 +167,25 @@ _NOT_TORCHSCRIPT = (
 
 
 def _load_exported(path: Path):
-    torch = _torch(path)
-    extra = {METADATA: ""}
-    try:
-        program = torch.export.load(str(path), extra_files=extra)
-    except Exception as exc:
-        raise InputError(str(path), f"not a torch.export archive ({_first_line(exc)})") from None
-    module = program.module()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(batch)).detach().cpu().numpy()
-
-    return "torch.export", run, _metadata(path, extra[METADATA]), None
+    raise InputError(str(path), PT2_REFUSED)
 
 
 def _load_onnx(path: Path):
     try:
+        import onnx
         import onnxruntime
     except ImportError:
         raise InputError(
-            str(path), "reading .onnx policies needs onnxruntime: pip install onnxruntime"
+            str(path),
+            "reading .onnx policies needs onnx and onnxruntime: pip install onnxruntime onnx",
         ) from None
+    check_onnx(path, onnx)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # safe to fork
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
     except Exception as exc:
         raise InputError(str(path), f"not a readable ONNX model ({_first_line(exc)})") from None
     name = session.get_inputs()[0].name
@@ -402,34 +422,17 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
     if policy.observation == "grid" and env.maze is None:
         raise InputError(policy.path, "the grid observation exists for mazes only; use valuation")
     planes = static_planes(env.maze) if policy.observation == "grid" else None
-    chunks = []
-    starts = range(0, mdp.n_states, BATCH_STATES)
-    for start in progress(starts) if progress else starts:
-        states = np.arange(start, min(start + BATCH_STATES, mdp.n_states))
-        if planes is not None:
-            batch = grid_observations(env.maze, mdp, states, planes)
-        else:
-            batch = valuation_observations(mdp, states)
-        try:
-            out = np.asarray(policy.run(np.ascontiguousarray(batch)))
-        except Exception as exc:
-            raise InputError(
-                policy.path,
-                f"running the policy on {batch.shape} observations failed: {_failure(exc)}",
-            ) from None
-        if out.dtype.kind not in "iuf":
-            raise InputError(
-                policy.path,
-                f"the policy outputs {_KIND_NAMES.get(out.dtype.kind, out.dtype)}; "
-                "expected real-valued logits or probabilities",
-            )
-        out = out.astype(np.float64)
-        if out.ndim != 2 or len(out) != len(states):
-            raise InputError(
-                policy.path, f"expected outputs [batch, n_actions], got {list(out.shape)}"
-            )
-        chunks.append(out)
-    outputs = np.concatenate(chunks) if chunks else np.zeros((0, len(policy.actions)))
+    starts = range(0, mdp.n_states, batch_states(policy, env))
+
+    def compute(tick) -> np.ndarray:
+        chunks = []
+        for start in starts:
+            states = np.arange(start, min(start + starts.step, mdp.n_states))
+            chunks.append(_run_batch(policy, env, states, planes))
+            tick()
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(policy.actions)))
+
+    outputs = run_contained(compute, len(starts), policy.timeout, progress, _single_thread)
     if not np.isfinite(outputs).all():
         raise InputError(policy.path, "the policy outputs NaN or infinite values")
     if policy.output == "probs":
@@ -440,6 +443,50 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
             problem = "a negative probability" if len(negative) else "probability 0 everywhere"
             raise InputError(policy.path, f"state {mdp.state_description(state)}: {problem}")
     return outputs
+
+
+def batch_states(policy: Policy, env: Environment) -> int:
+    """States per batch: BATCH_STATES, fewer where observations are big (a grid of a
+    301x301 maze is 6.9 MB), so that a batch of observations stays within BATCH_BYTES."""
+    if policy.observation == "grid":
+        height, width = env.maze.shape
+        per_state = len(GRID_CHANNELS) * height * width * 4
+    else:
+        per_state = env.mdp.valuations.shape[1] * 4
+    return max(1, min(BATCH_STATES, BATCH_BYTES // max(per_state, 1)))
+
+
+def _run_batch(policy: Policy, env: Environment, states: np.ndarray, planes) -> np.ndarray:
+    """float64 [len(states), n_actions]: the network's outputs on a batch of states."""
+    if planes is not None:
+        batch = grid_observations(env.maze, env.mdp, states, planes)
+    else:
+        batch = valuation_observations(env.mdp, states)
+    try:
+        out = np.asarray(policy.run(np.ascontiguousarray(batch)))
+    except Exception as exc:
+        raise InputError(
+            policy.path,
+            f"running the policy on {batch.shape} observations failed: {_failure(exc)}",
+        ) from None
+    if out.dtype.kind not in "iuf":
+        raise InputError(
+            policy.path,
+            f"the policy outputs {_KIND_NAMES.get(out.dtype.kind, out.dtype)}; "
+            "expected real-valued logits or probabilities",
+        )
+    if out.ndim != 2 or len(out) != len(states):
+        raise InputError(policy.path, f"expected outputs [batch, n_actions], got {list(out.shape)}")
+    return out.astype(np.float64)
+
+
+def _single_thread() -> None:
+    """In the child that runs a network: one torch thread (OpenMP does not survive fork)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _table_outputs(policy: Policy, mdp: MDP) -> np.ndarray:
