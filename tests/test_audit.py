@@ -55,6 +55,27 @@ def test_redblue_risks_are_red_and_its_training_equivalents_fixed_by_one_deploym
     assert main(["reward", "--model", *map(str, TRAIN + DEPLOY), "--reward", str(repaired)]) == 0
 
 
+def test_audit_writes_junit_and_json_like_the_other_commands(tmp_path, capsys):
+    """One JUnit case per proxy, the two risks (red, exit_red) the failures; the JSON carries
+    `verifier` and `command` as every report does."""
+    import xml.etree.ElementTree as ET
+
+    from verifier import __version__
+
+    out_json, out_xml = tmp_path / "audit.json", tmp_path / "audit.xml"
+    argv = ["audit", "--train", *TRAIN, "--deploy", *DEPLOY, "--no-variants"]
+    assert main([str(a) for a in [*argv, "--json", out_json, "--junit", out_xml]]) == 1
+    capsys.readouterr()
+    report = json.loads(out_json.read_text())
+    assert (report["verifier"], report["command"]) == (__version__, "audit")
+    suite = ET.parse(out_xml).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == [p["proxy"] for p in report["proxies"]]
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert failed == report["risks"] == ["red", "exit_red"]
+    assert suite.get("failures") == "2"
+
+
 def test_exit_is_indistinguishable_but_never_diverges():
     """Exits are terminal and there is no lava: reaching the exit is φ itself."""
     findings = audit_proxies(envs(TRAIN), envs(DEPLOY), [Proxy("exit", "label", 'F "exit"')])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -136,7 +137,11 @@ def test_prism_constants_are_set_with_const(tmp_path, capsys):
         (["check", "--model", "{tmp}/bare.prism"], "no property to check"),
         (["check", "--model", "{lava}", "--const", "N"], "--const: 'N' is not NAME=VALUE"),
         (["check"], "required: --model"),
-        (["frobnicate"], "required: --model"),  # read as the form verify POLICY --model
+        (["frobnicate"], "unknown command 'frobnicate'; commands: check, reward, policy,"),
+        (["frobnicate", "--model", "{lava}"], "unknown command 'frobnicate'"),
+        (["{tmp}/model.xyz", "--model", "{lava}"], "unknown policy format '.xyz'"),  # a file
+        (["{tmp}/nope.onnx", "--model", "{lava}"], "nope.onnx: no such policy file"),
+        (["generate", "--size", "10x10"], "verify: generate: the size must be odd"),
     ],
 )
 def test_bad_input_and_usage_exit_2_with_one_line(lava, tmp_path, capsys, argv, expected):
@@ -174,7 +179,7 @@ def test_generate_writes_a_maze_that_checks(tmp_path, capsys):
     code, text, _ = run(capsys, "check", "--model", out)
     assert code == 0 and "value 1" in text
     code, _, err = run(capsys, "generate", "--size", "10x10")
-    assert code == 2 and "odd" in err
+    assert code == 2 and "odd" in err and "random_maze" not in err
 
 
 @pytest.mark.parametrize(
@@ -195,3 +200,126 @@ def test_out_of_range_numbers_exit_2_with_one_line(lava, tmp_path, capsys, argv,
     argv = [a.format(lava=lava, reward=reward, policy=policy) for a in argv]
     code, _, err = run(capsys, *argv)
     assert code == 2 and err.count("\n") == 1 and expected in err, err
+
+
+def _command_argv(command: str, lava, tmp_path) -> list:
+    """A valid invocation of each command that takes --max-states, --json and --junit."""
+    reward = tmp_path / "r.toml"
+    reward.write_text("step = -0.01\n[arrive]\nexit = 1.0\n")
+    policy = tmp_path / "p.json"
+    policy.write_text(
+        '{"actions": ["up", "down", "left", "right"], "probs": [[0, 0, 0, 1]], '
+        '"valuations": [[1, 1, 0, 0, 0, 0, 0, 0]]}'
+    )
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        f'[suite]\nname = "s"\n[environments.e]\nfiles = ["{lava}"]\n'
+        '[[check]]\nkind = "check"\nenvironments = ["e"]\n'
+    )
+    return {
+        "check": ["check", "--model", lava],
+        "reward": ["reward", "--model", lava, "--reward", reward],
+        "policy": ["policy", policy, "--model", lava],
+        "suite": ["suite", suite, "--workers", "1"],
+        "audit": ["audit", "--train", lava, "--deploy", lava],
+    }[command]
+
+
+COMMANDS = ("check", "reward", "policy", "suite", "audit")
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "2.5", "many"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_max_states_must_be_a_positive_integer(lava, tmp_path, capsys, command, value):
+    argv = _command_argv(command, lava, tmp_path)
+    code, out, err = run(capsys, *argv, "--max-states", value)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"--max-states: must be a positive integer, got '{value}'" in err
+
+
+def test_max_states_may_be_written_in_e_notation(lava, capsys):
+    code, _, err = run(capsys, "check", "--model", lava, "--max-states", "1e6")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("flag", ["--json", "--junit"])
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("where", ["missing/r.out", "afile/r.out", "."])
+def test_an_unwritable_report_path_exits_2_before_any_work(
+    lava, tmp_path, capsys, command, flag, where
+):
+    """A report that cannot be written is bad input, found before the checks run: nothing
+    is printed on stdout, and the message names the path."""
+    (tmp_path / "afile").write_text("")
+    target = tmp_path / where
+    argv = _command_argv(command, lava, tmp_path)
+    code, out, err = run(capsys, *argv, flag, target)
+    assert code == 2 and out == "" and err.count("\n") == 1, (out, err)
+    assert f"{target}: cannot write the {flag} report" in err
+
+
+def test_reports_are_replaced_whole_not_written_in_place(lava, tmp_path, capsys):
+    """An atomic write renames a complete new file over the old one: a hard link to the old
+    report keeps the old text, and no temporary file is left behind."""
+    report, old = tmp_path / "r.json", tmp_path / "old.json"
+    report.write_text("previous")
+    old.hardlink_to(report)
+    for command in ("check", "audit"):
+        for flag, path in (("--json", report), ("--junit", tmp_path / "r.xml")):
+            code, _, err = run(capsys, *_command_argv(command, lava, tmp_path), flag, path)
+            assert code in (0, 1), err
+    assert old.read_text() == "previous"
+    assert json.loads(report.read_text())["command"] == "audit"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_directory_as_model_means_its_model_files_sorted(tmp_path, capsys):
+    folder = tmp_path / "mazes"
+    folder.mkdir()
+    (folder / "b.toml").write_text(maze_text("#S.A#", '[cells.A]\nkind = "exit"\n'))
+    (folder / "a.toml").write_text(LAVA_MAZE)
+    (folder / "notes.txt").write_text("not a model")
+    (folder / "sub").mkdir()
+    code, out, _ = run(capsys, "check", "--model", folder)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3
+    assert str(folder / "a.toml") in lines[0] and str(folder / "b.toml") in lines[1]
+    code, _, err = run(capsys, "check", "--model", folder / "sub")
+    assert code == 2 and "a directory without model files" in err
+
+
+def _verify(*argv, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "verifier.cli", *map(str, argv)],
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(("unbuffered", "expected"), [("1", 1), ("", 0)])
+def test_a_closed_pipe_ends_quietly_with_the_exit_code(lava, unbuffered, expected):
+    """`verify ... | head -0`: the reader is gone before anything is written. No message.
+    Unbuffered, the first line already fails: the verdicts are not known yet, exit 1;
+    buffered, the output fails as it is flushed at the end, with the command's own code."""
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    process = _verify("check", "--model", lava, lava, stdout=subprocess.PIPE, env=env)
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == expected
+    assert err == ""
+
+
+def test_ctrl_c_ends_with_one_line_and_exit_3(tmp_path):
+    """SIGINT while a big maze is being generated (about 10 s on an idle machine)."""
+    script = (
+        "import os, signal, sys, threading\n"
+        "from verifier.cli import main\n"
+        "threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        f"sys.exit(main(['generate', '--size', '3001x3001', '-o', '{tmp_path / 'big.toml'}']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stderr) == (3, "verify: interrupted\n")
+    assert not (tmp_path / "big.toml").exists()

@@ -1,7 +1,8 @@
 """The `verify` command: argument parsing, printing and exit codes only.
 
-Exit codes (DESIGN.md): 0 every check holds, 1 some check fails, 2 bad input or usage (one
-line naming the file, the place and the problem), 3 a resource limit or an internal error.
+Exit codes (README, "Commands"): 0 every check holds, 1 some check fails, 2 bad input or
+usage (one line naming the file, the place and the problem), 3 a resource limit, an internal
+error or an interrupt (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -27,6 +28,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a positive integer, also written like 1e6."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if not number.is_integer() or number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(number)
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a positive finite number."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not 0.0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return number
+
+
 def _constants(values: Sequence[str]) -> dict[str, str]:
     constants = {}
     for item in values:
@@ -44,8 +67,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="MODEL",
-        help="maze .toml, PRISM .prism, Gymnasium model .toml or gym:ENV_ID; "
-        "several form a deployment set",
+        help="maze .toml, PRISM .prism, Gymnasium model .toml or gym:ENV_ID, or directories "
+        "of model files; several form a deployment set",
     )
     parser.add_argument(
         "--spec",
@@ -58,9 +81,20 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="define an open PRISM constant (repeatable, or comma-separated)",
     )
+    _add_max_states(parser)
+    _add_report_options(parser)
+
+
+def _add_max_states(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     parser.add_argument(
-        "--max-states", type=int, metavar="N", help="refuse models with more than N states (exit 3)"
+        "--max-states",
+        type=_positive_int,
+        metavar="N",
+        help=help or "refuse models with more than N states (exit 3)",
     )
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the complete report as JSON")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report for CI")
 
@@ -151,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("suite", metavar="SUITE.toml")
     suite.add_argument(
         "--workers",
-        type=int,
+        type=_positive_int,
         metavar="N",
         help="checks at once on this machine (default: the CPU count)",
     )
@@ -162,16 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the suite's files must be at the same paths on the workers",
     )
     suite.add_argument(
-        "--timeout", type=float, metavar="S", help="seconds per check (overrides the suite's)"
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        help="seconds per check (overrides the suite's)",
     )
-    suite.add_argument(
-        "--max-states",
-        type=int,
-        metavar="N",
-        help="refuse models with more than N states (overrides the suite's)",
-    )
-    suite.add_argument("--json", metavar="FILE", help="write every row as JSON")
-    suite.add_argument("--junit", metavar="FILE", help="write a JUnit XML report for CI")
+    _add_max_states(suite, "refuse models with more than N states (overrides the suite's)")
+    _add_report_options(suite)
 
     audit = commands.add_parser(
         "audit",
@@ -198,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="propose fixes from the deployment set only, not recolored training mazes",
     )
-    audit.add_argument("--max-states", type=int, metavar="N")
-    audit.add_argument("--json", metavar="FILE", help="write the complete report as JSON")
+    _add_max_states(audit)
+    _add_report_options(audit)
 
     compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
     compile_.add_argument("maze", metavar="MAZE.toml")
@@ -230,18 +261,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SUBCOMMANDS = ("check", "reward", "policy", "suite", "audit", "compile", "generate")
+POLICY_SUFFIXES = (".pt", ".pt2", ".onnx", ".npz", ".json")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
+    (action,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+    """Run one command; the exit code. Output cut short by a closed pipe (`| head`) ends
+    quietly with the code the command had, or 1 if it had none yet."""
+    code = None
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAIL if code is None else code
+    except KeyboardInterrupt:
+        print("verify: interrupted", file=sys.stderr)
+        return EXIT_LIMIT
+    return code
+
+
+def _main(argv: list[str]) -> int:
+    parser = build_parser()
+    commands = _subcommands(parser)
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        first = Path(argv[0])
+        if not (first.exists() or first.suffix.lower() in POLICY_SUFFIXES):
+            print(
+                f"verify: unknown command {argv[0]!r}; commands: {', '.join(commands)} "
+                f"(or verify POLICY --model MODEL, POLICY a {'/'.join(POLICY_SUFFIXES)} file)",
+                file=sys.stderr,
+            )
+            return EXIT_INPUT
         argv.insert(0, "policy")  # the design-card form: verify POLICY --model MODEL
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
         return int(exc.code or 0)
     try:
+        for flag in ("json", "junit", "repaired"):
+            if getattr(args, flag, None):
+                _check_writable(args.__dict__[flag], f"--{flag}")
         if args.command == "check":
             return _check(args)
         if args.command == "generate":
@@ -261,9 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResourceLimit as exc:
         print(f"verify: resource limit: {exc}", file=sys.stderr)
         return EXIT_LIMIT
-    except KeyboardInterrupt:
-        print("verify: interrupted", file=sys.stderr)
-        return EXIT_LIMIT
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
     except Exception as exc:  # the machinery failed: never let it look like a verdict
         if os.environ.get("VERIFY_DEBUG"):
             traceback.print_exc()
@@ -275,12 +338,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_LIMIT
 
 
+def _check_writable(path: str, flag: str) -> None:
+    """Refuse a report path that cannot be written, before any work is done: a file is
+    created and removed beside it, as the atomic writer of reports will."""
+    import tempfile
+
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}."):
+            pass
+    except OSError as exc:
+        raise InputError(path, f"cannot write the {flag} report: {exc.strerror or exc}") from None
+
+
+def _model_paths(models: Sequence[str]) -> list[str]:
+    """The --model arguments with each directory replaced by its model files, sorted."""
+    from verifier.environment import MAZE_SUFFIXES, PRISM_SUFFIXES
+
+    suffixes = MAZE_SUFFIXES + PRISM_SUFFIXES
+    paths = []
+    for model in models:
+        if not Path(model).is_dir():
+            paths.append(model)
+            continue
+        found = sorted(
+            str(p) for p in Path(model).iterdir() if p.is_file() and p.suffix.lower() in suffixes
+        )
+        if not found:
+            raise InputError(model, f"a directory without model files ({', '.join(suffixes)})")
+        paths += found
+    return paths
+
+
 def _environments(args: argparse.Namespace):
     """Load each --model in turn (warnings to stderr)."""
     from verifier.environment import load_environments
 
     constants = _constants(args.const)
-    for model in args.model:
+    for model in _model_paths(args.model):
         for env in load_environments(
             model, spec=args.spec, constants=constants, max_states=args.max_states
         ):
@@ -378,11 +475,6 @@ def _suite(args: argparse.Namespace) -> int:
     from verifier.runner import run_jobs
     from verifier.suite import grade, load_suite
 
-    if args.workers is not None and args.workers < 1:
-        raise InputError("--workers", f"must be at least 1, got {args.workers}")
-    for flag, value in (("--timeout", args.timeout), ("--max-states", args.max_states)):
-        if value is not None and value <= 0:
-            raise InputError(flag, f"must be positive, got {value}")
     suite = load_suite(args.suite, args.timeout, args.max_states)
     jobs = [check.job for check in suite.checks]
     with _suite_progress(len(jobs)) as on_done:
@@ -430,13 +522,18 @@ def _audit(args: argparse.Namespace) -> int:
     """Exit 1 when some proxy is a goal-misgeneralization risk, else 0."""
     from verifier.audit import load_proxies, run_audit
     from verifier.environment import load_environments
-    from verifier.report import format_audit
+    from verifier.report import (
+        format_audit,
+        write_audit_json,
+        write_audit_junit,
+        write_text_atomic,
+    )
     from verifier.rewards import load_reward
 
     def load(paths):
         return [
             env
-            for p in paths
+            for p in _model_paths(paths)
             for env in load_environments(p, args.spec, max_states=args.max_states)
         ]
 
@@ -459,11 +556,11 @@ def _audit(args: argparse.Namespace) -> int:
     mazes = {str(env.path): env.maze for env in train + deploy if env.maze is not None}
     print(format_audit(report, mazes))
     if args.json:
-        import json
-
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_audit_json(args.json, report)
+    if args.junit:
+        write_audit_junit(args.junit, report)
     if args.repaired and report.repair is not None and report.repair.status == "repaired":
-        Path(args.repaired).write_text(report.repair.toml(), encoding="utf-8")
+        write_text_atomic(args.repaired, report.repair.toml())
         print(f"wrote {args.repaired}")
     return EXIT_FAIL if report.risks else EXIT_OK
 
@@ -504,7 +601,7 @@ def _generate(args: argparse.Namespace) -> int:
             slip=args.slip,
         )
     except ValueError as exc:
-        raise InputError("verify generate", str(exc)) from None
+        raise InputError("generate", str(exc)) from None
     text = maze_to_toml(maze)
     if not args.output:
         sys.stdout.write(text)

@@ -58,7 +58,7 @@ def random_maze(
     """
     _check_size(height, width, minimum=5)
     if height % 2 == 0 or width % 2 == 0:
-        raise ValueError(f"random_maze needs odd sizes, got {height}x{width}")
+        raise ValueError(f"the size must be odd in both directions, got {height}x{width}")
     for label, count in (("exits", exits), ("objects", objects), ("keys", keys), ("lava", lava)):
         if not isinstance(count, int | np.integer) or count < 0:
             raise ValueError(f"{label} must be a non-negative integer, got {count!r}")

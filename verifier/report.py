@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
 from verifier import __version__
+from verifier.errors import InputError
 
 _COLORS = {
     "holds": "32",
@@ -32,6 +35,36 @@ def overall_verdict(reports: Sequence) -> str:
     return "pass" if all(r.passed for r in reports) else "fail"
 
 
+def write_text_atomic(path: str | Path, text: str | bytes) -> None:
+    """Write a file whole or not at all: a temporary file in the same directory, then
+    os.replace, so that two writers of one path never interleave and a reader never sees
+    half a report."""
+    path = Path(path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+            os.chmod(temporary, 0o666 & ~_umask())
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError as exc:
+        raise InputError(str(path), f"cannot write: {exc.strerror or exc}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_json_document(path: str | Path, document: dict) -> None:
+    write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+
+
 def write_json(path: str | Path, command: str, reports: Sequence) -> None:
     document = {
         "verifier": __version__,
@@ -39,7 +72,7 @@ def write_json(path: str | Path, command: str, reports: Sequence) -> None:
         "verdict": overall_verdict(reports),
         "reports": [r.to_dict() for r in reports],
     }
-    Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    _write_json_document(path, document)
 
 
 def write_junit(path: str | Path, command: str, reports: Sequence) -> None:
@@ -74,7 +107,7 @@ def _write_junit_cases(path: str | Path, name: str, cases: Sequence[tuple]) -> N
             if problem is not None:
                 ET.SubElement(case, tag, message=problem[0]).text = problem[1]
         ET.SubElement(case, "system-out").text = out
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    write_text_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
 def _verdict(data: dict, color: bool | None) -> str:
@@ -258,7 +291,7 @@ def write_suite_json(path: str | Path, suite, rows: Sequence) -> None:
         "verdict": "pass" if all(row.ok for row in rows) else "fail",
         "rows": [row.to_dict() for row in rows],
     }
-    Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    _write_json_document(path, document)
 
 
 def write_suite_junit(path: str | Path, suite, rows: Sequence) -> None:
@@ -278,6 +311,28 @@ def write_suite_junit(path: str | Path, suite, rows: Sequence) -> None:
         out = f"verdict {data['verdict']}"
         cases.append((data["environment"], name, data["seconds"], out, failure, error))
     _write_junit_cases(path, f"verify suite {suite.name}", cases)
+
+
+def write_audit_json(path: str | Path, report) -> None:
+    _write_json_document(path, {"verifier": __version__, "command": "audit", **report.to_dict()})
+
+
+def write_audit_junit(path: str | Path, report) -> None:
+    """One test case per proxy: a goal-misgeneralization risk is a failure."""
+    cases = []
+    for finding in report.findings:
+        item = finding.to_dict()
+        failure = None
+        if finding.risk:
+            divergent = ", ".join(item["divergent_on"])
+            failure = (f"risk: diverges from the objective on {divergent}", json.dumps(item))
+        out = (
+            "indistinguishable from the objective on training"
+            if finding.indistinguishable
+            else "told apart by training"
+        )
+        cases.append((f"proxy {item['kind']}", item["proxy"], 0.0, out, failure, None))
+    _write_junit_cases(path, "verify audit", cases)
 
 
 def format_audit(report, mazes: dict | None = None, color: bool | None = None) -> str:
