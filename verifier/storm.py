@@ -567,3 +567,21 @@ def _storm_message(exc: Exception) -> str:
     ):
         text = text.replace(prefix, "").strip()
     return text or type(exc).__name__
+
+
+def multi_objective(mdp: MDP, formula_text: str, precision: float = 1e-9) -> float:
+    """The value of a `multi(...)` query with one `=?` objective at the one initial state of
+    our model, by Storm's multi-objective engine (Pareto approximation, within `precision`).
+    Storm needs non-negative rewards for total-reward objectives here."""
+    if len(mdp.initial_states) != 1:
+        raise InputError("objective", "multi-objective queries need exactly one initial state")
+    environment = stormpy.Environment()
+    multi = environment.modelchecker().multi()
+    multi.method = stormpy.environments.MultiObjectiveMethod.PCAA
+    multi.precision = stormpy.Rational(str(Fraction(precision).limit_denominator(10**15)))
+    formula = parse_properties(formula_text)[0].get_raw_formula()
+    try:
+        result = stormpy.model_checking(to_storm(mdp), formula, environment=environment)
+    except Exception as exc:
+        raise InputError("objective", f"{formula_text}: {_storm_message(exc)}") from None
+    return float(result.get_value(int(mdp.initial_states[0])))
