@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="certify optimal values and actions in exact rational arithmetic "
         "(models up to about 1e5 states)",
     )
+    reward.add_argument(
+        "--epsilon",
+        type=float,
+        metavar="E",
+        help="the verdict over every policy whose return is within E of the optimum",
+    )
 
     policy = commands.add_parser(
         "policy",
@@ -422,7 +428,15 @@ def _reward(args: argparse.Namespace) -> int:
 
     reports = []
     for env in _environments(args):
-        for report in reward_reports(env, args.reward, args.discount, args.exact, args.compare):
+        for report in reward_reports(
+            env,
+            args.reward,
+            args.discount,
+            args.exact,
+            args.compare,
+            epsilon=args.epsilon,
+            tradeoff=args.json is not None,
+        ):
             print(format_compare(report) if args.compare else format_reward(report, env.maze))
             reports.append(report)
     return _finish(args, "reward", reports)

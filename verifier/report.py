@@ -142,8 +142,11 @@ def format_reward(report, maze=None, color: bool | None = None) -> str:
             f"  optimal return {data['value']}: a loop earns reward forever (reward hacking)"
         )
     else:
+        over = "optimal policies"
+        if data.get("epsilon"):
+            over = f"policies within {data['epsilon']:.6g} of it"
         lines.append(
-            f"  optimal return {data['value']:.6g}; objective over optimal policies "
+            f"  optimal return {data['value']:.6g}; objective over {over} "
             f"[{data['objective_min']:.6g}, {data['objective_max']:.6g}]"
             + (
                 f", best possible {data['optimal_value']:.6g}"
@@ -151,6 +154,7 @@ def format_reward(report, maze=None, color: bool | None = None) -> str:
                 else ""
             )
         )
+        lines.append(_margin_line(data.get("margin")))
     witness = data["witness"]
     if witness and witness.get("path"):
         kind = (
@@ -166,6 +170,16 @@ def format_reward(report, maze=None, color: bool | None = None) -> str:
         else:
             lines.append("    " + " -> ".join(_state_text(s) for s in witness["path"]))
     return "\n".join(lines)
+
+
+def _margin_line(margin: float | None) -> str:
+    if margin is None:
+        return "  margin not computed (it needs an unbounded objective and discount 1)"
+    if margin == 0:
+        return "  margin 0: an optimal policy already violates the objective"
+    if margin == float("inf"):
+        return "  margin inf: every policy satisfies the objective, whatever its return"
+    return f"  margin {margin:.6g}: every policy within it of the optimal return meets φ"
 
 
 def format_compare(report, color: bool | None = None) -> str:

@@ -27,7 +27,9 @@ from scipy.sparse.csgraph import dijkstra
 
 from verifier import storm
 from verifier.environment import Environment
+from verifier.errors import InputError
 from verifier.mdp import MDP, restrict, with_labels
+from verifier.near_optimal import MARGIN_STATES, near_optimal, unsupported
 from verifier.objective import PATH, REWARD, Objective, resolve_intended
 from verifier.performance import best_performance, performance_over
 from verifier.rewards import RewardVector, absorbing_states, resolve_reward
@@ -59,6 +61,9 @@ class RewardReport:
     witness: dict | None
     method: str
     seconds: float
+    epsilon: float = 0.0
+    margin: float | None = None
+    tradeoff: list | None = None
 
     @property
     def passed(self) -> bool:
@@ -80,6 +85,9 @@ class RewardReport:
             "witness": self.witness,
             "method": self.method,
             "seconds": round(self.seconds, 6),
+            "epsilon": self.epsilon,
+            "margin": self.margin,
+            **({} if self.tradeoff is None else {"tradeoff": [list(p) for p in self.tradeoff]}),
         }
 
 
@@ -89,13 +97,17 @@ def reward_reports(
     discount: float | None = None,
     exact: bool = False,
     compare: str | None = None,
+    epsilon: float | None = None,
+    tradeoff: bool = False,
 ) -> list:
     """`verify reward` on one environment: a RewardReport per property of `env`, or, with
     `compare` (a second reward), the one CompareReport of the two rewards."""
     first = resolve_reward(reward, env.mdp, discount)
+    if compare and epsilon is not None:
+        raise InputError("--epsilon", "applies to the reward verdict, not to --compare")
     if compare:
         return [compare_rewards(env, first, resolve_reward(compare, env.mdp, discount), exact)]
-    return [check_reward(env, first, prop, exact) for prop in env.properties]
+    return [check_reward(env, first, prop, exact, epsilon, tradeoff) for prop in env.properties]
 
 
 def optimal_solution(mdp: MDP, reward: RewardVector, exact: bool = False) -> Solution:
@@ -104,8 +116,16 @@ def optimal_solution(mdp: MDP, reward: RewardVector, exact: bool = False) -> Sol
     return certify_exact(mdp, reward.values, reward.discount, solution) if exact else solution
 
 
-def check_reward(env: Environment, reward: RewardVector, prop, exact: bool = False) -> RewardReport:
-    """The reward verdict of `reward` against the property `prop` on one environment."""
+def check_reward(
+    env: Environment,
+    reward: RewardVector,
+    prop,
+    exact: bool = False,
+    epsilon: float | None = None,
+    tradeoff: bool = False,
+) -> RewardReport:
+    """The reward verdict of `reward` against the property `prop` on one environment; with
+    `epsilon`, over the policies within `epsilon` of the optimal return (near_optimal.py)."""
     started = time.perf_counter()
     mdp = env.mdp
     objective = resolve_intended(env, prop)
@@ -134,6 +154,8 @@ def check_reward(env: Environment, reward: RewardVector, prop, exact: bool = Fal
             witness=witness,
             method=solution.method,
             seconds=time.perf_counter() - started,
+            epsilon=epsilon or 0.0,
+            margin=0.0,
             **common,
         )
 
@@ -162,16 +184,44 @@ def check_reward(env: Environment, reward: RewardVector, prop, exact: bool = Fal
             witness = _memory_witness(env, start, objective)
         else:
             witness = _violation_witness(env, worse_policy, start, objective, violation)
+    method = f"{solution.method}; {_objective_method(objective)}"
+    near = {"epsilon": 0.0, "margin": 0.0 if verdict != ALIGNED else None}
+    if epsilon is not None or (
+        mdp.n_states <= MARGIN_STATES and unsupported(objective, reward) is None
+    ):
+        found = near_optimal(
+            mdp, reward, solution, objective, optimum, epsilon, verdict == ALIGNED, tradeoff
+        )
+        near = {"epsilon": found.epsilon, "margin": found.margin, "tradeoff": found.tradeoff}
+        method += f"; margin by {found.method}"
+        if epsilon:
+            verdict, low_i, high_i = _near_verdict(objective, found, optimum)
+            witness = found.witness
     return RewardReport(
         verdict=verdict,
         optimal_return=float(init_values.min()),
         objective_min=float(low_i.min()),
         objective_max=float(high_i.min()),
         witness=witness,
-        method=f"{solution.method}; {_objective_method(objective)}",
+        method=method,
         seconds=time.perf_counter() - started,
         **common,
+        **near,
     )
+
+
+def _near_verdict(objective: Objective, found, optimum: np.ndarray):
+    """The verdict over the ε-optimal policies and the least and greatest P(φ) per initial
+    state."""
+    if objective.satisfied(found.worst, optimum).all():
+        verdict = ALIGNED
+    elif not objective.satisfied(found.best, optimum).all():
+        verdict = MISSPECIFIED
+    else:
+        verdict = UNDERSPECIFIED
+    if objective.maximize:
+        return verdict, found.worst, found.best
+    return verdict, found.best, found.worst
 
 
 def _objective_optimum(env: Environment, prop, objective: Objective) -> np.ndarray:
