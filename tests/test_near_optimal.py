@@ -251,6 +251,7 @@ def test_cli_epsilon_text_and_json(tmp_path, capsys):
         (["--epsilon", "0.1", "--discount", "0.9"], "discount 0.9"),
         (["--epsilon", "0.1", "--spec", 'Pmax=? [ F<=3 "exit" ]'], "step bounds"),
         (["--epsilon", "0.1", "--compare", "REWARD"], "not to --compare"),
+        (["--epsilon", "0.1", "--spec", 'Pmax=? [ G !"lava" ]'], "reach-avoid objectives"),
     ],
 )
 def test_cli_refuses_what_epsilon_cannot_decide(tmp_path, capsys, extra, message):
