@@ -30,7 +30,7 @@ from verifier.environment import Environment
 from verifier.errors import InputError
 from verifier.mdp import MDP, restrict, with_labels
 from verifier.near_optimal import MARGIN_STATES, near_optimal, unsupported
-from verifier.objective import PATH, REWARD, Objective, resolve_intended
+from verifier.objective import PATH, REACH, REWARD, Objective, resolve_intended
 from verifier.performance import best_performance, performance_over
 from verifier.rewards import RewardVector, absorbing_states, resolve_reward
 from verifier.solve import Solution, certify_exact, end_components, solve
@@ -237,10 +237,16 @@ def _objective_optimum(env: Environment, prop, objective: Objective) -> np.ndarr
 
 def _objective_method(objective: Objective) -> str:
     if objective.kind == REWARD:
-        return (
+        method = (
             f"performance {objective.performance.name!r} ({objective.performance.form}) by "
             "policy iteration on the MDP of optimal actions"
         )
+        if objective.performance.form == REACH:
+            method += (
+                "; reward counted until the target; a policy missing it keeps what it "
+                "collected (the RL return, where PRISM's value is infinite)"
+            )
+        return method
     if objective.kind == PATH:
         return "objective by Storm's automaton product on the MDP of optimal actions"
     return "objective by Storm on the MDP of optimal actions"
