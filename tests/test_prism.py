@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from helpers import maze_text
@@ -10,7 +14,7 @@ from hypothesis import strategies as st
 
 from verifier import storm
 from verifier.compile import PRISM_LABEL_NAMES, VARIABLES, compile_maze, to_prism
-from verifier.errors import InputError
+from verifier.errors import InputError, ResourceLimit
 from verifier.maze import ACTIONS, PALETTE, parse_maze
 
 # Declared cell characters the random mazes draw from, with their TOML.
@@ -191,3 +195,186 @@ def test_every_palette_color_and_key_variable_is_exported():
         assert f'label "{color}" =' in text
         assert f"key_{color} : [0..1];" in text
     assert 'label "floor_cell" =' in text
+
+
+def write(tmp_path, text: str, name: str = "m.prism"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+COIN = """mdp
+module m
+  x : [0..2] init 0;
+  [a] x=0 -> {update};
+  [] x>0 -> true;
+endmodule
+label "goal" = x=2;
+"""
+
+
+@pytest.mark.parametrize(
+    ("update", "expected"),
+    [
+        ("0.5:(x'=1) + 0.7:(x'=2)", r"line 4: Probabilities do not sum to one .*1\.2"),
+        ("(x'=4)", r"line 4: The update .* out-of-bounds value \(4\)"),
+    ],
+)
+def test_malformed_distributions_and_updates_are_refused_with_the_line(tmp_path, update, expected):
+    """Storm's exploration checks: a distribution summing to 1.2 used to give HOLDS, and
+    x'=4 on x : [0..2] wrapped silently."""
+    prism = storm.load_prism(write(tmp_path, COIN.format(update=update)))
+    with pytest.raises(InputError, match=expected):
+        storm.build_prism(prism)
+
+
+def test_decimal_probabilities_that_round_in_floating_point_are_accepted(tmp_path):
+    """0.7 + 0.2 + 0.1 is 0.9999999999999999 in doubles: exactly one as written. P(reach
+    x=2) = 0.2 by hand."""
+    prism = storm.load_prism(
+        write(tmp_path, COIN.format(update="0.7:true + 0.2:(x'=2) + 0.1:(x'=1)"))
+    )
+    mdp = storm.from_storm(storm.build_prism(prism), variables=prism.variables)
+    assert mdp.variables == ("x",)
+    assert "out_of_bounds" not in mdp.labels
+    prop = storm.parse_properties('Pmax=? [ X "goal" ]')[0]
+    assert storm.check(storm.to_storm(mdp), prop).values == pytest.approx([0.2])
+
+
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [
+        ("0.5:(x'=1) + 0.7:(x'=0)", "sum to 1.2"),
+        ("(x'=3)", "outside its variable's range"),
+    ],
+)
+def test_after_a_rounding_command_later_bad_commands_are_still_refused(tmp_path, second, expected):
+    """The first command only rounds (Storm's exact check trips on it), so the model is
+    checked without Storm's checks: the second command's error must still be found."""
+    text = COIN.format(update="0.7:true + 0.2:(x'=1) + 0.1:(x'=1)").replace(
+        "[] x>0 -> true;", f"[b] x=1 -> {second};\n  [] x=2 -> true;"
+    )
+    with pytest.raises(InputError, match=expected):
+        storm.build_prism(storm.load_prism(write(tmp_path, text)))
+
+
+DIVISIONS = [
+    COIN.format(update="1/0:(x'=1) + (1-1/0):(x'=2)"),
+    COIN.format(update="(x'=1/0)"),
+    COIN.format(update="(x'=mod(1,0))"),
+    COIN.replace("[a] x=0", "[a] x=0 & 1/0>0").format(update="(x'=1)"),
+    COIN.replace("mdp\n", "mdp\nconst int N = 2/0;\n").format(update="(x'=N)"),
+    COIN.replace("mdp\n", "mdp\nconst int p = mod(2, 0);\n").format(update="(x'=p)"),
+]
+
+
+def test_division_by_zero_in_prism_and_properties_exits_2_not_sigfpe(tmp_path):
+    """Storm's parser folds constant divisions with GMP, which raises SIGFPE on 1/0: the
+    process died with exit 136 and no message. Every case runs in one child process; a
+    signal would end it early."""
+    paths = [write(tmp_path, text, f"d{i}.prism") for i, text in enumerate(DIVISIONS)]
+    ok = write(tmp_path, COIN.format(update="0.5:(x'=1) + 0.5:(x'=2)"), "ok.prism")
+    open_text = COIN.replace("mdp\n", "mdp\nconst int N;\n").format(update="(x'=1)")
+    open_n = write(tmp_path, open_text, "open.prism")
+    cases = [["check", "--model", str(p), "--spec", 'Pmax=? [ F "goal" ]'] for p in paths]
+    cases += [
+        ["check", "--model", str(ok), "--spec", 'Pmax=? [ F<=1/0 "goal" ]'],
+        ["check", "--model", str(ok), "--spec", 'P>0/0 [ F "goal" ]'],
+        ["check", "--model", str(ok), "--spec", 'Pmax>=pow(0, -1) [ F "goal" ]'],
+        ["check", "--model", str(open_n), "--const", "N=1/0", "--spec", 'Pmax=? [ F "goal" ]'],
+    ]
+    script = (
+        "import sys, json\nfrom verifier.cli import main\n"
+        "for argv in json.loads(sys.argv[1]):\n    print(main(argv), flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2"] * len(cases)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == len(cases)
+    assert all("divides by zero" in line for line in lines), lines
+    assert "line 4" in lines[0] and "line 2" in lines[4]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "constants", "expected"),
+    [
+        ("const int N = 2;\n", {"N": "3"}, "N is already defined"),
+        ("const int N;\n", {"N": "1e3"}, "N is an int constant"),
+        ("const bool B;\n", {"B": "2"}, "B needs a bool"),
+    ],
+)
+def test_bad_constant_definitions_are_input_errors(tmp_path, prefix, constants, expected):
+    path = write(tmp_path, COIN.replace("mdp\n", "mdp\n" + prefix).format(update="(x'=1)"))
+    with pytest.raises(InputError, match=expected):
+        storm.load_prism(path, constants)
+
+
+@pytest.mark.parametrize("kind", ["smg", "pta"])
+def test_unsupported_model_types_are_named(tmp_path, kind):
+    path = write(tmp_path, COIN.format(update="(x'=1)").replace("mdp", kind, 1))
+    with pytest.raises(InputError, match=f"model type {kind} is not supported"):
+        storm.load_prism(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('multi(Pmax=? [ F "goal" ], Pmin=? [ F "goal" ])', "multi-objective"),
+        ('quantile(max k, P>=0.5 [ F<=k "goal" ])', "quantile"),
+        ('"goal"', "state formula"),
+    ],
+)
+def test_properties_storm_cannot_check_here_are_refused(text, expected):
+    with pytest.raises(InputError, match=expected):
+        storm.parse_properties(text)
+
+
+def test_props_text_holds_one_property_per_line_with_comments():
+    """PRISM's convention: one property per line, `//` comments; a property may also
+    continue over lines inside its brackets."""
+    text = (
+        '// objectives\nPmax=? [ F "goal" ]\n\nPmin=? [ F "goal" ] // the worst case\n'
+        'Pmax=? [ !"lava"\n   U "goal" ];  P>=0.5 [ F "goal" ]\n'
+    )
+    props = storm.parse_properties(text)
+    assert [str(p.get_raw_formula()) for p in props] == [
+        'Pmax=? [F "goal"]',
+        'Pmin=? [F "goal"]',
+        'Pmax=? [(!"lava") U "goal"]',
+        'P>=1/2 [F "goal"]',
+    ]
+
+
+def test_a_malformed_property_in_a_props_file_names_its_line():
+    with pytest.raises(InputError, match="line 3"):
+        storm.parse_properties('Pmax=? [ F "goal" ]\n\nPmax=? [ F "goal" \n', source="m.props")
+
+
+def test_exploration_stops_at_max_states(tmp_path):
+    """A 10^8-state chain with max_states 1000: Storm's builder stops one state past the
+    limit (it used to build all 10^8 states before counting)."""
+    text = (
+        "dtmc\nmodule c\n x : [0..100000000] init 0;\n"
+        " [] x<100000000 -> 0.5:(x'=x+1) + 0.5:(x'=0);\n [] x=100000000 -> true;\nendmodule\n"
+    )
+    prism = storm.load_prism(write(tmp_path, text))
+    with pytest.raises(ResourceLimit, match="more than 1000 states"):
+        storm.build_prism(prism, max_states=1000)
+    small = storm.load_prism(write(tmp_path, text.replace("100000000", "999"), "small.prism"))
+    assert storm.build_prism(small, max_states=1000).nr_states == 1000
+
+
+def test_a_query_without_min_or_max_is_refused_on_a_prism_mdp_not_a_dtmc(tmp_path):
+    from verifier.environment import load_environment
+
+    mdp = write(tmp_path, COIN.format(update="(x'=1)"))
+    with pytest.raises(InputError, match="needs min or max"):
+        load_environment(mdp, spec='P=? [ F "goal" ]')
+    dtmc = write(tmp_path, COIN.format(update="(x'=1)").replace("mdp", "dtmc", 1), "c.prism")
+    assert load_environment(dtmc, spec='P=? [ F "goal" ]').mdp.kind == "dtmc"

@@ -135,6 +135,15 @@ def cell_labels(maze: Maze, grid: Grid | None = None) -> dict[str, np.ndarray]:
     return labels
 
 
+def label_names(maze: Maze) -> list[str]:
+    """The names of every label `compile_maze` gives this maze's states (no grid built)."""
+    names = [*KINDS, *PALETTE]
+    names += sorted({f"{c.kind}_{c.color}" for c in maze.cells.values() if c.color})
+    names += ["terminal", "start"]
+    names += sorted({label for cell in maze.cells.values() for label in cell.labels})
+    return names + [f"has_key_{color}" for color in PALETTE]
+
+
 def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
     r"""Build the explicit MDP of a maze: reachable states only, transitions per DESIGN.md.
 

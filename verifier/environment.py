@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from verifier import storm
-from verifier.compile import compile_maze
-from verifier.errors import InputError, ResourceLimit
+from verifier.compile import compile_maze, label_names
+from verifier.errors import InputError
 from verifier.gym_model import is_gym_model
 from verifier.maze import Maze, load_maze
 from verifier.mdp import MDP
@@ -69,11 +69,9 @@ def load_environment(
         prism = storm.load_prism(path, constants)
         objective, objective_source = _prism_objective(path, spec)
         properties = storm.parse_properties(objective, prism, source=objective_source)
-        full = storm.build_prism(prism)
-        if max_states is not None and full.nr_states > max_states:
-            raise ResourceLimit(
-                f"{path} has {full.nr_states} states, more than --max-states {max_states}"
-            )
+        full = storm.build_prism(prism, max_states=max_states)
+        if full.is_nondeterministic_model:
+            _require_directions(properties, objective_source)
         mdp = storm.from_storm(
             full, name=path.stem, variables=prism.variables, actions=prism.actions
         )
@@ -104,11 +102,26 @@ def maze_environment(
 ) -> Environment:
     """A maze (read from `path`, or generated and shown as `path`) as an environment."""
     objective, objective_source = (spec, "--spec") if spec else (maze.intended, f"{path}: intended")
-    properties = storm.parse_properties(objective, source=objective_source)
+    properties = storm.parse_properties(
+        objective, source=objective_source, labels=label_names(maze)
+    )
+    _require_directions(properties, objective_source)
     mdp = compile_maze(maze, max_states=max_states)
     return Environment(
         Path(path), mdp, storm.to_storm(mdp), tuple(properties), objective, objective_source, maze
     )
+
+
+def _require_directions(properties, source: str) -> None:
+    """On an MDP a query must say whether to minimise or maximise (Pmax=?, Pmin=?): Storm
+    refuses it in checks, and other paths would read an unset direction."""
+    for prop in properties:
+        formula = prop.get_raw_formula()
+        if not formula.has_bound and not formula.has_optimality_type:
+            raise InputError(
+                source,
+                f"{formula}: on an MDP a query needs min or max, e.g. Pmax=? or Pmin=?",
+            )
 
 
 def _prism_objective(path: Path, spec: str | None) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tarfile
 import tempfile
@@ -25,7 +26,7 @@ import stormpy.logic
 import stormpy.models
 from stormpy.logic import ComparisonType, OptimizationDirection
 
-from verifier.errors import InputError
+from verifier.errors import InputError, ResourceLimit
 from verifier.mdp import MDP, csr
 
 stormpy.developer.set_log_level(stormpy.developer.LogLevel.OFF)
@@ -157,6 +158,8 @@ class PrismProgram:
     variables: tuple[str, ...]
     actions: tuple[str, ...]
     source: str
+    text: str = ""
+    constants: tuple[tuple[str, str], ...] = ()
 
 
 _DECLARATION = re.compile(
@@ -169,18 +172,25 @@ def load_prism(path: str | Path, constants: Mapping[str, str] | None = None) -> 
     Storm's message on any problem."""
     source = str(path)
     try:
-        program = stormpy.parse_prism_program(source)
         text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(source, f"cannot read PRISM file: {exc}") from None
+    text = re.sub(r"//[^\n]*", "", text)
+    _parse_survives_or_raise(source, text)
+    try:
+        program = stormpy.parse_prism_program(source)
     except Exception as exc:  # stormpy raises RuntimeError carrying Storm's text
         raise InputError(source, _storm_message(exc)) from None
-    if program.model_type not in (stormpy.io.PrismModelType.MDP, stormpy.io.PrismModelType.DTMC):
-        raise InputError(
-            source,
-            f"model type {program.model_type.name.lower()} is not supported; use mdp or dtmc",
-        )
+    try:
+        supported = program.model_type in _MODEL_TYPES
+    except ValueError:  # a type stormpy's enum does not name (smg, pta)
+        supported = False
+    if not supported:
+        keyword = re.search(r"[A-Za-z]+", text)
+        name = keyword.group(0) if keyword else "?"
+        raise InputError(source, f"model type {name} is not supported; use mdp or dtmc")
     program = _define_constants(program, source, dict(constants or {}))
     names = {v.name for v in program.variables} - {c.name for c in program.constants}
-    text = re.sub(r"//[^\n]*", "", text)
     declared = [n for n in dict.fromkeys(_DECLARATION.findall(text)) if n in names]
     declared += sorted(names - set(declared))  # e.g. from renamed modules
     actions = dict.fromkeys(
@@ -189,7 +199,44 @@ def load_prism(path: str | Path, constants: Mapping[str, str] | None = None) -> 
         for command in module.commands
         if command.is_labeled
     )
-    return PrismProgram(program, tuple(declared), tuple(actions), source)
+    return PrismProgram(
+        program, tuple(declared), tuple(actions), source, text, tuple((constants or {}).items())
+    )
+
+
+_MODEL_TYPES = (stormpy.io.PrismModelType.MDP, stormpy.io.PrismModelType.DTMC)
+# Where Storm's parser folds a constant division (`1/0`, `mod(1,0)`) it aborts the process
+# with SIGFPE; such text is parsed in a child process first.
+_DIVISION = re.compile(r"/|\bmod\b|\bpow\b")
+_ZERO_DIVISOR = re.compile(
+    r"/\s*\(?\s*0*\.?0+\s*\)?(?![\w.])|\bmod\s*\([^()]*,\s*\(?\s*0+\s*\)?\s*\)"
+)
+
+
+def _parse_survives_or_raise(source: str, text: str) -> None:
+    """InputError if Storm's parser would kill the process on this file (division by zero
+    in a constant expression); checked in a forked child, only for text that divides."""
+    if not _DIVISION.search(text) or _survives(lambda: stormpy.parse_prism_program(source)):
+        return
+    lines = [i for i, line in enumerate(text.splitlines(), 1) if _ZERO_DIVISOR.search(line)]
+    raise InputError(
+        source,
+        "an expression divides by zero (such as 1/0 or mod(1,0)); Storm cannot evaluate it",
+        f"line {lines[0]}" if lines else None,
+    )
+
+
+def _survives(action) -> bool:
+    """Run `action` in a forked child: False when a signal killed the child (Storm aborting
+    on a division by zero), True otherwise (exceptions are the parent's to see again)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            action()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return not os.WIFSIGNALED(status)
 
 
 def _define_constants(program, source: str, constants: dict[str, str]):
@@ -197,16 +244,31 @@ def _define_constants(program, source: str, constants: dict[str, str]):
     for name in constants:
         if name not in known:
             raise InputError("--const", f"{name!r} is not a constant of {source}")
+        if known[name].defined:
+            raise InputError(
+                "--const", f"{name} is already defined in {source}; only open constants can be set"
+            )
     parser = stormpy.expressions.ExpressionParser(program.expression_manager)
     parser.set_identifier_mapping({})
     definitions = {}
     for name, text in constants.items():
         try:
-            definitions[known[name].expression_variable] = parser.parse_from_string(text)
+            expression = parser.parse_from_string(text)
         except Exception as exc:
             raise InputError("--const", f"{name}={text}: {_storm_message(exc)}") from None
+        _check_expression(expression, "--const", f"{name}={text}")
+        constant = known[name]
+        if constant.type.is_integer and not expression.has_integer_type():
+            raise InputError("--const", f"{name}={text}: {name} is an int constant")
+        if constant.type.is_boolean != expression.has_boolean_type():
+            kind = "a bool" if constant.type.is_boolean else "a number"
+            raise InputError("--const", f"{name}={text}: {name} needs {kind}")
+        definitions[constant.expression_variable] = expression
     if definitions:
-        program = program.define_undefined_constants(definitions)
+        try:
+            program = program.define_undefined_constants(definitions)
+        except Exception as exc:
+            raise InputError("--const", _storm_message(exc)) from None
     undefined = [c.name for c in program.constants if not c.defined and c.name not in constants]
     if undefined:
         raise InputError(
@@ -216,38 +278,272 @@ def _define_constants(program, source: str, constants: dict[str, str]):
     return program
 
 
-def parse_properties(text: str, prism: PrismProgram | None = None, source: str = "--spec") -> list:
-    """Parse PRISM-syntax properties (';' or newlines between them); InputError if malformed."""
-    try:
-        if prism is None:
-            properties = stormpy.parse_properties(text)
-        else:
-            properties = stormpy.parse_properties(text, prism.program)
-    except Exception as exc:
-        raise InputError(source, _storm_message(exc)) from None
-    if not properties:
+def _check_expression(expression, source: str, text: str) -> None:
+    """InputError if a constant part of `expression` divides by zero (Storm would abort
+    with SIGFPE evaluating it). Divisors over variables are left to Storm's exploration
+    checks."""
+    zero = _zero_division(expression)
+    if zero is not None:
+        raise InputError(source, f"{text}: {zero} divides by zero")
+
+
+_DIVIDING = ("DIVIDE", "MODULO")
+
+
+def _zero_division(expression) -> str | None:
+    """The first subexpression (as text) whose divisor is a constant zero, else None;
+    children first, so that evaluating a divisor never divides by zero itself."""
+    if not expression.is_function_application:
+        return None
+    for i in range(expression.arity):
+        found = _zero_division(expression.get_operand(i))
+        if found is not None:
+            return found
+    operator = expression.operator.name
+    if operator not in (*_DIVIDING, "POWER") or expression.arity != 2:
+        return None
+    base, divisor = expression.get_operand(0), expression.get_operand(1)
+    if operator == "POWER":
+        if base.contains_variables() or divisor.contains_variables():
+            return None
+        if base.evaluate_as_double() == 0 and divisor.evaluate_as_double() < 0:
+            return str(expression)
+        return None
+    if divisor.contains_variables() or divisor.has_boolean_type():
+        return None
+    return str(expression) if divisor.evaluate_as_double() == 0 else None
+
+
+def parse_properties(
+    text: str,
+    prism: PrismProgram | None = None,
+    source: str = "--spec",
+    labels: Iterable[str] = (),
+) -> list:
+    """Parse PRISM-syntax properties: one per line or separated by ';', `//` comments, a
+    property may span lines inside its brackets. InputError (with the line) if one is
+    malformed or not a P/R/... operator query Storm can check; `labels` (a maze's) are
+    suggested when a property names something else."""
+    statements = _statements(text)
+    if not statements:
         raise InputError(source, "no property found")
+    properties = []
+    for line, statement in statements:
+        place = f"line {line}" if len(statements) > 1 or "\n" in text.strip() else None
+        try:
+            if prism is None:
+                parsed = stormpy.parse_properties(statement)
+            else:
+                parsed = stormpy.parse_properties(statement, prism.program)
+        except Exception as exc:
+            raise InputError(source, _property_message(exc, prism, labels), place) from None
+        for prop in parsed:
+            _check_property(prop, prism, source, place)
+        properties += parsed
     return properties
 
 
-def build_prism(prism: PrismProgram, properties: Iterable = ()):
+def _statements(text: str) -> list[tuple[int, str]]:
+    """(first line, text) of each property: split at ';' and at line ends outside brackets."""
+    statements, current, first, depth = [], [], 1, 0
+    for number, line in enumerate(text.splitlines() or [""], 1):
+        line = line.split("//", 1)[0]
+        for piece_index, piece in enumerate(line.split(";")):
+            if piece_index:  # a ';' ended the statement before this piece
+                statements.append((first, "\n".join(current)))
+                current, first, depth = [], number, 0
+            if not current:
+                first = number
+            current.append(piece)
+            depth += piece.count("[") + piece.count("(") - piece.count("]") - piece.count(")")
+        if depth <= 0:
+            statements.append((first, "\n".join(current)))
+            current, depth = [], 0
+    statements.append((first, "\n".join(current)))
+    return [(line, statement.strip()) for line, statement in statements if statement.strip()]
+
+
+def _property_message(exc: Exception, prism: PrismProgram | None, labels: Iterable[str]) -> str:
+    message = _storm_message(exc)
+    labels = sorted(labels)
+    if labels and "access to model variables" in str(exc):
+        shown = ", ".join(f'"{label}"' for label in labels[:8])
+        more = ", ..." if len(labels) > 8 else ""
+        message += f" (on a maze, properties can use labels only: {shown}{more})"
+    return message
+
+
+def _check_property(prop, prism: PrismProgram | None, source: str, place: str | None) -> None:
+    """InputError unless `prop` is an operator query or bound (P, R, ...) whose constant
+    expressions Storm can evaluate without dividing by zero."""
+    formula = prop.get_raw_formula()
+    text = str(formula)
+    if formula.is_multi_objective_formula:
+        problem = "multi-objective properties are not supported; check each objective alone"
+    elif text.startswith("quantile"):
+        problem = "quantile properties are not supported"
+    elif not hasattr(formula, "has_bound"):
+        problem = (
+            "is a state formula, not a query; ask for a probability or a bound, "
+            'e.g. Pmax=? [ F "goal" ] or P>=0.9 [ F "goal" ]'
+        )
+    else:
+        problem = None
+    if problem:
+        raise InputError(source, f"{text}: {problem}", place)
+    constants = {}
+    if prism is not None:
+        constants = {
+            c.expression_variable: c.definition for c in prism.program.constants if c.defined
+        }
+    for expression in _formula_expressions(formula):
+        if constants:
+            expression = expression.substitute(constants)
+        zero = _zero_division(expression)
+        if zero is not None:
+            raise InputError(source, f"{text}: {zero} divides by zero", place)
+
+
+def _formula_expressions(formula) -> list:
+    """The number expressions of a formula and its subformulas: bounds, step bounds."""
+    found = []
+    if getattr(formula, "has_bound", False):
+        found.append(formula.threshold_expr)
+    if getattr(formula, "is_bounded_until_formula", False):
+        found.append(formula.upper_bound_expression)
+        if formula.has_lower_bound:
+            found.append(formula.lower_bound_expression)
+    for name in ("subformula", "left_subformula", "right_subformula"):
+        child = getattr(formula, name, None)
+        if child is not None:
+            found += _formula_expressions(child)
+    return found
+
+
+def build_prism(prism: PrismProgram, properties: Iterable = (), max_states: int | None = None):
     """Build a PRISM program with Storm, with state valuations, choice labels, every label and
-    reward structure.
+    reward structure; Storm's exploration checks on (probabilities that do not sum to one,
+    updates out of a variable's range are InputErrors naming the line).
 
     Without properties this is the full reachable model. With properties, Storm also builds
     the labels of their expressions over variables (`F row=3`) and makes states where their
     outcome is decided absorbing: a smaller model, right for checking those properties only.
+    With `max_states`, exploration stops one state past it: ResourceLimit, before the work.
     """
-    properties = list(properties)
+    try:
+        model = _explore(prism, list(properties), max_states, checks=True)
+    except InputError as exc:
+        if not _rounding_only(exc.message):
+            raise
+        # Storm sums decimal probabilities in floating point (0.8 + 0.1 + 0.1 != 1) and
+        # compares exactly: build without its checks, and check ranges and sums here. The
+        # out-of-bounds marker adds a variable to the program, so it gets a fresh copy.
+        program = stormpy.parse_prism_program(prism.source)
+        program = _define_constants(program, prism.source, dict(prism.constants))
+        model = _explore(prism, list(properties), max_states, checks=False, program=program)
+        _check_distributions(prism, model)
+    if max_states is not None and model.nr_states > max_states:
+        raise ResourceLimit(
+            f"{prism.source} has more than {max_states} states (--max-states): exploration "
+            f"stopped at {model.nr_states}"
+        )
+    return model
+
+
+def _explore(prism, properties: list, max_states: int | None, checks: bool, program=None):
     options = stormpy.BuilderOptions(properties) if properties else stormpy.BuilderOptions()
     options.set_build_all_labels()
     options.set_build_all_reward_models()
     options.set_build_state_valuations()
     options.set_build_choice_labels()
+    options.set_exploration_checks(checks)
+    if not checks:
+        options.set_add_out_of_bounds_state(True)
+    exploration = _instance(stormpy.developer.ExplicitModelBuilderOptions)()
+    if max_states is not None:
+        exploration.exploration_state_limit = max_states + 1
     try:
-        return stormpy.build_model(prism.program, options=options)
+        builder = _instance(stormpy.developer.make_explicit_model_builder)(
+            program or prism.program, options, None, exploration
+        )
+        return builder.build()
     except Exception as exc:
-        raise InputError(prism.source, _storm_message(exc)) from None
+        message = _storm_message(exc)
+        raise InputError(prism.source, message, _command_line(prism, message)) from None
+
+
+# The marker variable Storm adds for out-of-bounds detection (not a model variable).
+OUT_OF_BOUNDS_VARIABLE = "_OutOfBoundsBit"
+_SUM = re.compile(r"Probabilities do not sum to one .*\(actually sum to ([-+0-9.eE]+)\)")
+# How far from 1 a distribution written in decimals may sum in floating point.
+SUM_TOLERANCE = 1e-9
+
+
+def _rounding_only(message: str) -> bool:
+    match = _SUM.search(message)
+    return bool(match) and abs(float(match.group(1)) - 1.0) <= SUM_TOLERANCE
+
+
+def _check_distributions(prism: PrismProgram, model) -> None:
+    """InputError if an update leaves a variable's range or a choice's probabilities are
+    negative or do not sum to 1 (within SUM_TOLERANCE): Storm's exploration checks, done on
+    the built model."""
+    if model.labeling.contains_label("out_of_bounds") and (
+        model.labeling.get_states("out_of_bounds").get_number_of_set_bits()
+    ):
+        raise InputError(prism.source, "an update leads to a value outside its variable's range")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "model.umb"
+        options = stormpy.io.UmbExportOptions()
+        options.compression = type(options.compression).NO_COMPRESSION
+        stormpy.io.export_to_umb(model, str(archive), options=options)
+        arrays = _read_umb_arrays(archive)
+    probabilities = arrays["branch-to-probability.bin"]
+    starts = arrays["choice-to-branches.bin"].astype(np.int64)
+    sums = np.add.reduceat(probabilities, starts[:-1]) if len(probabilities) else np.ones(0)
+    sums[starts[:-1] == starts[1:]] = 0.0
+    bad = np.flatnonzero(
+        (np.abs(sums - 1.0) > SUM_TOLERANCE)
+        | (
+            np.minimum.reduceat(probabilities, starts[:-1]) < 0
+            if len(probabilities)
+            else np.zeros(0, dtype=bool)
+        )
+    )
+    if len(bad):
+        raise InputError(
+            prism.source,
+            f"the probabilities of a command sum to {sums[bad[0]]:.12g}, not 1 "
+            f"({len(bad)} choice(s) of the model)",
+        )
+
+
+def _command_line(prism: PrismProgram, message: str) -> str | None:
+    """`line N` of the command a Storm message quotes (as Storm prints it), if found."""
+    for module in prism.program.modules:
+        for index, command in enumerate(module.commands):
+            quoted = [str(command)] + [str(update) for update in command.updates]
+            if any(text in message for text in quoted):
+                line = _nth_command_line(prism.text, module.name, index)
+                return f"line {line}" if line else None
+    return None
+
+
+def _nth_command_line(text: str, module: str, index: int) -> int | None:
+    """The line of the `index`-th command (a line starting with `[`) of `module` in PRISM
+    text (comments already removed)."""
+    inside, seen = False, -1
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if re.match(rf"module\s+{re.escape(module)}\b", stripped):
+            inside = True
+        elif stripped.startswith("endmodule"):
+            inside = False
+        elif inside and stripped.startswith("["):
+            seen += 1
+            if seen == index:
+                return number
+    return None
 
 
 def from_storm(
@@ -295,7 +591,7 @@ def from_storm(
     labels = {
         label: _numpy_mask(model.labeling.get_states(label), n_states)
         for label in model.labeling.get_labels()
-        if label not in ("init", "deadlock")
+        if label not in ("init", "deadlock", "out_of_bounds")
     }
     variables, valuations = _valuations(model, variables)
     choice_states = np.repeat(np.arange(n_states), np.diff(row_groups))
@@ -353,6 +649,7 @@ def _valuations(model, order: Iterable[str] | None) -> tuple[tuple[str, ...], np
         return (), np.zeros((model.nr_states, 0), dtype=np.int64)
     valuations = model.state_valuations
     variables = sorted(valuations.get_all_variables(), key=lambda v: v.index)
+    variables = [v for v in variables if v.name != OUT_OF_BOUNDS_VARIABLE]
     if order is not None:
         rank = {name: i for i, name in enumerate(order)}
         variables.sort(key=lambda v: rank.get(v.name, len(rank)))
@@ -556,7 +853,8 @@ def _model_check(model, prop, text: str):
 
 def _storm_message(exc: Exception) -> str:
     """Storm's error text reduced to one clear line."""
-    text = " ".join(str(exc).split()).split(" Note that the used API function")[0]
+    text = " ".join(str(exc).split())
+    text = re.split(r"\s*Note that the used API function", text)[0]
     for prefix in (
         "WrongFormatException:",
         "InvalidArgumentException:",
@@ -564,6 +862,7 @@ def _storm_message(exc: Exception) -> str:
         "NotImplementedException:",
         "InvalidOperationException:",
         "InvalidStateException:",
+        "IllegalArgumentException:",
     ):
         text = text.replace(prefix, "").strip()
     return text or type(exc).__name__
