@@ -6,6 +6,7 @@ import pytest
 from helpers import maze_text
 
 from verifier.cli import main
+from verifier.environment import load_environment
 from verifier.errors import InputError
 from verifier.maze import PALETTE, load_maze, parse_maze
 
@@ -82,6 +83,23 @@ BAD_MAZES = [
     ),
     ("unknown-key", maze_text("#SA#", EXIT_A, colour="red"), "colour: unknown key"),
     ("reserved-label", maze_text("#SA#", EXIT_A + 'labels = ["init"]\n'), "'init' is reserved"),
+    *(
+        (
+            f"built-in-label-{name}",
+            maze_text("#SA#", EXIT_A + f'labels = ["{name}"]\n'),
+            f"cells.A.labels: '{name}' is a label the verifier gives cells itself",
+        )
+        for name in (
+            "has_key_red",
+            "has_key_pink",
+            "floor_cell",
+            "exit",
+            "red",
+            "door_blue",
+            "terminal",
+            "start",
+        )
+    ),  # fmt: skip
     (
         "exit-not-terminal",
         maze_text("#SA#", EXIT_A + "terminal = false\n"),
@@ -121,3 +139,54 @@ def test_unreadable_maze_file_is_an_input_error(tmp_path):
 
 def test_palette_is_the_six_design_colors():
     assert PALETTE == ("red", "green", "blue", "yellow", "purple", "grey")
+
+
+def test_an_unknown_kind_is_reported_once_not_also_as_undeclared():
+    """The cell was declared; its kind is wrong. The map character is not undeclared."""
+    with pytest.raises(InputError) as info:
+        parse_maze(maze_text("#SA#", '[cells.A]\nkind = "teleporter"\n'), source="m.toml")
+    assert "unknown kind 'teleporter'" in str(info.value)
+    assert "undeclared" not in str(info.value)
+
+
+def test_a_property_over_variables_on_a_maze_says_labels_only(tmp_path):
+    """Storm's text "does not have access to model variables" leaked out; on a maze only
+    labels exist, so the message says so and lists some."""
+    path = tmp_path / "m.toml"
+    path.write_text(maze_text("#SA#", EXIT_A))
+    with pytest.raises(InputError) as info:
+        load_environment(path, spec="Pmax=? [ F row=1 ]")
+    message = str(info.value)
+    assert "access to model variables" not in message
+    assert "on a maze, properties can use labels only" in message and '"exit"' in message
+
+
+def test_a_multi_line_intended_holds_one_property_per_line(tmp_path):
+    """Storm accepts newlines inside a property; a new line outside brackets starts the
+    next property, as in a .props file."""
+    path = tmp_path / "m.toml"
+    intended = 'Pmax=? [ !"lava"\n  U "exit" ]\nPmin=? [ F "exit" ]\n'
+    path.write_text(maze_text("#SA#", EXIT_A, intended=intended))
+    env = load_environment(path)
+    assert [str(p.get_raw_formula()) for p in env.properties] == [
+        'Pmax=? [(!"lava") U "exit"]',
+        'Pmin=? [F "exit"]',
+    ]
+
+
+@pytest.mark.parametrize("spec", ['P=? [ F "exit" ]', 'R{"r"}=? [ F "exit" ]'])
+def test_a_query_without_min_or_max_is_refused_on_a_maze(tmp_path, spec):
+    """An MDP query needs a direction: the reward and policy paths read an unset one."""
+    path = tmp_path / "m.toml"
+    path.write_text(maze_text("#SA#", EXIT_A))
+    with pytest.raises(InputError, match="needs min or max"):
+        load_environment(path, spec=spec)
+
+
+def test_a_query_without_direction_exits_2_in_the_reward_path(tmp_path, capsys):
+    """It used to end in "51 is not a valid OptimizationDirection", exit 3."""
+    path = tmp_path / "m.toml"
+    path.write_text(maze_text("#SA#", EXIT_A))
+    code = main(["reward", "--model", str(path), "--spec", 'P=? [ F "exit" ]', "--reward", "x"])
+    assert code == 2
+    assert "needs min or max" in capsys.readouterr().err

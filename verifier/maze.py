@@ -37,6 +37,13 @@ RESERVED_LABELS = frozenset(
     rewards Pmax Pmin Rmax Rmin stochastic system true deadlock
     """.split()  # noqa: SIM905
 )
+# Names the compiler and Storm give labels themselves: a custom label with one of these
+# names would be overwritten (or make the PRISM export invalid).
+BUILT_IN_LABELS = frozenset(
+    [*KINDS, *PALETTE, "terminal", "start", "floor_cell", "out_of_bounds", "unexplored"]
+    + [f"{kind}_{color}" for kind in KINDS for color in PALETTE]
+    + [f"has_key_{color}" for color in PALETTE]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +134,7 @@ def parse_maze(text: str, source: str = "<maze>", default_name: str = "maze") ->
         if cell is not None:
             cells[char] = cell
 
-    layout = _parse_map(doc.get("map"), cells, problems)
+    layout = _parse_map(doc.get("map"), cells, problems, declared=raw_cells.keys())
     problems.raise_if_any()
 
     used = set(np.unique(layout).tolist())
@@ -234,10 +241,19 @@ def _parse_cell(char: str, spec: object, problems: _Problems) -> Cell | None:
             )
         elif label in RESERVED_LABELS:
             problems.add(f"{place}.labels", f"{label!r} is reserved by PRISM; choose another name")
+        elif label in BUILT_IN_LABELS or label.startswith("has_key_"):
+            problems.add(
+                f"{place}.labels",
+                f"{label!r} is a label the verifier gives cells itself; choose another name",
+            )
     return Cell(kind, color, terminal, slip, tuple(labels))
 
 
-def _parse_map(raw: object, cells: Mapping[str, Cell], problems: _Problems) -> np.ndarray:
+def _parse_map(
+    raw: object, cells: Mapping[str, Cell], problems: _Problems, declared=()
+) -> np.ndarray:
+    """The map as a [H, W] array; characters neither walls nor in `cells` are problems,
+    except those `declared` whose declaration already was one."""
     empty = np.empty((0, 0), dtype="<U1")
     if raw is None:
         problems.add("map", "missing; give the maze as a multi-line string of rows")
@@ -262,7 +278,7 @@ def _parse_map(raw: object, cells: Mapping[str, Cell], problems: _Problems) -> n
     if any(len(line) != width for line in lines):
         return empty
     layout = np.array([list(line) for line in lines], dtype="<U1")
-    undeclared = ~np.isin(layout, [WALL, *cells])
+    undeclared = ~np.isin(layout, [WALL, *cells, *declared])
     for r, c in zip(*np.nonzero(undeclared), strict=True):
         char = str(layout[r, c])
         problems.add(
