@@ -330,9 +330,12 @@ def test_unsupported_model_types_are_named(tmp_path, kind):
         ('"goal"', "state formula"),
     ],
 )
-def test_properties_storm_cannot_check_here_are_refused(text, expected):
+def test_properties_that_cannot_be_objectives_are_refused(tmp_path, text, expected):
+    from verifier.environment import load_environment
+
+    path = write(tmp_path, COIN.format(update="(x'=1)"))
     with pytest.raises(InputError, match=expected):
-        storm.parse_properties(text)
+        load_environment(path, spec=text)
 
 
 def test_props_text_holds_one_property_per_line_with_comments():

@@ -70,8 +70,7 @@ def load_environment(
         objective, objective_source = _prism_objective(path, spec)
         properties = storm.parse_properties(objective, prism, source=objective_source)
         full = storm.build_prism(prism, max_states=max_states)
-        if full.is_nondeterministic_model:
-            _require_directions(properties, objective_source)
+        _check_objectives(properties, objective_source, full.is_nondeterministic_model)
         mdp = storm.from_storm(
             full, name=path.stem, variables=prism.variables, actions=prism.actions
         )
@@ -105,23 +104,25 @@ def maze_environment(
     properties = storm.parse_properties(
         objective, source=objective_source, labels=label_names(maze)
     )
-    _require_directions(properties, objective_source)
+    _check_objectives(properties, objective_source, nondeterministic=True)
     mdp = compile_maze(maze, max_states=max_states)
     return Environment(
         Path(path), mdp, storm.to_storm(mdp), tuple(properties), objective, objective_source, maze
     )
 
 
-def _require_directions(properties, source: str) -> None:
-    """On an MDP a query must say whether to minimise or maximise (Pmax=?, Pmin=?): Storm
-    refuses it in checks, and other paths would read an unset direction."""
+def _check_objectives(properties, source: str, nondeterministic: bool) -> None:
+    """InputError for a property that cannot be an objective (multi, quantile, a state
+    formula), and on an MDP for a query without min or max (Pmax=?, Pmin=?): Storm refuses
+    it in checks, and other paths would read an unset direction."""
     for prop in properties:
         formula = prop.get_raw_formula()
-        if not formula.has_bound and not formula.has_optimality_type:
-            raise InputError(
-                source,
-                f"{formula}: on an MDP a query needs min or max, e.g. Pmax=? or Pmin=?",
-            )
+        problem = storm.unsupported(formula)
+        undirected = not formula.has_bound and not formula.has_optimality_type
+        if problem is None and nondeterministic and undirected:
+            problem = "on an MDP a query needs min or max, e.g. Pmax=? or Pmin=?"
+        if problem is not None:
+            raise InputError(source, f"{formula}: {problem}")
 
 
 def _prism_objective(path: Path, spec: str | None) -> tuple[str, str]:

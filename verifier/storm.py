@@ -322,8 +322,8 @@ def parse_properties(
 ) -> list:
     """Parse PRISM-syntax properties: one per line or separated by ';', `//` comments, a
     property may span lines inside its brackets. InputError (with the line) if one is
-    malformed or not a P/R/... operator query Storm can check; `labels` (a maze's) are
-    suggested when a property names something else."""
+    malformed or divides by zero; `labels` (a maze's) are suggested when a property names
+    something else."""
     statements = _statements(text)
     if not statements:
         raise InputError(source, "no property found")
@@ -374,23 +374,10 @@ def _property_message(exc: Exception, prism: PrismProgram | None, labels: Iterab
 
 
 def _check_property(prop, prism: PrismProgram | None, source: str, place: str | None) -> None:
-    """InputError unless `prop` is an operator query or bound (P, R, ...) whose constant
-    expressions Storm can evaluate without dividing by zero."""
+    """InputError if a constant expression of `prop` (a bound, a step bound) divides by
+    zero: Storm would abort evaluating it."""
     formula = prop.get_raw_formula()
     text = str(formula)
-    if formula.is_multi_objective_formula:
-        problem = "multi-objective properties are not supported; check each objective alone"
-    elif text.startswith("quantile"):
-        problem = "quantile properties are not supported"
-    elif not hasattr(formula, "has_bound"):
-        problem = (
-            "is a state formula, not a query; ask for a probability or a bound, "
-            'e.g. Pmax=? [ F "goal" ] or P>=0.9 [ F "goal" ]'
-        )
-    else:
-        problem = None
-    if problem:
-        raise InputError(source, f"{text}: {problem}", place)
     constants = {}
     if prism is not None:
         constants = {
@@ -402,6 +389,21 @@ def _check_property(prop, prism: PrismProgram | None, source: str, place: str | 
         zero = _zero_division(expression)
         if zero is not None:
             raise InputError(source, f"{text}: {zero} divides by zero", place)
+
+
+def unsupported(formula) -> str | None:
+    """Why a parsed property cannot be an objective here (multi-objective, quantile, a bare
+    state formula), or None."""
+    if formula.is_multi_objective_formula:
+        return "multi-objective properties are not supported; check each objective alone"
+    if str(formula).startswith("quantile"):
+        return "quantile properties are not supported"
+    if not hasattr(formula, "has_bound"):
+        return (
+            "is a state formula, not a query; ask for a probability or a bound, "
+            'e.g. Pmax=? [ F "goal" ] or P>=0.9 [ F "goal" ]'
+        )
+    return None
 
 
 def _formula_expressions(formula) -> list:
