@@ -111,6 +111,9 @@ def maze_environment(
     )
 
 
+_UNDIRECTED = "on an MDP a query needs min or max, e.g. Pmax=? or Pmin=?"
+
+
 def _check_objectives(properties, source: str, nondeterministic: bool) -> None:
     """InputError for a property that cannot be an objective (multi, quantile, a state
     formula), and on an MDP for a query without min or max (Pmax=?, Pmin=?): Storm refuses
@@ -118,9 +121,8 @@ def _check_objectives(properties, source: str, nondeterministic: bool) -> None:
     for prop in properties:
         formula = prop.get_raw_formula()
         problem = storm.unsupported(formula)
-        undirected = not formula.has_bound and not formula.has_optimality_type
-        if problem is None and nondeterministic and undirected:
-            problem = "on an MDP a query needs min or max, e.g. Pmax=? or Pmin=?"
+        if problem is None and nondeterministic and not formula.has_bound:
+            problem = None if formula.has_optimality_type else _UNDIRECTED
         if problem is not None:
             raise InputError(source, f"{formula}: {problem}")
 
