@@ -244,3 +244,28 @@ def test_check_command_takes_an_ltl_objective(capsys, tmp_path):
     data = json.loads(out.read_text())
     data = data["reports"][0] if "reports" in data else data
     assert data["value"] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("discount", [1.0, 0.9])
+def test_bounded_safety_written_as_a_negated_bounded_reach(discount):
+    """Storm's grammar has no G<=k: `!(F<=6 "lava")` is bounded safety. Over the optimal
+    policies its min and max are 1 - max and 1 - min of P(F<=6 lava) by the reach route
+    (an idler is no different from an optimal policy for 6 steps, so both agree)."""
+    safety = load_environment(MODELS / "lava.toml", spec='Pmax=? [ !(F<=6 "lava") ]')
+    reach = load_environment(MODELS / "lava.toml", spec='Pmin=? [ F<=6 "lava" ]')
+    reward = reward_of(safety, -0.01, discount, exit=1.0)
+    g = check_reward(safety, reward, safety.properties[0])
+    f = check_reward(reach, reward, reach.properties[0])
+    assert g.objective_min == pytest.approx(1 - f.objective_max, abs=1e-5)
+    assert g.objective_max == pytest.approx(1 - f.objective_min, abs=1e-5)
+
+
+def test_safety_witness_walks_an_optimal_policy_into_the_lava():
+    """lava.toml, step -0.01: the optimal short route crosses the lava bridge; the witness
+    of G !lava is that policy's most likely path into lava."""
+    env = load_environment(MODELS / "lava.toml", spec='Pmax=? [ G !"lava" ]')
+    report = check_reward(env, reward_of(env, -0.01, 1.0, exit=1.0), env.properties[0])
+    end = report.witness["path"][-1]
+    row = [end[v] for v in env.mdp.variables]
+    state = int(np.flatnonzero((env.mdp.valuations == row).all(axis=1))[0])
+    assert env.mdp.label("lava")[state]

@@ -162,6 +162,8 @@ def check_reward(
     if objective.kind in (PATH, REWARD):
         low, high = _extremes_over_optimal(mdp, reward, solution, objective)
         low_policy = high_policy = violation = None
+        if objective.forbidden is not None and objective.maximize:
+            low_policy, violation = _safety_breaker(mdp, solution, objective), objective.forbidden
     else:
         low, low_policy, violation = _least_over_optimal(mdp, reward, solution, objective)
         high, high_policy = _greatest_over_optimal(mdp, solution, objective)
@@ -282,6 +284,14 @@ def _extremes_over_optimal(mdp, reward, solution, objective) -> tuple[np.ndarray
     return np.minimum(np.clip(low, 0.0, 1.0), high), high
 
 
+def _safety_breaker(mdp: MDP, solution: Solution, objective: Objective) -> np.ndarray:
+    """For G ψ: an optimal policy (memoryless) most likely to reach !ψ, the worst one for
+    P(G ψ) (reaching !ψ is all that loses G ψ, and idling or not does not change it)."""
+    optimal_mdp = with_labels(restrict(mdp, solution.optimal), {_VIOLATION: objective.forbidden})
+    _, policy = storm.optimize(optimal_mdp, f'Pmax=? [ F "{_VIOLATION}" ]')
+    return _global_policy(solution, policy)
+
+
 def _memory_witness(env: Environment, start: int, objective: Objective) -> dict:
     """The witness where the extreme policy needs memory or is not drawn as a path."""
     return {
@@ -344,7 +354,9 @@ def _rest(mdp: MDP, reward: RewardVector, solution: Solution, objective: Objecti
 def _violation_witness(env, policy, start, objective, violation) -> dict:
     """The most likely path, under `policy`, from `start` to a state where φ is lost."""
     chain = env.mdp.transitions[policy].tocoo()
-    through = objective.left & ~objective.target & ~violation
+    through = ~violation
+    if objective.left is not None:
+        through &= objective.left & ~objective.target
     witness = {"policy": _policy_table(env, policy), "start": _describe(env, start), "path": []}
     found = _most_likely_path(chain.row, chain.col, chain.data, through, start, violation)
     if found:
