@@ -124,7 +124,9 @@ def _check_objectives(properties, source: str, nondeterministic: bool) -> None:
         if problem is None and nondeterministic and not formula.has_bound:
             problem = None if formula.has_optimality_type else _UNDIRECTED
         if problem is not None:
-            raise InputError(source, f"{formula}: {problem}")
+            from verifier.objective import SUPPORTED  # objective imports this module
+
+            raise InputError(source, f"{formula}: {problem}; {SUPPORTED}")
 
 
 def _prism_objective(path: Path, spec: str | None) -> tuple[str, str]:

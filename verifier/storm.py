@@ -395,7 +395,7 @@ def unsupported(formula) -> str | None:
     """Why a parsed property cannot be an objective here (multi-objective, quantile, a bare
     state formula), or None."""
     if formula.is_multi_objective_formula:
-        return "multi-objective properties are not supported; check each objective alone"
+        return "multi-objective properties are not objectives"
     if str(formula).startswith("quantile"):
         return "quantile properties are not supported"
     if not hasattr(formula, "has_bound"):
