@@ -254,6 +254,36 @@ def test_timeouts_and_limits_without_expectation_exit_3_and_bad_checks_exit_2(ca
             "check[1].discount: must be in (0, 1], got 1.5",
         ),
         ('[policies]\np = "missing.pt"\n', "policies.p.file: no such file 'missing.pt'"),
+        # each used to be an internal error (exit 3); `name = 1.5` only after every check ran
+        (
+            '[environments.e]\nfiles = ["{models}/lava.toml"]\nconst = 5\n[[check]]\n'
+            'kind = "check"\nenvironments = "e"\n',
+            "environments.e.const: must be a table",
+        ),
+        (
+            '[environments.e]\nfiles = [1]\n[[check]]\nkind = "check"\nenvironments = "e"\n',
+            "environments.e.files: must be a list of paths or globs",
+        ),
+        (
+            '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\nkind = "reward"\n'
+            'reward = ["x"]\nenvironments = "e"\n',
+            "check[1].reward: a name under [rewards], or a file",
+        ),
+        (
+            '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\nkind = "check"\n'
+            'name = 1.5\nenvironments = "e"\n',
+            "check[1].name: must be a string, got 1.5",
+        ),
+        (
+            '[suite]\nname = 1.5\n[environments.e]\nfiles = ["{models}/lava.toml"]\n'
+            '[[check]]\nkind = "check"\nenvironments = "e"\n',
+            "suite.name: must be a string, got 1.5",
+        ),
+        (
+            '[suite]\ntimeout = nan\n[environments.e]\nfiles = ["{models}/lava.toml"]\n'
+            '[[check]]\nkind = "check"\nenvironments = "e"\n',
+            "suite.timeout: must be a positive number, got nan",
+        ),
     ],
 )
 def test_malformed_suite_files_exit_2_with_one_line(capsys, tmp_path, text, message):
@@ -289,3 +319,42 @@ BUNDLED = ROOT / "benchmarks" / "suites"
 def test_bundled_alignment_suites_pass_with_their_expected_verdicts(name, capsys):
     assert main(["suite", str(BUNDLED / f"{name}.toml"), "--workers", "2"]) == 0
     assert f"suite {name}: PASS" in capsys.readouterr().out
+
+
+def test_workers_are_capped_at_the_number_of_checks(capsys, tmp_path, monkeypatch):
+    """One check and --workers 64: one worker process, not 64 idle ones."""
+    import verifier.runner
+
+    seen = []
+
+    def record(jobs, workers, scheduler, on_done):
+        seen.append(workers)
+        return run_jobs(jobs, workers, scheduler, on_done)
+
+    monkeypatch.setattr(verifier.runner, "run_jobs", record)
+    one = '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\nkind = "check"\n'
+    suite = write_suite(tmp_path, one + 'environments = "e"\n')
+    assert main(["suite", str(suite), "--workers", "64"]) == 0
+    assert seen == [1]
+
+
+def test_a_generate_set_is_validated_on_one_maze_not_each(tmp_path, monkeypatch):
+    """400 seeds of a 301x301 maze: loading the suite makes one maze (each job makes its
+    own), and every job still names its seed."""
+    import verifier.generate
+    from verifier.suite import load_suite
+
+    made = []
+    real = verifier.generate.random_maze
+
+    def counting(*args, **kwargs):
+        made.append(kwargs.get("seed"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verifier.generate, "random_maze", counting)
+    text = '[environments.e]\ngenerate = {{ size = "301x301", seeds = 400 }}\n[[check]]\n'
+    suite = load_suite(write_suite(tmp_path, text + 'kind = "check"\nenvironments = "e"\n'))
+    assert len(made) == 1
+    assert len(suite.checks) == 400
+    assert suite.checks[7].environment == "random-301x301-seed7"
+    assert suite.checks[7].job.kwargs["generate"]["seed"] == 7

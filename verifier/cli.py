@@ -492,7 +492,8 @@ def _suite(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, args.timeout, args.max_states)
     jobs = [check.job for check in suite.checks]
     with _suite_progress(len(jobs)) as on_done:
-        outcomes = run_jobs(jobs, args.workers, args.scheduler, on_done)
+        workers = min(args.workers or os.cpu_count() or 1, len(jobs))  # none idle
+        outcomes = run_jobs(jobs, workers, args.scheduler, on_done)
     rows = grade(suite, outcomes)
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(suite_table(suite, rows))

@@ -10,6 +10,7 @@ its own; `grade` compares the outcomes with the expectations.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -132,6 +133,9 @@ def load_suite(
         name: _policy(name, value, base, problems)
         for name, value in _table(doc, "policies", problems).items()
     }
+    for key in ("name", "description"):
+        if key in header and not isinstance(header[key], str):
+            problems.append(f"suite.{key}: must be a string, got {header[key]!r}")
     checks_doc = doc.get("check", [])
     if not isinstance(checks_doc, list) or not checks_doc:
         problems.append("check: the suite needs at least one [[check]] table")
@@ -150,8 +154,7 @@ def load_suite(
         checks += _expand(entry, where, environments, rewards, policies, base, limits, problems)
     if problems:
         raise InputError(source, "; ".join(problems))
-    name = header.get("name", path.stem)
-    return Suite(str(name), str(header.get("description", "")), path, tuple(checks))
+    return Suite(header.get("name", path.stem), header.get("description", ""), path, tuple(checks))
 
 
 def run_check(
@@ -235,7 +238,9 @@ def _expand(entry, where, environments, rewards, policies, base, limits, problem
     if kind in ("reward", "compare", "policy"):
         required = kind != "policy"
         for key in ("reward", "compare") if kind == "compare" else ("reward",):
-            if key in entry:
+            if key in entry and not isinstance(entry[key], str):
+                problems.append(f"{where}.{key}: a name under [rewards], or a file")
+            elif key in entry:
                 kwargs[key] = rewards.get(entry[key]) or _reward_name(entry[key], base)
             elif required:
                 problems.append(f"{where}.{key}: missing (a name under [rewards], or a file)")
@@ -261,6 +266,9 @@ def _expand(entry, where, environments, rewards, policies, base, limits, problem
     if not sets or not isinstance(sets, list):
         problems.append(f"{where}.environments: give the names of [environments] sets")
         return []
+    if "name" in entry and not isinstance(entry["name"], str):
+        problems.append(f"{where}.name: must be a string, got {entry['name']!r}")
+        entry = {k: v for k, v in entry.items() if k != "name"}
     label = entry.get("name") or " ".join(
         str(entry[k]) for k in ("kind", "reward", "compare", "policy") if k in entry
     )
@@ -293,16 +301,21 @@ def _environment_set(name, spec, base, problems) -> list[tuple[str, dict]]:
     _unknown(spec, _FILES_KEYS, f"{where}.", problems)
     files = spec["files"]
     files = [files] if isinstance(files, str) else files
-    const = {str(k): str(v) for k, v in spec.get("const", {}).items()}
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        problems.append(f"{where}.files: must be a list of paths or globs")
+        files = []
+    const = spec.get("const", {})
+    if not isinstance(const, dict):
+        problems.append(f"{where}.const: must be a table of NAME = value")
+        const = {}
+    const = {str(k): str(v) for k, v in const.items()}
     found = []
-    for pattern in files if isinstance(files, list) else []:
+    for pattern in files:
         matches = sorted(glob.glob(str(base / pattern))) or []
         if not matches:
             problems.append(f"{where}.files: {pattern!r} matches no file")
         for match in matches:
             found.append((os.path.relpath(match), {"model": match, "const": const}))
-    if not isinstance(files, list):
-        problems.append(f"{where}.files: must be a list of paths or globs")
     return found
 
 
@@ -326,16 +339,18 @@ def _generated(spec, where, problems) -> list[tuple[str, dict]]:
         if not sep or not height.isdigit() or not width.isdigit():
             problems.append(f"{where}.size: {size!r} is not HxW, e.g. 21x21")
             continue
-        for seed in seeds:
-            generate = {"height": int(height), "width": int(width), "seed": seed, **options}
-            try:  # validate the arguments here, once, rather than in every job
+        arguments = {"height": int(height), "width": int(width), **options}
+        if seeds:  # the arguments are checked on one maze, here; each job makes its own
+            try:
                 from verifier.generate import random_maze
 
-                name = random_maze(**generate).name
+                random_maze(seed=seeds[0], **arguments)
             except (TypeError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 return found
-            found.append((name, {"generate": generate}))
+        for seed in seeds:
+            name = f"random-{height}x{width}-seed{seed}"
+            found.append((name, {"generate": {**arguments, "seed": seed, "name": name}}))
     return found
 
 
@@ -372,7 +387,7 @@ def _limit(key, override, entry, header, where, problems):
     if override is not None:
         return override
     value = entry.get(key, header.get(key))
-    if value is not None and (not _number(value) or value <= 0):
+    if value is not None and (not _number(value) or not math.isfinite(value) or value <= 0):
         origin = f"{where}.{key}" if key in entry else f"suite.{key}"
         problems.append(f"{origin}: must be a positive number, got {value!r}")
         return None
