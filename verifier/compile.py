@@ -54,7 +54,11 @@ class Grid:
     @classmethod
     def of(cls, maze: Maze) -> Grid:
         height, width = maze.shape
-        chars, inverse = np.unique(maze.layout.ravel(), return_inverse=True)
+        codes = maze.layout.ravel().view(np.uint32)  # code points: a lookup, not a sort
+        chars = [WALL, *maze.cells]
+        index = np.zeros(max(map(ord, chars)) + 1, dtype=np.int64)
+        index[[ord(char) for char in chars]] = np.arange(len(chars))
+        inverse = index[codes]
         table = {
             name: np.zeros(len(chars), dtype=dtype)
             for name, dtype in [
@@ -67,7 +71,7 @@ class Grid:
                 ("door_bit", np.int64),
             ]
         }
-        for i, char in enumerate(chars.tolist()):
+        for i, char in enumerate(chars):
             if char == WALL:
                 table["wall"][i], table["kind"][i], table["color"][i] = True, -1, -1
                 continue

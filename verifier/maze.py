@@ -277,7 +277,8 @@ def _parse_map(
             )
     if any(len(line) != width for line in lines):
         return empty
-    layout = np.array([list(line) for line in lines], dtype="<U1")
+    # One fixed-width string per row, viewed as characters: no Python object per cell.
+    layout = np.array(lines, dtype=f"<U{width}").view("<U1").reshape(len(lines), width)
     undeclared = ~np.isin(layout, [WALL, *cells, *declared])
     for r, c in zip(*np.nonzero(undeclared), strict=True):
         char = str(layout[r, c])
