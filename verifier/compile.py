@@ -158,9 +158,12 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
     >>> mdp.n_states, mdp.n_choices
     (3, 9)
     """
+    _require_memory(maze.layout.size * BYTES_PER_POSITION, f"{maze.layout.size} cells")
     grid = Grid.of(maze)
     n_positions = grid.n_positions
     layers = _explore_layers(grid, max_states)
+    n_states = sum(len(pos) for _, pos in layers)
+    _require_memory(n_states * BYTES_PER_STATE, f"{n_states} states")
     inventories = np.array([inv for inv, _ in layers], dtype=np.int64)
     rank_of_inventory = np.full(1 << len(PALETTE), -1, dtype=np.int64)
     rank_of_inventory[inventories] = np.arange(len(layers))
@@ -222,6 +225,40 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
         valuations=valuations,
         name=maze.name,
     )
+
+
+# Peak bytes per map cell of the grid arrays and one layer's search (scipy graph of 4 moves
+# per cell), and per state of the transition arrays (12 entries, their index and value
+# arrays and concatenated copies): measured on 1001x1001 and 5001x5001 mazes, rounded up.
+BYTES_PER_POSITION = 300
+BYTES_PER_STATE = 1000
+
+
+def _require_memory(needed: int, what: str) -> None:
+    """ResourceLimit, before allocating, if `needed` bytes exceed the memory available now
+    (so that a huge maze ends with the figure instead of the OOM killer)."""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ResourceLimit(
+            f"the maze needs about {_size(needed)} for {what}, more than the "
+            f"{_size(available)} of memory available"
+        )
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _explore_layers(grid: Grid, max_states: int | None) -> list[tuple[int, np.ndarray]]:
