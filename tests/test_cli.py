@@ -323,3 +323,59 @@ def test_ctrl_c_ends_with_one_line_and_exit_3(tmp_path):
     )
     assert (done.returncode, done.stderr) == (3, "verify: interrupted\n")
     assert not (tmp_path / "big.toml").exists()
+
+
+HEAVY_MODULES = ("torch", "onnxruntime", "dask", "distributed", "z3", "matplotlib")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "--model", "{lava}"],
+        ["compile", "{lava}", "-o", "{tmp}/lava.prism"],
+        ["generate", "--size", "11x11"],
+        ["--help"],
+    ],
+)
+def test_short_commands_do_not_import_heavy_libraries(lava, tmp_path, argv):
+    """Start-up: check, compile and generate need numpy, scipy and Storm only."""
+    argv = [a.format(lava=lava, tmp=tmp_path) for a in argv]
+    script = (
+        "import json, sys\n"
+        "from verifier.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_long_stages_show_on_a_terminal_and_nothing_elsewhere(tmp_path, capsys):
+    """On a terminal the stages of `verify reward` (compile, solve, Storm) are shown, then
+    erased; without one (capsys is no terminal) stderr stays empty."""
+    import io
+
+    from rich.console import Console
+
+    from verifier import progress
+
+    reward = tmp_path / "r.toml"
+    reward.write_text("step = -0.01\n[arrive]\nexit = 1.0\n")
+    maze = tmp_path / "lava.toml"
+    maze.write_text(LAVA_MAZE)
+    argv = ["reward", "--model", maze, "--reward", reward]
+    code, _, err = run(capsys, *argv)
+    assert code in (0, 1) and err == ""
+    screen = io.StringIO()
+    progress.enable(Console(file=screen, force_terminal=True, width=100))
+    try:
+        assert run(capsys, *argv)[0] == code
+    finally:
+        progress.disable()
+    shown = screen.getvalue()
+    for name in ("compiling the maze", "solving for the optimal values", "with Storm"):
+        assert name in shown, shown

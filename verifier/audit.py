@@ -35,6 +35,7 @@ from verifier.environment import Environment, maze_environment
 from verifier.errors import InputError
 from verifier.maze import PALETTE
 from verifier.mdp import MDP, csr
+from verifier.progress import stage
 from verifier.reward import ALIGNED, RewardReport, check_reward
 from verifier.rewards import RewardVector
 from verifier.verdict import candidate_goals
@@ -281,6 +282,7 @@ def evaluate(env: Environment, proxy: Proxy, cache: dict | None = None) -> Rewar
     return replace(cache[key], reward=proxy.name, states=env.mdp.n_states)
 
 
+@stage("checking every proxy goal")
 def audit_proxies(
     train: list[Environment], deploy: list[Environment], proxies: list[Proxy]
 ) -> list[ProxyFinding]:
@@ -310,6 +312,7 @@ def audit_proxies(
     ]
 
 
+@stage("searching for the fix")
 def propose_fix(
     train: list[Environment],
     deploy: list[Environment],

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from verifier import __version__
+from verifier import __version__, progress
 from verifier.errors import InputError, ResourceLimit
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_LIMIT = 0, 1, 2, 3
@@ -312,6 +312,8 @@ def _main(argv: list[str]) -> int:
         for flag in ("json", "junit", "repaired"):
             if getattr(args, flag, None):
                 _check_writable(args.__dict__[flag], f"--{flag}")
+        if sys.stderr.isatty() and args.command != "suite":  # a suite shows its own progress
+            progress.enable()
         if args.command == "check":
             return _check(args)
         if args.command == "generate":

@@ -17,6 +17,7 @@ import numpy as np
 from verifier.errors import ResourceLimit
 from verifier.maze import ACTIONS, KINDS, PALETTE, START, WALL, Maze
 from verifier.mdp import MDP, csr, reachable
+from verifier.progress import stage
 
 # Offsets of up, down, left, right, and for each action the two perpendicular slips.
 DELTAS = ((-1, 0), (1, 0), (0, -1), (0, 1))
@@ -148,6 +149,7 @@ def label_names(maze: Maze) -> list[str]:
     return names + [f"has_key_{color}" for color in PALETTE]
 
 
+@stage("compiling the maze")
 def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
     r"""Build the explicit MDP of a maze: reachable states only, transitions per DESIGN.md.
 

@@ -37,6 +37,7 @@ from scipy.sparse.linalg import splu, spsolve
 from verifier import storm
 from verifier.errors import InputError, VerifierError
 from verifier.mdp import MDP, csr, reachable
+from verifier.progress import stage
 from verifier.rewards import absorbing_states
 
 # Actions whose Q-value is within TOLERANCE of V*, relative to the scale of rewards and
@@ -122,6 +123,7 @@ def end_components(mdp: MDP, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.where(has_choice, ids, -1), inside
 
 
+@stage("solving for the optimal values")
 def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
     """V*, Q* and optimal actions of `rewards` (float64 [n_choices]) with `discount` in (0, 1]."""
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -470,6 +472,7 @@ def _mean_reward(chain: sp.csr_matrix, reward: np.ndarray, members: np.ndarray) 
     return float(stationary @ reward[members])
 
 
+@stage("certifying in exact arithmetic")
 def certify_exact(mdp: MDP, rewards: np.ndarray, discount: float, solution: Solution) -> Solution:
     """Re-derive V*, Q* and the optimal actions in exact rational arithmetic.
 

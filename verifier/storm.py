@@ -28,6 +28,7 @@ from stormpy.logic import ComparisonType, OptimizationDirection
 
 from verifier.errors import InputError, ResourceLimit
 from verifier.mdp import MDP, csr
+from verifier.progress import stage
 
 stormpy.developer.set_log_level(stormpy.developer.LogLevel.OFF)
 
@@ -48,6 +49,7 @@ def _numpy_mask(bitvector, size: int) -> np.ndarray:
     return mask
 
 
+@stage("handing the model to Storm")
 def to_storm(mdp: MDP):
     """Our MDP as a Storm sparse MDP (or DTMC), with labels, `init`, choice labels, rewards.
 
@@ -422,6 +424,7 @@ def _formula_expressions(formula) -> list:
     return found
 
 
+@stage("building the PRISM model with Storm")
 def build_prism(prism: PrismProgram, properties: Iterable = (), max_states: int | None = None):
     """Build a PRISM program with Storm, with state valuations, choice labels, every label and
     reward structure; Storm's exploration checks on (probabilities that do not sum to one,
@@ -758,6 +761,7 @@ def model_values(model, formula_text: str) -> tuple[np.ndarray, np.ndarray, np.n
     return values, lower.astype(np.float64), upper.astype(np.float64)
 
 
+@stage("model checking with Storm")
 def optimize(
     mdp: MDP, formula_text: str, sound: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -807,6 +811,7 @@ def initial_states(model) -> np.ndarray:
     return np.array(sorted(model.initial_states), dtype=np.int64)
 
 
+@stage("model checking with Storm")
 def check(model, prop) -> PropertyResult:
     """Check one parsed property on a Storm model; values at its initial states.
 

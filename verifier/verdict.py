@@ -35,6 +35,7 @@ from verifier.mdp import MDP, reachable
 from verifier.objective import PATH, REWARD, UNTIL, Objective, resolve_intended
 from verifier.performance import best_performance, chain_performance
 from verifier.policy import Decisions, Policy, decide, induced_chain
+from verifier.progress import stage
 from verifier.rewards import RewardVector, resolve_reward
 from verifier.solve import solve
 
@@ -289,6 +290,7 @@ def candidate_goals(mdp: MDP) -> list[str]:
     return sorted(names, key=rank)
 
 
+@stage("analysing the goals the policy pursues")
 def _goals(mdp: MDP, chain: MDP, competence: float, objective: Objective) -> list[dict]:
     """For every candidate label: P(F g) under the policy and at best, at the worst initial
     state, and whether it is φ's own target or a hazard φ forbids; competent first (highest

@@ -1,0 +1,82 @@
+"""Progress on a terminal: which stage a long command is in, and the time since it began.
+
+Library code marks its long stages with `@stage("solving the reward")`; nothing is shown
+unless the command line called `enable()` (it does when stderr is a terminal), so library
+calls, tests, pipes and suite workers stay silent. Nested stages show the innermost one and
+fall back to the outer one when it ends; the line disappears when the outermost ends.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+_console = None  # a rich Console on stderr once enabled
+_display = None  # (rich Progress, task id) while a stage runs
+_stack: list[str] = []
+
+
+def enable(console=None) -> None:
+    """Show stages from now on, on `console` (default: a rich Console on stderr)."""
+    global _console
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    _console = console
+
+
+def disable() -> None:
+    global _console
+    _console = None
+
+
+def stage(name: str) -> Callable:
+    """Decorator: while the function runs, show `name` with a spinner and the time spent."""
+
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            if _console is None:
+                return function(*args, **kwargs)
+            _enter(name)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _leave()
+
+        return wrapper
+
+    return decorate
+
+
+def _enter(name: str) -> None:
+    global _display
+    _stack.append(name)
+    if _display is None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        display = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=_console,
+            transient=True,
+            redirect_stdout=False,
+        )
+        display.start()
+        _display = (display, display.add_task(name, total=None))
+    else:
+        display, task = _display
+        display.update(task, description=name)
+
+
+def _leave() -> None:
+    global _display
+    _stack.pop()
+    display, task = _display
+    if _stack:
+        display.update(task, description=_stack[-1])
+        return
+    display.stop()
+    _display = None
