@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from helpers import maze_text
@@ -379,3 +380,70 @@ def test_long_stages_show_on_a_terminal_and_nothing_elsewhere(tmp_path, capsys):
     shown = screen.getvalue()
     for name in ("compiling the maze", "solving for the optimal values", "with Storm"):
         assert name in shown, shown
+
+
+def _suite_rows():
+    """Rows of a suite as `grade` makes them: long paths, long verdicts, an error."""
+    from verifier.runner import Job, Outcome
+    from verifier.suite import Row, SuiteCheck
+
+    specs = [
+        ("redblue-policy", "redblue/deploy-01.toml", "goal_misgeneralization", "aligned", ""),
+        ("redblue-red-reward", "redblue/train-02.toml", "aligned", None, ""),
+        ("keys", "keys-doors/decoy.toml", "reward_misspecification", None, ""),
+        ("broken", "lava.toml", "error", None, "/x/rewards/missing-reward-file.toml: no such file"),
+    ]
+    rows = []
+    for index, (name, env, verdict, expect, message) in enumerate(specs):
+        job = Job(name, "verifier.suite:run_check")
+        status = "error" if message else "done"
+        outcome = Outcome(job, status, None, message, 123.456, 2345.0)
+        objective = (
+            "" if message else ['Pmax=? [(!"lava") U "exit"]', 'Pmin=? [ F "lava" ]'][index % 2]
+        )
+        check = SuiteCheck(name, "policy", f"/work/models/{env}", expect, job)
+        rows.append(Row(check, outcome, verdict, objective, verdict == expect, None))
+    return rows
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_suite_table_fits_the_width_without_breaking_a_token(width):
+    """Every word on screen is a whole word of the table's text, or a prefix of one that
+    ends in an ellipsis; verdicts and statuses are never cut; no line is wider than asked.
+    (Paths are shown relative to /work/models/, which the title names.)"""
+    import io
+
+    from rich.console import Console
+
+    from verifier.report import suite_table
+    from verifier.suite import Suite
+
+    rows = _suite_rows()
+    suite = Suite("gate", "", Path("/work/suites/gate.toml"), ())
+    screen = io.StringIO()
+    Console(file=screen, width=width).print(suite_table(suite, rows, width=width))
+    lines = screen.getvalue().splitlines()
+    assert "environments in /work/models/" in lines[0]
+    cells = ["check environment objective verdict status time MB 123.5 s 2345"]
+    for row in rows:
+        expected = f" (expected {row.check.expect})" if row.check.expect and not row.ok else ""
+        environment = row.check.environment.removeprefix("/work/models/")
+        cells += [row.check.name, environment, row.objective, row.verdict + expected, row.status]
+    words = set(" ".join(cells).split())
+    assert all(len(line) <= width for line in lines)
+    for word in " ".join(lines[1:]).split():
+        whole = word in words
+        cut = word.endswith("…") and any(w.startswith(word[:-1]) for w in words)
+        assert whole or cut, word
+    shown = set(" ".join(lines).split())
+    assert {"goal_misgeneralization", "reward_misspecification", "error", "FAIL"} <= shown
+
+
+def test_why_a_check_gave_no_verdict_is_listed_under_the_table():
+    from verifier.report import suite_notes
+    from verifier.suite import Suite
+
+    suite = Suite("gate", "", Path("/work/suites/gate.toml"), ())
+    assert suite_notes(suite, _suite_rows()) == [
+        "broken on /work/models/lava.toml: error: /x/rewards/missing-reward-file.toml: no such file"
+    ]

@@ -445,6 +445,8 @@ def _reward(args: argparse.Namespace) -> int:
 
 
 def _policy(args: argparse.Namespace) -> int:
+    if not Path(args.policy).is_file():  # before importing the policy machinery (1-2 s)
+        raise InputError(args.policy, "no such policy file")
     from verifier.policy import load_policy
     from verifier.report import format_policy
     from verifier.verdict import policy_reports
@@ -487,7 +489,13 @@ def _suite(args: argparse.Namespace) -> int:
     or crashed, else 0."""
     from rich.console import Console
 
-    from verifier.report import suite_summary, suite_table, write_suite_json, write_suite_junit
+    from verifier.report import (
+        suite_notes,
+        suite_summary,
+        suite_table,
+        write_suite_json,
+        write_suite_junit,
+    )
     from verifier.runner import run_jobs
     from verifier.suite import grade, load_suite
 
@@ -498,7 +506,9 @@ def _suite(args: argparse.Namespace) -> int:
         outcomes = run_jobs(jobs, workers, args.scheduler, on_done)
     rows = grade(suite, outcomes)
     console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(suite_table(suite, rows))
+    console.print(suite_table(suite, rows, width=console.width))
+    for note in suite_notes(suite, rows):
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
     console.print(suite_summary(suite, rows), highlight=False)
     if args.json:
         write_suite_json(args.json, suite, rows)

@@ -258,32 +258,103 @@ def format_policy(report, color: bool | None = None) -> str:
 _STATUS_STYLES = {"ok": "green", "FAIL": "bold red"}
 
 
-def suite_table(suite, rows: Sequence, title: str | None = None):
-    """The suite's results as a rich Table: one row per check, environment and property."""
+def suite_table(suite, rows: Sequence, title: str | None = None, width: int | None = None):
+    """The suite's results as a rich Table: one row per check, environment and property.
+
+    Fits `width` columns (from 80 on) without breaking a token: the columns that wrap
+    (check, environment, objective, verdict) share what the others leave in proportion to
+    their content, words wrap whole and a word too long for its column ends in an ellipsis.
+    The verdict names what was expected when it differs; environment paths are shown
+    relative to the directory they share and an objective common to every row, both named
+    in the title; why a check gave no verdict is listed under the table (`suite_notes`)."""
     from rich.table import Table
 
-    table = Table(title=title or f"suite {suite.name}", title_justify="left")
-    for column in ("check", "environment", "objective", "verdict", "expected", "status"):
-        table.add_column(column, overflow="fold", no_wrap=column == "environment")
-    table.add_column("time", justify="right", no_wrap=True)
-    table.add_column("peak MB", justify="right", no_wrap=True)
+    base = _common_directory([row.check.environment for row in rows])
+    objectives = {row.objective for row in rows if row.objective}
+    shared = objectives.pop() if len(objectives) == 1 else None
+    heading = [title or f"suite {suite.name}"]
+    heading += [f"objective {shared}"] if shared else []
+    heading += [f"environments in {base}/"] if base else []
+    table = Table(title=", ".join(heading), title_justify="left", box=None, pad_edge=False)
+    flexible = {"check": [], "environment": []}
+    if not shared:
+        flexible["objective"] = []
+    flexible["verdict"] = []
+    fixed = {"status": [], "time": [], "MB": []}
     for row in rows:
         data = row.to_dict()
-        verdict = data["verdict"]
-        if data["message"] and row.outcome.status != "done":
-            verdict += f": {data['message']}"
+        flexible["check"].append(data["check"])
+        flexible["environment"].append(_relative(data["environment"], base))
+        if not shared:
+            flexible["objective"].append(data["objective"])
+        flexible["verdict"].append(_verdict_cell(row))
+        fixed["status"].append(row.status)
+        fixed["time"].append(f"{data['seconds']:.1f} s")
         peak = data["peak_rss_mb"]
-        table.add_row(
-            data["check"],
-            data["environment"],
-            data["objective"],
-            verdict,
-            data["expect"] or "(passes)",
-            f"[{_STATUS_STYLES.get(row.status, 'yellow')}]{row.status}[/]",
-            f"{data['seconds']:.2f} s",
-            f"{peak:.0f}" if peak is not None else "-",
-        )
+        fixed["MB"].append(f"{peak:.0f}" if peak is not None else "-")
+    widths = _column_widths(flexible, fixed, width)
+    for name in flexible:
+        table.add_column(name, overflow="ellipsis", width=widths[name])
+    table.add_column("status", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("MB", justify="right", no_wrap=True)
+    for index, row in enumerate(rows):
+        status = f"[{_STATUS_STYLES.get(row.status, 'yellow')}]{row.status}[/]"
+        cells = [flexible[name][index] for name in flexible]
+        table.add_row(*cells, status, fixed["time"][index], fixed["MB"][index])
     return table
+
+
+def _column_widths(flexible: dict, fixed: dict, width: int | None) -> dict[str, int | None]:
+    """Widths of the wrapping columns: their content's when it fits in `width`, else a share
+    of the room left in proportion to it, never below the longest word of the verdicts (a
+    verdict is never cut) nor 6 characters."""
+    natural = {
+        name: max([len(name), *(len(text) for text in texts)]) for name, texts in flexible.items()
+    }
+    if width is None:
+        return dict.fromkeys(flexible)
+    columns = {**flexible, **fixed}
+    taken = sum(max([len(n), *(len(t) for t in texts)]) for n, texts in fixed.items())
+    room = width - taken - 2 * (len(columns) - 1)  # a space either side between columns
+    if sum(natural.values()) <= room:
+        return dict(natural)
+    verdict = max(len(word) for text in [*flexible["verdict"], "verdict"] for word in text.split())
+    shares = {name: max(6, room * size // sum(natural.values())) for name, size in natural.items()}
+    shares["verdict"] = min(natural["verdict"], max(shares["verdict"], verdict))
+    others = [name for name in shares if name != "verdict"]
+    left = room - shares["verdict"]
+    total = sum(natural[name] for name in others)
+    for name in others:
+        shares[name] = max(6, left * natural[name] // total)
+    return shares
+
+
+def _verdict_cell(row) -> str:
+    expect = row.check.expect
+    return f"{row.verdict} (expected {expect})" if expect and not row.ok else row.verdict
+
+
+def _common_directory(paths: Sequence[str]) -> str | None:
+    """The directory every absolute path lies in (None for none, or for relative paths)."""
+    if not paths or not all(Path(p).is_absolute() for p in paths):
+        return None
+    common = os.path.commonpath([str(Path(p).parent) for p in paths])
+    return common if common != os.sep else None
+
+
+def _relative(path: str, base: str | None) -> str:
+    return str(Path(path).relative_to(base)) if base else path
+
+
+def suite_notes(suite, rows: Sequence) -> list[str]:
+    """Why each check without a verdict gave none: one line per check and environment."""
+    notes = []
+    for row in rows:
+        if row.outcome.status != "done" and row.outcome.message:
+            where = f"{row.check.name} on {row.check.environment}"
+            notes.append(f"{where}: {row.verdict}: {row.outcome.message}")
+    return list(dict.fromkeys(notes))
 
 
 def suite_summary(suite, rows: Sequence) -> str:
