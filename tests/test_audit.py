@@ -76,6 +76,21 @@ def test_audit_writes_junit_and_json_like_the_other_commands(tmp_path, capsys):
     assert suite.get("failures") == "2"
 
 
+def test_an_unreachable_proxy_witness_says_the_policy_stays_at_the_start(capsys):
+    """exit_red is absent from the deployment mazes: P(exit_red) is 0 for every policy, so
+    every policy is proxy-optimal, and the one that violates φ most surely stays at S
+    (a one-state path): the report says so instead of drawing a lone `@`."""
+    argv = ["audit", "--train", *TRAIN, "--deploy", *DEPLOY, "--no-variants"]
+    assert main([str(a) for a in argv]) == 1
+    out = capsys.readouterr().out
+    section = out.split("RISK  exit_red")[1].split("told apart")[0]
+    assert (
+        f"a proxy-optimal policy on {DEPLOY[0]} never leaves the start (row=1, col=1): "
+        "exit_red cannot be reached there, so every policy is proxy-optimal" in section
+    )
+    assert "#@..#..A#" in section
+
+
 def test_exit_is_indistinguishable_but_never_diverges():
     """Exits are terminal and there is no lava: reaching the exit is φ itself."""
     findings = audit_proxies(envs(TRAIN), envs(DEPLOY), [Proxy("exit", "label", 'F "exit"')])

@@ -447,3 +447,21 @@ def test_why_a_check_gave_no_verdict_is_listed_under_the_table():
     assert suite_notes(suite, _suite_rows()) == [
         "broken on /work/models/lava.toml: error: /x/rewards/missing-reward-file.toml: no such file"
     ]
+
+
+def test_witness_pictures_of_big_mazes_are_cropped_to_the_path():
+    """A path over rows 5..9 and columns 5..11 of a 101x101 maze is shown with a margin of
+    3: rows 2-12 and columns 2-14, 11 lines of 13 characters under a caption; small
+    mazes are drawn whole."""
+    from verifier.generate import random_maze
+    from verifier.report import render_path
+
+    maze = random_maze(101, 101, 0)
+    path = [{"row": 5, "col": 5}, {"row": 9, "col": 5}, {"row": 9, "col": 11}]
+    lines = render_path(maze, path)
+    assert lines[0] == "(rows 2-12, columns 2-14 of the 101x101 map)"
+    assert len(lines) == 12 and {len(line) for line in lines[1:]} == {13}
+    assert lines[1 + 9 - 2][11 - 2] == "@"
+    assert lines[1:] == [row[2:15] for row in render_path(maze, path, fits=(101, 101))[2:13]]
+    small = random_maze(11, 11, 0)
+    assert len(render_path(small, [{"row": 1, "col": 1}])) == 11

@@ -163,12 +163,14 @@ def format_reward(report, maze=None, color: bool | None = None) -> str:
         probability = (
             f" (probability {witness['probability']:.3g})" if "probability" in witness else ""
         )
-        lines.append(f"  most likely path of the witness policy {kind}{probability}:")
-        if maze is not None:
-            marks = witness.get("loop", [])
-            lines += ["    " + row for row in render_path(maze, witness["path"], marks)]
+        if len(witness["path"]) == 1:
+            lines.append(
+                f"  the witness policy never leaves its start {_state_text(witness['start'])}: "
+                "it stays there forever"
+            )
         else:
-            lines.append("    " + " -> ".join(_state_text(s) for s in witness["path"]))
+            lines.append(f"  most likely path of the witness policy {kind}{probability}:")
+        lines += _path_lines(maze, witness["path"], witness.get("loop", []))
     return "\n".join(lines)
 
 
@@ -182,6 +184,13 @@ def _margin_line(margin: float | None) -> str:
     return f"  margin {margin:.6g}: every policy within it of the optimal return meets φ"
 
 
+def _path_lines(maze, path: Sequence[dict], loop: Sequence[dict] = ()) -> list[str]:
+    """A witness path, indented: drawn on the maze's map, else as a list of states."""
+    if maze is None:
+        return ["    " + " -> ".join(_state_text(s) for s in path)]
+    return ["    " + row for row in render_path(maze, path, loop)]
+
+
 def format_compare(report, color: bool | None = None) -> str:
     data = report.to_dict()
     line = f"{_verdict(data, color)}  {data['model']}  {data['objective']}"
@@ -190,9 +199,12 @@ def format_compare(report, color: bool | None = None) -> str:
     return line
 
 
-def render_path(maze, path: Sequence[dict], loop: Sequence[dict] = ()) -> list[str]:
+def render_path(
+    maze, path: Sequence[dict], loop: Sequence[dict] = (), fits: tuple[int, int] = (30, 72)
+) -> list[str]:
     """The maze map with a path drawn on it: `*` on the way, `@` where it ends, `+` on the
-    states of a reward loop."""
+    states of a reward loop. A map larger than `fits` (rows, columns) is cropped to the
+    path's bounding box plus a margin of 3, under a line saying which part is shown."""
     grid = [list(row) for row in maze.layout.tolist()]
     for state in loop:
         grid[state["row"]][state["col"]] = "+"
@@ -201,7 +213,15 @@ def render_path(maze, path: Sequence[dict], loop: Sequence[dict] = ()) -> list[s
             grid[state["row"]][state["col"]] = "*"
     if path:
         grid[path[-1]["row"]][path[-1]["col"]] = "@"
-    return ["".join(row) for row in grid]
+    height, width = len(grid), len(grid[0]) if grid else 0
+    if (height <= fits[0] and width <= fits[1]) or not path:
+        return ["".join(row) for row in grid]
+    rows = [s["row"] for s in [*path, *loop]]
+    cols = [s["col"] for s in [*path, *loop]]
+    top, bottom = max(min(rows) - 3, 0), min(max(rows) + 3, height - 1)
+    left, right = max(min(cols) - 3, 0), min(max(cols) + 3, width - 1)
+    caption = f"(rows {top}-{bottom}, columns {left}-{right} of the {height}x{width} map)"
+    return [caption] + ["".join(row[left : right + 1]) for row in grid[top : bottom + 1]]
 
 
 def _state_text(state: dict) -> str:
@@ -441,13 +461,22 @@ def format_audit(report, mazes: dict | None = None, color: bool | None = None) -
         )
         first = item["witnesses"][0]
         path = (first["witness"] or {}).get("path")
-        if path:
+        if path and len(path) == 1:
+            unreachable = finding.divergent[0].optimal_return == 0.0
+            lines.append(
+                f"  a proxy-optimal policy on {first['model']} never leaves the start "
+                f"{_state_text({k: v for k, v in path[0].items() if k != 'proxy_settled'})}"
+                + (
+                    f": {item['proxy']} cannot be reached there, so every policy is "
+                    "proxy-optimal, this one too"
+                    if unreachable
+                    else ""
+                )
+            )
+        elif path:
             lines.append(f"  a proxy-optimal policy on {first['model']} violating the objective:")
-            maze = mazes.get(first["model"])
-            if maze is not None:
-                lines += ["    " + row for row in render_path(maze, path)]
-            else:
-                lines.append("    " + " -> ".join(_state_text(s) for s in path))
+        if path:
+            lines += _path_lines(mazes.get(first["model"]), path)
     safe = [f for f in report.findings if not f.risk]
     distinguishable = [f.proxy.name for f in safe if not f.indistinguishable]
     harmless = [f.proxy.name for f in safe if f.indistinguishable]
