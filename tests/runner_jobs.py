@@ -31,3 +31,16 @@ def raise_limit() -> dict:
 
 def raise_bug() -> dict:
     raise ZeroDivisionError("division by zero")
+
+
+def pid() -> dict:
+    return {"pid": os.getpid()}
+
+
+def allocate(mb: int) -> dict:
+    """Touch `mb` MiB, then free them."""
+    block = bytearray(mb * 2**20)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    del block
+    return {"pid": os.getpid()}

@@ -1,17 +1,19 @@
 """Run many independent jobs: in parallel processes on this machine, or on a Dask cluster.
 
 A job names a function by `module:function` (or `path/to/file.py:function`) and passes it
-JSON-like keyword arguments; the function returns a JSON-like dict. Every job runs in a
-fresh process, so one job that crashes (a segfault in a native library), runs past its
-timeout or exhausts memory is reported as such and the others go on; and the peak memory
-measured inside the job is that job's alone.
+JSON-like keyword arguments; the function returns a JSON-like dict. Jobs run in worker
+processes apart from the caller, so one job that crashes (a segfault in a native library),
+runs past its timeout or exhausts memory is reported as such and the others go on.
 
-Locally the processes come from a pebble pool (one task per process) forked from a
-forkserver that has the verifier's modules imported already, so a job starts in
-milliseconds. On a Dask cluster (`scheduler=ADDRESS`) each job runs as a child interpreter
-of the Dask worker (`python -m verifier.runner`), because a Dask task cannot be killed and
-a worker that crashed takes its tasks with it. Files named by the jobs must be visible at
-the same paths on every worker (a shared file system).
+Locally the workers are a pebble pool forked from a forkserver that has the verifier's
+modules imported already. A worker runs job after job, so what a job imports (torch, for
+a policy check: seconds) is paid once per worker, not once per job; a worker whose job
+crashed the process or ran out of time is killed and replaced by a fresh one. The peak
+memory of a job is measured from its start (Linux resets the high-water mark per job;
+elsewhere it is the worker's peak so far). On a Dask cluster (`scheduler=ADDRESS`) each
+job runs as a child interpreter of the Dask worker (`python -m verifier.runner`), because a
+Dask task cannot be killed and a worker that crashed takes its tasks with it. Files named
+by the jobs must be visible at the same paths on every worker (a shared file system).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import importlib.util
 import json
 import multiprocessing
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,19 +102,31 @@ def _run_local(jobs: Sequence[Job], workers: int, on_done) -> list[Outcome]:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     outcomes: list[Outcome | None] = [None] * len(jobs)
-    with pebble.ProcessPool(max_workers=workers, max_tasks=1, context=context) as pool:
-        futures = {}
-        for index, job in enumerate(jobs):
-            future = pool.schedule(execute, args=(job,), timeout=job.timeout)
-            futures[future] = index
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                outcome = _collect(jobs[futures[future]], future)
-                outcomes[futures[future]] = outcome
-                on_done(outcome)
+    workers = min(workers, len(jobs))
+    with pebble.ProcessPool(
+        max_workers=workers, context=context, initializer=_ignore_interrupts
+    ) as pool:
+        try:
+            futures = {}
+            for index, job in enumerate(jobs):
+                future = pool.schedule(execute, args=(job,), timeout=job.timeout)
+                futures[future] = index
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    outcome = _collect(jobs[futures[future]], future)
+                    outcomes[futures[future]] = outcome
+                    on_done(outcome)
+        except BaseException:  # Ctrl-C in the caller: stop the workers, not wait for them
+            pool.stop()
+            raise
     return outcomes  # type: ignore[return-value]
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C is the caller's to handle (it stops the pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _collect(job: Job, future) -> Outcome:
@@ -159,6 +174,7 @@ def _run_dask(jobs: Sequence[Job], scheduler: str, on_done) -> list[Outcome]:
 
 def execute(job: Job) -> Outcome:
     """Run one job in this process, turning its errors into an outcome."""
+    _reset_peak_rss()
     start = time.perf_counter()
     status, result, message = "done", None, ""
     try:
@@ -221,9 +237,27 @@ def resolve(reference: str) -> Callable[..., dict]:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB (ru_maxrss is KiB on Linux)."""
+    """This process's peak resident set size in MiB since the last `_reset_peak_rss`
+    (VmHWM on Linux; elsewhere ru_maxrss, the peak since the process started)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _reset_peak_rss() -> None:
+    """Start a new high-water mark of resident memory (Linux: clear_refs 5), so that a job
+    in a reused worker is charged its own peak, not an earlier job's."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        pass
 
 
 def _timed_out(job: Job) -> Outcome:
