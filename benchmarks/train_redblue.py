@@ -2,7 +2,7 @@
 
     python benchmarks/train_redblue.py [--seed N] [--out models/redblue/policy.pt]
 
-What it is for (DESIGN.md, "What it is for"): in the three training mazes
+What it is for (README, worked example 2): in the three training mazes
 (`models/redblue/train-*.toml`) the exit is always red, so "go to the exit" and "go to red"
 earn the same reward there. A policy trained on the intended reward
 (`models/redblue/rewards/exit.toml`: +1 on arriving at the exit, -0.01 per step) is optimal

@@ -231,7 +231,7 @@ def test_open_room_too_small(size):
 
 
 def required_labels(maze: Maze) -> set[str]:
-    """The labels DESIGN.md requires of a maze's model, and no others."""
+    """The labels README ("Files") promises of a maze's model, and no others."""
     labels = {*KINDS, *PALETTE, "terminal", "start", *(f"has_key_{c}" for c in PALETTE)}
     for cell in maze.cells.values():
         labels.update(cell.labels)

@@ -1,4 +1,4 @@
-"""Maze parsing: the format of DESIGN.md, and one clear line for every malformed file."""
+"""Maze parsing: the format of README, "Files", and one clear line for every malformed file."""
 
 from __future__ import annotations
 

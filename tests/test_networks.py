@@ -1,6 +1,6 @@
 """Neural policies: TorchScript and ONNX files of one network give one verdict.
 
-Verdicts depend only on what a policy does (DESIGN.md), so two encodings of one function,
+Verdicts depend only on what a policy does (README, "Files"), so two encodings of one function,
 and two networks that compute the same function, must give identical reports.
 """
 

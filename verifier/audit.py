@@ -216,9 +216,10 @@ def run_audit(
 def candidate_proxies(
     train: list[Environment], deploy: list[Environment], user: list[Proxy] | None = None
 ) -> list[Proxy]:
-    """Labels that are candidate goals somewhere (DESIGN.md: holding in no initial state,
-    other than floor and terminal), the cells where φ's target lies in training, the four
-    corners (mazes), then the user's proxies; φ's own target label is left out."""
+    """Labels that are candidate goals somewhere (README, "Why a policy fails": holding in
+    no initial state, other than floor and terminal), the cells where φ's target lies in
+    training, the four corners (mazes), then the user's proxies; φ's own target label is
+    left out."""
     names: list[str] = []
     for env in train + deploy:
         names += [g for g in candidate_goals(env.mdp) if g not in names]

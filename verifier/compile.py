@@ -151,7 +151,7 @@ def label_names(maze: Maze) -> list[str]:
 
 @stage("compiling the maze")
 def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
-    r"""Build the explicit MDP of a maze: reachable states only, transitions per DESIGN.md.
+    r"""Build the explicit MDP of a maze: reachable states only, transitions as in README, "Files".
 
     Examples
     --------

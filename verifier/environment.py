@@ -1,6 +1,6 @@
 """A model file (maze TOML or PRISM) -> an environment ready to check, with its objective.
 
-The objective is chosen as DESIGN.md says: `--spec`, else the `.props` file beside a PRISM
+The objective is chosen as README ("Commands") says: `--spec`, else the `.props` file beside a PRISM
 model (PRISM's convention), else the maze's `intended`.
 """
 

@@ -1,6 +1,6 @@
 """Maze TOML -> Maze: parse and validate once, at the edge.
 
-The format is fixed by DESIGN.md ("Mazes"). Every problem in a file is collected and reported
+The format is README's ("Files"). Every problem in a file is collected and reported
 together in one line, each naming its place: the TOML key, or the map's (row, col).
 """
 
@@ -103,7 +103,7 @@ def load_maze(path: str | Path) -> Maze:
 
 
 def parse_maze(text: str, source: str = "<maze>", default_name: str = "maze") -> Maze:
-    """Parse maze TOML text (see DESIGN.md); raise InputError naming every problem found."""
+    """Parse maze TOML text (README, "Files"); raise InputError naming every problem found."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -1,5 +1,5 @@
 """The intended objective φ, resolved on a model, and when a policy's value of it meets φ
-(DESIGN.md, "Objectives"; README, "The objective language").
+(README, "The objective language").
 
 Three forms, each a P or R operator with a query (`max=?`/`min=?`) or a bound:
 

@@ -1,4 +1,4 @@
-"""Observations of states, as a policy sees them (DESIGN.md, "Policies"), built with numpy.
+"""Observations of states, as a policy sees them (README, "Files"), built with numpy.
 
 valuation  float32 [n, n_vars]: the state's model variables in declaration order; for a maze
            8 values: row, col, then one 0/1 per palette color for the keys held.

@@ -1,6 +1,6 @@
 """Learned policies: load a file safely, run it on every state, induce the Markov chain.
 
-Formats (DESIGN.md, "Policies"): TorchScript `.pt` (torch is an optional extra), `.onnx`
+Formats (README, "Files"): TorchScript `.pt` (torch is an optional extra), `.onnx`
 (onnxruntime), tabular `.npz` / `.json`. Metadata `verifier.json` ({"observation",
 "actions", "output"}) travels inside the file; flags override it. A policy file is untrusted
 input (verifier.policy_safety): nothing in it is unpickled or run before its graph is checked

@@ -46,7 +46,7 @@ _IDLE = "__verify_idle"
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RewardReport:
-    """The reward verdict on one environment (fields as DESIGN.md's reward reports)."""
+    """The reward verdict on one environment (fields as README, "Commands", lists)."""
 
     model: str
     reward: str

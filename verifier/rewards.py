@@ -1,7 +1,7 @@
 """Reward TOML -> Reward; a Reward or a PRISM reward structure -> a vector over choices.
 
 R(s, a) = step + sum over s' of P(s'|s,a) * (sum of `arrive` weights of the labels of s'),
-for every choice of a non-absorbing state; absorbing states earn nothing (DESIGN.md).
+for every choice of a non-absorbing state; absorbing states earn nothing (README, "Files").
 """
 
 from __future__ import annotations

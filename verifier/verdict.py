@@ -1,4 +1,4 @@
-"""The behavioural taxonomy of a learned policy's failure (DESIGN.md, "Verdicts"; README,
+"""The behavioural taxonomy of a learned policy's failure (README,
 "Why a policy fails").
 
     aligned                   the policy satisfies φ
