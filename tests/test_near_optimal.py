@@ -282,3 +282,12 @@ def test_redblue_deployment_exit_reward_margin(capsys):
     report = check_reward(env, reward, env.properties[0], tradeoff=True)
     assert report.margin == pytest.approx(0.1, abs=1e-7)
     assert np.allclose(report.tradeoff, [(0.0, 1.0), (1.0, 0.0)], atol=1e-7)
+
+
+def test_margin_is_infinite_where_every_finite_return_policy_reaches_the_exit(tmp_path):
+    """# S . . A #, step -0.1, exit +1: no lava and no free idling, so every policy of
+    finite return reaches the exit: P(exit) = 1 whatever the budget, and the margin is inf."""
+    env = maze_env(tmp_path, "#S..A#", EXIT, spec='P>=0.9 [ !"lava" U "exit" ]', slip=0.1)
+    report = check_reward(env, label_reward(env, step=-0.1, exit=1.0), env.properties[0], 0, 5.0)
+    assert report.margin == np.inf
+    assert (report.verdict, report.objective_min) == (ALIGNED, 1.0)

@@ -52,7 +52,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from verifier.errors import InputError, VerifierError
-from verifier.mdp import MDP
+from verifier.mdp import MDP, reachable
 from verifier.objective import OBJECTIVE_TOLERANCE, UNTIL, Objective
 from verifier.rewards import RewardVector
 from verifier.solve import Solution, end_components
@@ -102,6 +102,8 @@ class _Program:
     flow      csr [n_undecided, n_columns]: flow conservation, right-hand side e_s0
     shortfall float64 [n_columns]
     win       float64 [n_columns]: P(target | column)
+    may_win, may_lose  bool [n_states]: U states from which some policy of finite return
+              reaches the target, resp. loses φ (a decided non-target state, or idling)
     """
 
     flow: sp.csr_matrix
@@ -110,6 +112,8 @@ class _Program:
     row_of: np.ndarray  # int64 [n_states]: the flow row of a U state, -1 elsewhere
     choices: np.ndarray  # int64: the choice of each y column
     idlers: np.ndarray  # int64: the state of each z column
+    may_win: np.ndarray
+    may_lose: np.ndarray
 
     @property
     def size(self) -> int:
@@ -162,8 +166,9 @@ def near_optimal(
     worst, best, margins, curves, witness = [], [], [], [], None
     for index, start in enumerate(mdp.initial_states.tolist()):
         here = optimum[index : index + 1]
-        if program.row_of[start] < 0:  # φ is decided in the initial state
-            value = float(objective.target[start])
+        constant = _constant_probability(program, start, objective)
+        if constant is not None:  # every policy of finite return has this P(φ)
+            value = constant
             if epsilon is not None:
                 worst.append(value)
                 best.append(value)
@@ -224,6 +229,15 @@ def _program(mdp: MDP, reward: RewardVector, solution: Solution, objective: Obje
     )
     flow = sp.hstack([leaving - moves.T, idling], format="csr")
     win = np.asarray(mdp.transitions[choices] @ objective.target.astype(np.float64)).ravel()
+    bad = (~undecided & ~objective.target).astype(np.float64)
+    lose = np.asarray(mdp.transitions[choices] @ bad).ravel() > 0
+    edges = moves.tocoo()  # choice column -> U successor row
+    tails, heads = rows[edges.col], states[choices][edges.row]  # reversed: successor -> state
+    losing = np.zeros(mdp.n_states, dtype=bool)
+    losing[states[choices][lose]] = True
+    losing[idlers] = True
+    winning = np.zeros(mdp.n_states, dtype=bool)
+    winning[states[choices][win > 0]] = True
     return _Program(
         flow=flow,
         shortfall=np.concatenate([gap[choices], idle_cost]),
@@ -231,7 +245,22 @@ def _program(mdp: MDP, reward: RewardVector, solution: Solution, objective: Obje
         row_of=row_of,
         choices=choices,
         idlers=idlers,
+        may_win=reachable(tails, heads, winning),
+        may_lose=reachable(tails, heads, losing),
     )
+
+
+def _constant_probability(program: _Program, start: int, objective: Objective) -> float | None:
+    """P(φ) from `start` when it is the same for every policy of finite return: φ decided
+    in `start`, or only one outcome reachable from it (then no LP is needed; proving an LP
+    infeasible took HiGHS 100 s on a 10^4-state open room)."""
+    if program.row_of[start] < 0:
+        return float(objective.target[start])
+    if not program.may_lose[start]:
+        return 1.0
+    if not program.may_win[start]:
+        return 0.0
+    return None
 
 
 def _solve(program: _Program, start: int, cost: np.ndarray, upper=None) -> np.ndarray | None:
