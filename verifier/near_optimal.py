@@ -325,6 +325,8 @@ def _curve(program: _Program, start: int, sign: float) -> list[tuple[float, floa
     """The vertices (shortfall, worst P(φ)) of worst(E) from `start`, E from 0 to where it
     stops changing (non-inferior set estimation; each vertex one LP)."""
     first = _point(program, _solve(program, start, sign * program.win, [(program.shortfall, 0)]))
+    if first[1] == (0.0 if sign > 0 else 1.0):  # the worst already at E = 0: a flat curve
+        return [first]
     lowest = sign * program.win @ _solve(program, start, sign * program.win)
     scale = max(1.0, float(np.abs(program.shortfall).max(initial=0.0)))
     cheapest = _solve(program, start, program.shortfall, [(sign * program.win, lowest)])
