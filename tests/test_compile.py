@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import maze_text, values
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from verifier.compile import VARIABLES, compile_maze
 from verifier.errors import ResourceLimit
@@ -184,3 +186,33 @@ def test_a_maze_too_big_for_the_memory_is_refused_before_the_work(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(verifier.compile, "available_memory", lambda: 10**9)
     assert compile_maze(room).n_states == 198 * 198
+
+
+def test_a_maze_surely_over_max_states_is_refused_before_the_grid(monkeypatch):
+    """A 200x200 open room: 39,204 cells joined to the start by open floor are all
+    reachable, so --max-states 1000 is refused from one component labelling, before any
+    grid array or search."""
+    import verifier.compile
+    from verifier.generate import open_room
+
+    monkeypatch.setattr(verifier.compile.Grid, "of", None)  # never reached
+    with pytest.raises(ResourceLimit, match="more than 1000 states"):
+        compile_maze(open_room(200, 200), max_states=1000)
+
+
+KEYS = '[cells.k]\nkind = "key"\ncolor = "yellow"\n[cells.K]\nkind = "door"\ncolor = "yellow"\n'
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    text=st.sampled_from([("#S..#", ""), ("#S.kK.A#", KEYS), ("#SL.A#\n#....#", LAVA)]),
+    slip=st.sampled_from([0.0, 0.3, 1.0]),
+)
+def test_the_states_surely_reached_never_exceed_the_compiled_count(text, slip):
+    """The lower bound against the compiler on the same maze (slip 1: no bound, 0)."""
+    from verifier.compile import _surely_reached
+
+    maze = parse_maze(maze_text(text[0], text[1] + EXIT, slip=slip))
+    bound = _surely_reached(maze)
+    assert 0 <= bound <= compile_maze(maze).n_states
+    assert (bound == 0) == (slip == 1.0)

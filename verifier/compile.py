@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from verifier.errors import ResourceLimit
 from verifier.maze import ACTIONS, KINDS, PALETTE, START, WALL, Maze
@@ -160,6 +161,8 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
     >>> mdp.n_states, mdp.n_choices
     (3, 9)
     """
+    if max_states is not None and _surely_reached(maze) > max_states:
+        raise ResourceLimit(f"the maze has more than {max_states} states (--max-states)")
     _require_memory(maze.layout.size * BYTES_PER_POSITION, f"{maze.layout.size} cells")
     grid = Grid.of(maze)
     n_positions = grid.n_positions
@@ -234,6 +237,26 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
 # arrays and concatenated copies): measured on 1001x1001 and 5001x5001 mazes, rounded up.
 BYTES_PER_POSITION = 300
 BYTES_PER_STATE = 1000
+
+
+def _surely_reached(maze: Maze) -> int:
+    """A lower bound on the states of a maze, found without the grid arrays: the cells
+    joined to a start through open floor (no wall, door, key or terminal cell), where every
+    move succeeds with positive probability. One connected-component labelling in C."""
+    slips = [maze.cell_slip(char) for char in maze.cells]
+    if not slips or max(slips) >= 1.0:
+        return 0  # with slip 1 intended moves never happen: no bound from adjacency
+    codes = maze.layout.view(np.uint32)
+    open_chars = [
+        char
+        for char, cell in maze.cells.items()
+        if not cell.terminal and cell.kind not in ("key", "door")
+    ]
+    table = np.zeros(max(map(ord, [WALL, *maze.cells])) + 1, dtype=bool)
+    table[[ord(char) for char in open_chars]] = True
+    components, _ = ndimage.label(table[codes])
+    started = np.unique(components[maze.layout == START])
+    return int(np.bincount(components.ravel())[started[started > 0]].sum())
 
 
 def _require_memory(needed: int, what: str) -> None:
