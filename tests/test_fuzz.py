@@ -1,4 +1,4 @@
-"""Fuzzing the input formats: mutated mazes, PRISM files, properties and suite files.
+"""Fuzzing the input formats: mutated mazes, PRISM files, properties, rewards and suites.
 
 Each test mutates a valid input a few times (inserting, deleting and replacing text with
 tokens of the format, the ones that broke the verifier before among them) and runs it
@@ -37,6 +37,13 @@ endrewards
 label "goal" = x=N;
 """
 PROPERTIES = 'Pmax=? [ !"lava" U "exit" ]\nPmin=? [ F<=3 "exit" ]\nP>=0.5 [ F "exit" ]\n'
+REWARD = """# fuzzed
+step = -0.01
+discount = 0.9
+[arrive]
+exit = 1.0
+lava = -1
+"""
 SUITE = """[suite]
 name = "fuzz"
 timeout = 60
@@ -56,6 +63,8 @@ TOKENS = {
               "smg", "->", "&", "//", "endmodule", "..", "N", "formula f = x;"],
     "properties": [*COMMON, "/0", "mod(1,0)", "P=?", "Pmax", "multi(", "quantile(", "F<=",
                    "U", "R{\"r\"}", "//", ";", '"lava"', "x=1", "G", "X"],
+    "reward": [*COMMON, "1e300", "99999999999999999999999", "1e-12", "step", "[arrive]",
+               "exit", "discount = 2", "inf", "red = ", "[leave]", "floor", "true"],
     "suite": [*COMMON, "[[check]]", 'kind = "reward"', "files = [1]", "const = 5",
               "name = 1.5", 'generate = { size = "5x5" }', "{", "}", "seeds = -1"],
 }  # fmt: skip
@@ -143,6 +152,17 @@ def test_mutated_suite_files_exit_cleanly(edits, tmp_path, capsys):
     captured = capsys.readouterr()
     assert code in EXIT_CODES, captured.err
     assert "Traceback" not in captured.err + captured.out
+
+
+@seed(15)
+@settings(FUZZ, max_examples=15)
+@given(edits=mutations("reward"))
+def test_mutated_reward_files_exit_cleanly(edits, tmp_path, capsys):
+    path = tmp_path / "r.toml"
+    path.write_text(mutate(REWARD, edits))
+    model = str(ROOT / "models" / "lava.toml")
+    code = main(["reward", "--model", model, "--reward", str(path)])
+    assert_clean(code, capsys.readouterr().err)
 
 
 _BATCH = """
