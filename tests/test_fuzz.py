@@ -10,6 +10,7 @@ are seeded and bounded, so they are the same in every CI run.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,14 +72,21 @@ TOKENS = {
 EXIT_CODES = {0, 1, 2, 3}
 
 
+# What a number of the input may become: divisions by zero, overflows, out of range.
+NUMBERS = ["1/0", "mod(1,0)", "0/0", "pow(0,-1)", "1e400", "-1", "4", "1.2", "nan", "0",
+           "99999999999999999999", "1e-12"]  # fmt: skip
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e-?\d+)?(?![\w.])")
+
+
 def mutations(fmt: str):
-    """A strategy of lists of edits: (operation, relative position, length, token)."""
+    """A strategy of lists of edits: (operation, relative position, length, token, number)."""
     return st.lists(
         st.tuples(
-            st.sampled_from(["insert", "delete", "replace"]),
+            st.sampled_from(["insert", "delete", "replace", "number", "number"]),
             st.floats(0, 1),
             st.integers(1, 6),
             st.sampled_from(TOKENS[fmt]),
+            st.sampled_from(NUMBERS),
         ),
         min_size=1,
         max_size=4,
@@ -86,14 +94,19 @@ def mutations(fmt: str):
 
 
 def mutate(text: str, edits) -> str:
-    for operation, where, length, token in edits:
+    for operation, where, length, token, number in edits:
         i = int(where * len(text))
         if operation == "insert":
             text = text[:i] + token + text[i:]
         elif operation == "delete":
             text = text[:i] + text[i + length :]
-        else:
+        elif operation == "replace":
             text = text[:i] + token + text[i + length :]
+        else:  # one of the text's numbers becomes another
+            found = list(_NUMBER.finditer(text))
+            if found:
+                match = found[int(where * (len(found) - 1))]
+                text = text[: match.start()] + number + text[match.end() :]
     return text
 
 
