@@ -41,7 +41,8 @@ def table_policy(tmp_path, env, choose, name="policy.json"):
     probs = [
         choose(dict(zip(env.mdp.variables, v, strict=True))) for v in env.mdp.valuations.tolist()
     ]
-    return write(tmp_path, name, json.dumps({"actions": ACTIONS, "probs": probs}))
+    doc = {"actions": ACTIONS, "valuations": env.mdp.valuations.tolist(), "probs": probs}
+    return write(tmp_path, name, json.dumps(doc))
 
 
 def verify(env, policy_path, reward=None, stochastic=False, competence=0.9):

@@ -238,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_max_states(audit)
     _add_report_options(audit)
 
+    states = commands.add_parser(
+        "states", help="list a model's states in the order policy tables are keyed by"
+    )
+    states.add_argument("model", metavar="MODEL", help="maze .toml or PRISM .prism file")
+    states.add_argument("--const", action="append", default=[], metavar="NAME=VALUE")
+    states.add_argument("--json", metavar="FILE", help="write the listing as JSON")
+
     compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
     compile_.add_argument("maze", metavar="MAZE.toml")
     compile_.add_argument(
@@ -326,6 +333,8 @@ def _main(argv: list[str]) -> int:
             return _suite(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "states":
+            return _states(args)
         return _compile(args)
     except InputError as exc:
         print(f"verify: {exc}", file=sys.stderr)
@@ -590,6 +599,29 @@ def _audit(args: argparse.Namespace) -> int:
         write_text_atomic(args.repaired, report.repair.toml())
         print(f"wrote {args.repaired}")
     return EXIT_FAIL if report.risks else EXIT_OK
+
+
+def _states(args: argparse.Namespace) -> int:
+    """One line per state: index, valuation and labels (or all of it as JSON)."""
+    import json
+
+    from verifier.environment import load_environment
+    from verifier.observation import state_listing
+
+    env = load_environment(args.model, constants=_constants(args.const))
+    listing = {"model": str(args.model), **state_listing(env.mdp)}
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(listing) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(args.json, f"cannot write: {exc.strerror}") from None
+        print(f"wrote {args.json} ({len(listing['states'])} states)")
+        return EXIT_OK
+    print(f"index  {' '.join(listing['variables'])}  labels")
+    for state in listing["states"]:
+        valuation = " ".join(map(str, state["valuation"]))
+        print(f"{state['index']}  {valuation}  {' '.join(state['labels'])}")
+    return EXIT_OK
 
 
 def _compile(args: argparse.Namespace) -> int:

@@ -38,6 +38,25 @@ def valuation_observations(mdp: MDP, states: np.ndarray | None = None) -> np.nda
     return mdp.valuations[states].astype(np.float32)
 
 
+def state_listing(mdp: MDP) -> dict:
+    """Every state as a policy table keys it: index, valuation (in `variables` order) and
+    labels, in the verifier's state order; JSON-ready.
+
+    Examples
+    --------
+    >>> listing = state_listing(mdp)  # doctest: +SKIP
+    >>> listing["states"][0]  # doctest: +SKIP
+    {'index': 0, 'valuation': [1, 1, 0, 0, 0, 0, 0, 0], 'labels': ['floor', 'start']}
+    """
+    names = sorted(mdp.labels)
+    held = np.stack([mdp.labels[name] for name in names], axis=1) if names else None
+    states = []
+    for index, valuation in enumerate(mdp.valuations.tolist()):
+        labels = [names[k] for k in np.flatnonzero(held[index])] if held is not None else []
+        states.append({"index": index, "valuation": valuation, "labels": labels})
+    return {"variables": list(mdp.variables), "states": states}
+
+
 def static_planes(maze: Maze) -> np.ndarray:
     """float32 [19, H, W]: the planes that do not depend on the state."""
     grid = Grid.of(maze)

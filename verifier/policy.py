@@ -270,6 +270,13 @@ def _table(path: Path, probs: np.ndarray, valuations: np.ndarray | None):
         raise InputError(
             str(path), f"probs row {int(zero[0])} is all zero: every row must be a distribution"
         )
+    if valuations is None and len(probs) and not (probs == probs[0]).all():
+        raise InputError(
+            str(path),
+            "rows keyed by state index depend on the verifier's state order: add "
+            '"valuations", the model variables of each row\'s state (`verify states MODEL` '
+            "lists them), or give the same row for every state",
+        )
     if valuations is not None:
         if valuations.ndim != 2 or len(valuations) != len(probs):
             raise InputError(
