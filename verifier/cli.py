@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     policy.add_argument(
         "--observation",
-        choices=("valuation", "grid"),
+        choices=("valuation", "grid", "env"),
         help="override the policy file's observation",
     )
     policy.add_argument("--actions", metavar="A,B,...", help="override the action names")

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from verifier.environment import Environment
 from verifier.errors import InputError
+from verifier.gym_observation import env_observations
 from verifier.mdp import MDP
 from verifier.observation import (
     GRID_CHANNELS,
@@ -38,9 +39,14 @@ from verifier.policy_safety import (
     run_contained,
 )
 
-OBSERVATIONS = ("valuation", "grid")
+OBSERVATIONS = ("valuation", "grid", "env")
 OUTPUTS = ("logits", "probs")
 METADATA = "verifier.json"
+SB3_ZIP_REFUSED = (
+    "a Stable-Baselines3 .zip holds cloudpickled objects and is never loaded; export the "
+    "policy in your training script: from verifier.export import export_sb3; "
+    "export_sb3(model, 'policy.pt', env)"
+)
 BATCH_STATES = 4096
 BATCH_BYTES = 64 * 2**20  # observations per batch are capped to this many bytes
 
@@ -79,6 +85,8 @@ def load_policy(
     if not path.is_file():
         raise InputError(str(path), "no such policy file")
     suffix = path.suffix.lower()
+    if suffix == ".zip":
+        raise InputError(str(path), SB3_ZIP_REFUSED)
     loaders = {
         ".pt": _load_torchscript,
         ".pt2": _load_exported,
@@ -428,6 +436,8 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
         return _table_outputs(policy, mdp)
     if policy.observation == "grid" and env.maze is None:
         raise InputError(policy.path, "the grid observation exists for mazes only; use valuation")
+    if policy.observation == "env" and env.gym is None:
+        raise InputError(policy.path, "the env observation exists for Gymnasium models only")
     planes = static_planes(env.maze) if policy.observation == "grid" else None
     starts = range(0, mdp.n_states, batch_states(policy, env))
 
@@ -467,6 +477,8 @@ def _run_batch(policy: Policy, env: Environment, states: np.ndarray, planes) -> 
     """float64 [len(states), n_actions]: the network's outputs on a batch of states."""
     if planes is not None:
         batch = grid_observations(env.maze, env.mdp, states, planes)
+    elif policy.observation == "env":
+        batch = env_observations(env, states)
     else:
         batch = valuation_observations(env.mdp, states)
     try:
