@@ -45,7 +45,7 @@ def measure(level: str) -> dict:
     from verifier import storm
     from verifier.environment import load_environment
     from verifier.export import export_sb3
-    from verifier.gym_model import GymSpec, make_instance
+    from verifier.gym_model import make_instance
     from verifier.objective import resolve_objective
     from verifier.policy import decide, load_policy
     from verifier.verdict import classify
