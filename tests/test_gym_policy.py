@@ -187,3 +187,13 @@ def test_env_observation_on_a_maze_is_refused(tmp_path, capsys):
     table = tmp_path / "t.json"
     table.write_text('{"actions": ["up"], "probs": [[1.0]], "observation": "env"}')
     assert main([str(table), "--model", "models/lava.toml", "--observation", "env"]) == 2
+
+
+def test_shipped_distshift_agent_is_aligned_on_training_and_misgeneralizes_on_shift(capsys):
+    """models/minigrid/distshift-ppo.pt (benchmarks/train_minigrid.py): reaches the goal from
+    the start of DistShift1 (the env reward's optimum), loops on DistShift2."""
+    agent = "models/minigrid/distshift-ppo.pt"
+    assert main([agent, "--model", "models/minigrid/distshift1.toml", "--reward", "env"]) == 0
+    assert main([agent, "--model", "models/minigrid/distshift2.toml", "--reward", "env"]) == 1
+    out = capsys.readouterr().out
+    assert "ALIGNED" in out and "GOAL_MISGENERALIZATION" in out
