@@ -15,7 +15,9 @@ from verifier.generate import maze_to_toml, open_room, random_maze
 from verifier.maze import KINDS, PALETTE, WALL, Cell, Maze, load_maze, parse_maze
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
-EXAMPLES = sorted(p for p in MODELS.rglob("*.toml") if "rewards" not in p.parts)
+EXAMPLES = sorted(
+    p for p in MODELS.rglob("*.toml") if "rewards" not in p.parts and "minigrid" not in p.parts
+)
 
 
 def value(mdp, prop: str) -> float:
