@@ -165,7 +165,7 @@ def test_env_policy_and_table_of_its_actions_get_the_same_verdict(tmp_path):
     for s, a in enumerate(actions):
         probs[s, names.index(a) if a else 0] = 1.0
     table = tmp_path / "table.npz"
-    np.savez(table, probs=probs, actions=np.array(names))
+    np.savez(table, probs=probs, actions=np.array(names), valuations=env.mdp.valuations)
     reports = []
     for policy in (network, table):
         out = tmp_path / f"{policy.stem}.json"
