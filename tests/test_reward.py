@@ -326,3 +326,27 @@ def test_exact_arithmetic_separates_a_near_tie_that_floats_call_a_tie(tmp_path):
     exact = check_reward(env, reward, env.properties[0], exact=True)
     assert exact.verdict == MISSPECIFIED
     assert "exact rational arithmetic" in exact.method
+
+
+def test_property_storm_refuses_is_bad_input_naming_where_it_was_written(tmp_path, capsys):
+    """A reward structure the model lacks is the user's to fix: exit 2, the message names the
+    maze's `intended` (where the property came from), not --spec."""
+    path = tmp_path / "maze.toml"
+    path.write_text(maze_text("#S.A#", EXIT, intended='R{"nope"}max=? [ F "exit" ]'))
+    assert main(["check", "--model", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert f"{path}: intended" in error and "'nope' does not exist" in error
+
+
+def test_failure_of_storm_itself_is_exit_3(tmp_path, capsys, monkeypatch):
+    """Storm failing (here: made to raise its InvalidStateException) is the machinery's
+    fault: exit 3 with Storm's message, never the exit 2 of bad input."""
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("InvalidStateException: solver diverged")
+
+    monkeypatch.setattr(storm.stormpy, "model_checking", failing)
+    path = tmp_path / "maze.toml"
+    path.write_text(maze_text("#S.A#", EXIT))
+    assert main(["check", "--model", str(path)]) == 3
+    assert "Storm: " in capsys.readouterr().err

@@ -63,7 +63,7 @@ def check_environment(env: Environment) -> list[CheckReport]:
     reports = []
     for prop in env.properties:
         started = time.perf_counter()
-        result = storm.check(env.storm_model, prop)
+        result = storm.check(env.storm_model, prop, env.objective_source)
         seconds = time.perf_counter() - started
         initial = tuple(
             {"valuation": valuation, "value": float(v), "lower": float(lo), "upper": float(hi)}

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from verifier import __version__, progress
-from verifier.errors import InputError, ResourceLimit
+from verifier.errors import BackendError, InputError, ResourceLimit
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_LIMIT = 0, 1, 2, 3
 
@@ -341,6 +341,9 @@ def _main(argv: list[str]) -> int:
         return EXIT_INPUT
     except ResourceLimit as exc:
         print(f"verify: resource limit: {exc}", file=sys.stderr)
+        return EXIT_LIMIT
+    except BackendError as exc:
+        print(f"verify: backend failure: {exc}", file=sys.stderr)
         return EXIT_LIMIT
     except (KeyboardInterrupt, BrokenPipeError):
         raise

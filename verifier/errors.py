@@ -27,3 +27,15 @@ class InputError(VerifierError):
 
 class ResourceLimit(VerifierError):
     """A model exceeds a limit the user set (such as --max-states)."""
+
+
+class BackendError(VerifierError):
+    """A failure of the machinery (Storm, z3, another backend), not of the input: exit 3."""
+
+    def __init__(self, backend: str, message: str):
+        self.backend = backend
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.backend}: {self.message}"

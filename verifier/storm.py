@@ -14,7 +14,7 @@ import re
 import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import stormpy.logic
 import stormpy.models
 from stormpy.logic import ComparisonType, OptimizationDirection
 
-from verifier.errors import InputError, ResourceLimit
+from verifier.errors import BackendError, InputError, ResourceLimit
 from verifier.mdp import MDP, csr
 from verifier.progress import stage
 
@@ -769,29 +769,76 @@ def optimize(
     memoryless policy: (float64 [n_states], int64 [n_states] global choice index), by
     Storm's sound engine, or its fast default one where the caller certifies the result.
     Step-bounded objectives need policies with memory: there the policy is None."""
+    environment = stormpy.environments.sound() if sound else _fast_environment()
+    values, _, _, policy = _optimize(mdp, formula_text, environment)
+    return values, policy
+
+
+def policy_iteration(
+    mdp: MDP, left: np.ndarray, target: np.ndarray, maximize: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pmax or Pmin [ left U target ] by Storm's policy iteration (not sound: the caller
+    certifies it): values and an optimal scheduler (global choice per state)."""
+    environment = stormpy.Environment()
+    environment.solver().min_max().method = stormpy.environments.MinMaxMethod.POLICY_ITERATION
+    values, _, _, policy = _optimize(*_until_query(mdp, left, target, maximize), environment)
+    return values, policy
+
+
+def sound_until(
+    mdp: MDP,
+    left: np.ndarray,
+    target: np.ndarray,
+    maximize: bool | None,
+    steps: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """P [ left U(<=steps) target ] of a chain (`maximize` None), or its max or min, by
+    Storm's sound engine: values, lower and upper bounds, an optimal scheduler (global
+    choice per state; None for a chain or a step bound)."""
+    return _optimize(
+        *_until_query(mdp, left, target, maximize, steps), stormpy.environments.sound()
+    )
+
+
+def _until_query(mdp, left, target, maximize: bool | None, steps: int | None = None):
+    labels = {**mdp.labels, "__until_left": left, "__until_target": target}
+    direction = "" if maximize is None else "max" if maximize else "min"
+    bound = "" if steps is None else f"<={steps}"
+    text = f'P{direction}=? [ "__until_left" U{bound} "__until_target" ]'
+    return replace(mdp, labels=labels, kind="dtmc" if maximize is None else "mdp"), text
+
+
+def _optimize(mdp: MDP, formula_text: str, environment):
+    """(values, lower, upper, global policy or None) of a query on our MDP."""
     model = to_storm(mdp)
     formula = parse_properties(formula_text)[0].get_raw_formula()
-    memoryless = not formula.subformula.is_bounded_until_formula
-    try:
-        result = stormpy.model_checking(
-            model,
-            formula,
-            only_initial_states=False,
-            extract_scheduler=memoryless,
-            environment=stormpy.environments.sound() if sound else _fast_environment(),
-        )
-    except Exception as exc:
-        raise InputError("objective", f"{formula_text}: {_storm_message(exc)}") from None
+    memoryless = mdp.kind == "mdp" and not formula.subformula.is_bounded_until_formula
+    result = _run(
+        model,
+        formula,
+        formula_text,
+        "objective",
+        extract_scheduler=memoryless,
+        environment=environment,
+    )
     values = np.asarray(result.get_value_vector(), dtype=np.float64)
+    lower = np.asarray(result.get_lower_bound_vector()) if result.has_lower_bounds() else values
+    upper = np.asarray(result.get_upper_bound_vector()) if result.has_upper_bounds() else values
     if not memoryless:
-        return values, None
+        return values, lower, upper, None
     scheduler = result.get_scheduler()
     local = np.fromiter(
-        (scheduler.get_choice(s).get_deterministic_choice() for s in range(mdp.n_states)),
+        (_local_choice(scheduler.get_choice(s)) for s in range(mdp.n_states)),
         dtype=np.int64,
         count=mdp.n_states,
     )
-    return values, mdp.row_groups[:-1] + local
+    return values, lower, upper, mdp.row_groups[:-1] + local
+
+
+def _local_choice(choice) -> int:
+    """A scheduler's choice in one state; the first where Storm leaves it open (states whose
+    value its graph precomputation settled, where every choice is as good)."""
+    return choice.get_deterministic_choice() if choice.defined and choice.deterministic else 0
 
 
 def _fast_environment():
@@ -812,12 +859,13 @@ def initial_states(model) -> np.ndarray:
 
 
 @stage("model checking with Storm")
-def check(model, prop) -> PropertyResult:
+def check(model, prop, source: str = "--spec") -> PropertyResult:
     """Check one parsed property on a Storm model; values at its initial states.
 
     A bounded property `P>=p [...]` on an MDP holds when it holds under every scheduler, so
     its value is the minimum (for lower bounds) or maximum (upper bounds) over schedulers;
-    an explicit `Pmax>=p` / `Pmin<p` is honoured (its value is that optimum).
+    an explicit `Pmax>=p` / `Pmin<p` is honoured (its value is that optimum). A property
+    Storm refuses is an InputError naming `source`, where the property was written.
     """
     formula = prop.get_raw_formula()
     text = str(formula)
@@ -834,7 +882,7 @@ def check(model, prop) -> PropertyResult:
     if model.is_nondeterministic_model and quantitative.has_optimality_type:
         maximum = quantitative.optimality_type == OptimizationDirection.MAXIMIZE
         direction = "max" if maximum else "min"
-    result = _model_check(model, quantitative, text)
+    result = _model_check(model, quantitative, text, source)
     initial = initial_states(model).tolist()
     values = np.array([result.get_value(s) for s in initial], dtype=np.float64)
     lower, upper = values, values
@@ -844,18 +892,37 @@ def check(model, prop) -> PropertyResult:
         upper = np.asarray(result.get_upper_bound_vector(), dtype=np.float64)[initial]
     holds = None
     if formula.has_bound:
-        truth = _model_check(model, formula, text).get_truth_values_vector()
+        truth = _model_check(model, formula, text, source).get_truth_values_vector()
         holds = all(truth[s] for s in initial)
     return PropertyResult(text, values, lower, upper, holds, SOUND_METHOD, direction)
 
 
-def _model_check(model, prop, text: str):
+def _model_check(model, prop, text: str, source: str = "--spec"):
+    return _run(model, prop, text, source, environment=stormpy.environments.sound())
+
+
+# Storm's exceptions that mean the property does not fit the model (the user's to fix);
+# every other failure is the machinery's.
+_PROPERTY_FAULTS = (
+    "InvalidPropertyException",
+    "IllegalArgumentException",
+    "IllegalFunctionCallException",
+    "InvalidArgumentException",
+    "NotImplementedException",
+    "WrongFormatException",
+)
+
+
+def _run(model, formula, text: str, source: str, **options):
+    """stormpy.model_checking; InputError (naming `source`, where the property was written)
+    when Storm refuses the property, BackendError when Storm itself fails."""
     try:
-        return stormpy.model_checking(
-            model, prop, only_initial_states=False, environment=stormpy.environments.sound()
-        )
+        return stormpy.model_checking(model, formula, only_initial_states=False, **options)
     except Exception as exc:
-        raise InputError("--spec", f"{text}: {_storm_message(exc)}") from None
+        message = f"{text}: {_storm_message(exc)}"
+        if any(fault in str(exc) for fault in _PROPERTY_FAULTS):
+            raise InputError(source, message) from None
+        raise BackendError("Storm", message) from None
 
 
 def _storm_message(exc: Exception) -> str:
