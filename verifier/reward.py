@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
-from verifier import storm
+from verifier import reach, storm
 from verifier.environment import Environment
 from verifier.errors import InputError
 from verifier.mdp import MDP, restrict, with_labels
@@ -40,7 +40,6 @@ UNDERSPECIFIED = "underspecified"
 MISSPECIFIED = "misspecified"
 UNBOUNDED = "unbounded"
 
-_LEFT, _TARGET, _VIOLATION = "__verify_left", "__verify_target", "__verify_violation"
 _IDLE = "__verify_idle"
 
 
@@ -234,7 +233,7 @@ def _objective_optimum(env: Environment, prop, objective: Objective) -> np.ndarr
     if objective.kind == REWARD:
         best = best_performance(env.mdp, objective.performance, objective.maximize)
         return best[env.mdp.initial_states]
-    return storm.check(env.storm_model, prop).values
+    return storm.check(env.storm_model, prop, env.objective_source).values
 
 
 def _objective_method(objective: Objective) -> str:
@@ -251,7 +250,10 @@ def _objective_method(objective: Objective) -> str:
         return method
     if objective.kind == PATH:
         return "objective by Storm's automaton product on the MDP of optimal actions"
-    return "objective by Storm on the MDP of optimal actions"
+    return (
+        "objective on the MDP of optimal actions by Storm's policy iteration, certified by "
+        "direct solves (Storm's sound engine where that fails, and for step bounds)"
+    )
 
 
 def _extremes_over_optimal(mdp, reward, solution, objective) -> tuple[np.ndarray, np.ndarray]:
@@ -307,11 +309,6 @@ def _memory_witness(env: Environment, start: int, objective: Objective) -> dict:
     }
 
 
-def _optimal_mdp(mdp: MDP, solution: Solution, objective: Objective, extra=None) -> MDP:
-    labels = {_LEFT: objective.left & ~objective.target, _TARGET: objective.target}
-    return with_labels(restrict(mdp, solution.optimal), {**labels, **(extra or {})})
-
-
 def _global_policy(solution: Solution, local_policy: np.ndarray | None) -> np.ndarray:
     """Map choice indices of the optimal-action MDP back to the original MDP's. Without a
     memoryless extreme policy (step-bounded objectives), the solver's optimal policy."""
@@ -321,29 +318,28 @@ def _global_policy(solution: Solution, local_policy: np.ndarray | None) -> np.nd
 
 
 def _greatest_over_optimal(mdp, solution, objective) -> tuple[np.ndarray, np.ndarray]:
-    optimal_mdp = _optimal_mdp(mdp, solution, objective)
-    values, policy = storm.optimize(
-        optimal_mdp, f"Pmax=? [ {objective.path_formula(_LEFT, _TARGET)} ]"
+    optimal_mdp = restrict(mdp, solution.optimal)
+    found = reach.probabilities(
+        optimal_mdp, objective.left, objective.target, True, objective.steps
     )
-    return values, _global_policy(solution, policy)
+    return found.values, _global_policy(solution, found.policy)
 
 
 def _least_over_optimal(mdp, reward, solution, objective):
     """Least probability of φ over optimal policies, a policy attaining it, and the set of
     states where reaching it violates φ."""
     not_left = ~objective.left & ~objective.target
+    optimal_mdp = restrict(mdp, solution.optimal)
     if reward.discount < 1.0 or objective.steps is not None:
-        optimal_mdp = _optimal_mdp(mdp, solution, objective)
-        values, policy = storm.optimize(
-            optimal_mdp, f"Pmin=? [ {objective.path_formula(_LEFT, _TARGET)} ]"
+        found = reach.probabilities(
+            optimal_mdp, objective.left, objective.target, False, objective.steps
         )
         misses = absorbing_states(mdp) & ~objective.target
-        return values, _global_policy(solution, policy), not_left | misses
+        return found.values, _global_policy(solution, found.policy), not_left | misses
     rest = _rest(mdp, reward, solution, objective)
     violation = not_left | rest
-    optimal_mdp = _optimal_mdp(mdp, solution, objective, {_VIOLATION: violation})
-    values, policy = storm.optimize(optimal_mdp, f'Pmax=? [ "{_LEFT}" U "{_VIOLATION}" ]')
-    return np.clip(1.0 - values, 0.0, 1.0), _global_policy(solution, policy), violation
+    found = reach.probabilities(optimal_mdp, objective.left & ~objective.target, violation, True)
+    return np.clip(1.0 - found.values, 0.0, 1.0), _global_policy(solution, found.policy), violation
 
 
 def _rest(mdp: MDP, reward: RewardVector, solution: Solution, objective: Objective) -> np.ndarray:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verifier import storm
+from verifier import reach, storm
 from verifier.environment import Environment
 from verifier.maze import KINDS, PALETTE
 from verifier.mdp import MDP, reachable
@@ -201,6 +201,12 @@ def _objective_values(mdp: MDP, chain: MDP, decisions: Decisions, objective: Obj
         optimum = best_performance(mdp, performance, objective.maximize)
         method = f"performance {performance.name!r} by exact sparse solves on the induced chain"
         return values, values, values, optimum, method
+    if objective.kind == UNTIL:
+        left, target, steps = objective.left, objective.target, objective.steps
+        achieved = reach.probabilities(chain, left, target, None, steps)
+        optimum = reach.probabilities(mdp, left, target, objective.maximize, steps).values
+        method = f"induced Markov chain: {achieved.method}"
+        return achieved.values, achieved.lower, achieved.upper, optimum, method
     values, lower, upper = storm.state_values(objective.labelled(chain), objective.query(""))
     optimum, _, _ = storm.state_values(objective.labelled(mdp), objective.query(direction))
     method = "induced Markov chain checked by Storm's sound engine (certified bounds)"
@@ -296,13 +302,12 @@ def _goals(mdp: MDP, chain: MDP, competence: float, objective: Objective) -> lis
     state, and whether it is φ's own target or a hazard φ forbids; competent first (highest
     ratio, then generality)."""
     initial = mdp.initial_states
-    chain_model, mdp_model = storm.to_storm(chain), storm.to_storm(mdp)
+    everywhere = np.ones(mdp.n_states, dtype=bool)
     rows = []
     for goal in candidate_goals(mdp):
         mask = mdp.labels[goal]
-        formula = f'Pmax=? [ F "{goal}" ]'
-        achieved = storm.model_values(chain_model, formula)[0][initial]
-        best = storm.model_values(mdp_model, formula)[0][initial]
+        achieved = reach.probabilities(chain, everywhere, mask, None).values[initial]
+        best = reach.probabilities(mdp, everywhere, mask, True).values[initial]
         ratio = np.divide(achieved, best, out=np.zeros_like(best), where=best > 0)
         target = objective.target is not None and bool((objective.target | ~mask).all())
         forbidden = objective.forbidden

@@ -1,0 +1,165 @@
+"""Unbounded until probabilities P[ left U target ], sound and fast on slowly mixing chains.
+
+Storm's sound engine (interval iteration) needs about as many sweeps as the chain needs steps
+to be absorbed: on a policy that camps on a reward and slips off and back, 10^8-10^9 sweeps
+(issue 10 §12, issue 11 §1). A direct solve does not care how slowly the chain mixes:
+
+- Markov chain: the states of probability 0 and 1 by graph search (prob0/prob1), then one
+  sparse LU solve of (I - Q) x = b on the rest, refined with residuals in extended precision.
+  Error bound: |x - x*| <= ||r|| * (I - Q)^-1 1, componentwise, where r bounds the residual
+  (rounding of its computation included, and the rounding of the model's probabilities to
+  float64) and (I - Q)^-1 1 is the expected number of steps until the chain leaves the
+  undecided states, solved with the same factors and bounded the same way. The bounds are
+  about 1e-15 times that number of steps wide: tight unless the chain mixes very slowly.
+- MDP (Pmax, Pmin): Storm's policy iteration gives a scheduler; its chain is solved as above,
+  and the scheduler is checked against every action: no action may improve on its values by
+  more than the chain's error bound, else Storm's sound engine answers instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import splu
+
+from verifier.mdp import MDP, reachable
+
+REFINEMENTS = 4  # steps of iterative refinement; two already reach the float64 limit
+# The model's float64 probabilities are the intended ones (0.05 for slip 0.1) within a few
+# units of their last place: each row's entries and its values times x are off by at most
+# this much, which (I - Q)^-1 turns into this much times the expected number of steps.
+MODEL_ROUNDING = 4 * float(np.finfo(np.float64).eps)
+_EPS = float(np.finfo(np.float64).eps)
+_EXTENDED_EPS = float(np.finfo(np.longdouble).eps)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Probabilities:
+    """P[ left U target ] on every state, with sound bounds.
+
+    values, lower, upper  float64 [n_states], lower <= values <= upper
+    policy                int64 [n_states]: the optimal scheduler's global choice per state
+                          (MDPs), the only choice of each state (chains); None for a step
+                          bound (optimal schedulers need memory)
+    method                how the values were obtained and how wide the bounds are
+    """
+
+    values: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    policy: np.ndarray | None
+    method: str
+
+
+def chain_until(
+    chain: sp.csr_matrix, left: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """P[ left U target ] of a Markov chain (csr float64 [n, n]) by prob0/prob1 and a direct
+    solve: (values, error bound), float64 [n] each."""
+    n = chain.shape[0]
+    coo = chain.tocoo()
+    passing = left & ~target
+    through = passing[coo.row]
+    can_reach = reachable(coo.col[through], coo.row[through], target)
+    never = ~can_reach
+    may_miss = reachable(coo.col[through], coo.row[through], never)
+    surely = ~may_miss
+    values = surely.astype(np.float64)
+    error = np.zeros(n)
+    maybe = np.flatnonzero(~never & ~surely)
+    if len(maybe):
+        block = chain[maybe]
+        inner = block[:, maybe].tocsc()
+        rhs = np.asarray(block[:, np.flatnonzero(surely)].sum(axis=1)).ravel()
+        x, x_error = _solve_transient(inner, rhs)
+        values[maybe] = x
+        error[maybe] = x_error
+    return values, error
+
+
+def _solve_transient(inner: sp.csc_matrix, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x = (I - Q)^-1 rhs for a transient substochastic Q (csc [m, m]), with a componentwise
+    error bound. (I - Q)^-1 |r| <= ||r||_inf * t, t = (I - Q)^-1 1 the expected time to
+    absorption; t is itself solved and its error bounded by the same argument:
+    ||t||_inf <= ||t_hat||_inf / (1 - ||r_t||_inf)."""
+    m = inner.shape[0]
+    factors = splu((sp.identity(m, format="csc") - inner).tocsc())
+    extended = inner.tocsr().astype(np.longdouble)
+    x, x_residual = _refined(extended, factors, rhs)
+    t, t_residual = _refined(extended, factors, np.ones(m))
+    if t_residual >= 1.0 or not np.isfinite(t).all():
+        return np.clip(x.astype(np.float64), 0.0, 1.0), np.ones(m)
+    t_norm = float(np.abs(t).max()) / (1.0 - t_residual)
+    steps = np.abs(t).astype(np.float64) + t_norm * t_residual
+    error = (x_residual + MODEL_ROUNDING) * steps
+    solution = x.astype(np.float64)
+    rounding = np.abs(x - solution.astype(np.longdouble)).astype(np.float64)
+    return solution, error + rounding + _EPS * np.abs(solution)
+
+
+def _refined(inner: sp.csr_matrix, factors, rhs: np.ndarray) -> tuple[np.ndarray, float]:
+    """Solve (I - Q) x = rhs by LU (of I - Q in float64) and iterative refinement, the
+    iterate and the residuals rhs - x + Q x in extended precision (Q read exactly: forming
+    I - Q in float64 would round its diagonal). The solution (longdouble) and a bound on
+    the residual's norm, including the rounding of its own computation."""
+    b = rhs.astype(np.longdouble)
+    x = factors.solve(rhs).astype(np.longdouble)
+    for _ in range(REFINEMENTS):
+        x += factors.solve((b - x + inner @ x).astype(np.float64))
+    residual = np.abs(b - x + inner @ x)
+    terms = int(np.diff(inner.indptr).max(initial=0)) + 3
+    rounding = terms * _EXTENDED_EPS * (np.abs(b) + np.abs(x) + abs(inner) @ np.abs(x))
+    return x, float((residual + rounding).max(initial=0.0))
+
+
+def probabilities(
+    mdp: MDP,
+    left: np.ndarray,
+    target: np.ndarray,
+    maximize: bool | None,
+    steps: int | None = None,
+) -> Probabilities:
+    """P[ left U(<=steps) target ] on every state: of a Markov chain (`maximize` None; one
+    choice per state), or its maximum or minimum over schedulers. Step-bounded ones go to
+    Storm's sound engine, which needs only `steps` sweeps (no memoryless policy attains
+    them: `policy` is then None)."""
+    from verifier import storm
+
+    if steps is not None:
+        values, lower, upper, policy = storm.sound_until(mdp, left, target, maximize, steps)
+        return Probabilities(values, lower, upper, policy, storm.SOUND_METHOD)
+    if maximize is None:
+        if mdp.n_choices != mdp.n_states:
+            raise ValueError("probabilities: a chain has one choice per state; give maximize")
+        values, error = chain_until(mdp.transitions, left, target)
+        return _bounded(values, error, np.arange(mdp.n_states, dtype=np.int64), _CHAIN_METHOD)
+    _, policy = storm.policy_iteration(mdp, left, target, maximize)
+    values, error = chain_until(mdp.transitions[policy], left, target)
+    states = mdp.choice_states()
+    q_values = mdp.transitions @ values
+    gain = (q_values - values[states]) if maximize else (values[states] - q_values)
+    undecided = (left & ~target)[states]
+    if (undecided & (gain > error[states] + 4 * _EPS)).any():
+        values, lower, upper, policy = storm.sound_until(mdp, left, target, maximize)
+        return Probabilities(values, lower, upper, policy, storm.SOUND_METHOD)
+    direction = "max" if maximize else "min"
+    return _bounded(
+        values,
+        error,
+        policy,
+        f"P{direction} by Storm's policy iteration; its scheduler's chain by {_CHAIN_METHOD}; "
+        "no action improves on it beyond the error bound",
+    )
+
+
+_CHAIN_METHOD = "prob0/prob1 graph search and a direct sparse LU solve"
+
+
+def _bounded(values, error, policy, method) -> Probabilities:
+    lower = np.clip(values - error, 0.0, 1.0)
+    upper = np.clip(values + error, 0.0, 1.0)
+    values = np.clip(values, lower, upper)
+    width = float((upper - lower).max(initial=0.0))
+    return Probabilities(values, lower, upper, policy, f"{method}; bounds at most {width:.1e} wide")
