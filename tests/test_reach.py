@@ -154,7 +154,7 @@ def test_camping_on_a_slippery_reward_gets_its_exact_objective_bounds(
     start = float(exact[int(mdp.initial_states[0])])
     assert report.objective_min == pytest.approx(start, abs=1e-4)
     assert report.objective_max == pytest.approx(start, abs=1e-4)
-    assert "direct sparse LU" in report.method
+    assert "certified by direct solves" in report.method
 
 
 def test_confident_stochastic_policy_verifies_with_exact_values(tmp_path):
