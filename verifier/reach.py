@@ -11,9 +11,12 @@ to be absorbed: on a policy that camps on a reward and slips off and back, 10^8-
   float64) and (I - Q)^-1 1 is the expected number of steps until the chain leaves the
   undecided states, solved with the same factors and bounded the same way. The bounds are
   about 1e-15 times that number of steps wide: tight unless the chain mixes very slowly.
-- MDP (Pmax, Pmin): Storm's policy iteration gives a scheduler; its chain is solved as above,
-  and the scheduler is checked against every action: no action may improve on its values by
-  more than the chain's error bound, else Storm's sound engine answers instead.
+- MDP (Pmax, Pmin): Storm's value iteration, stopped early, gives a scheduler; its chain is
+  solved as above and checked against every action; where an action improves on it beyond
+  the chain's error bound the scheduler takes it (policy iteration) and is solved again.
+  The values of a scheduler with no improving action are a fixpoint of Bellman's operator
+  and those of an actual policy, hence the optimum (least fixpoint, Pmax below it). After
+  MAX_IMPROVEMENTS rounds Storm's sound engine answers instead.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from scipy.sparse.linalg import splu
 
 from verifier.mdp import MDP, reachable
 
+MAX_IMPROVEMENTS = 100  # policy improvements on the scheduler before Storm's sound engine
 REFINEMENTS = 4  # steps of iterative refinement; two already reach the float64 limit
 # The model's float64 probabilities are the intended ones (0.05 for slip 0.1) within a few
 # units of their last place: each row's entries and its values times x are off by at most
@@ -135,23 +139,34 @@ def probabilities(
             raise ValueError("probabilities: a chain has one choice per state; give maximize")
         values, error = chain_until(mdp.transitions, left, target)
         return _bounded(values, error, np.arange(mdp.n_states, dtype=np.int64), _CHAIN_METHOD)
-    _, policy = storm.policy_iteration(mdp, left, target, maximize)
-    values, error = chain_until(mdp.transitions[policy], left, target)
+    policy = storm.fast_scheduler(mdp, left, target, maximize)
     states = mdp.choice_states()
-    q_values = mdp.transitions @ values
-    gain = (q_values - values[states]) if maximize else (values[states] - q_values)
     undecided = (left & ~target)[states]
-    if (undecided & (gain > error[states] + 4 * _EPS)).any():
-        values, lower, upper, policy = storm.sound_until(mdp, left, target, maximize)
-        return Probabilities(values, lower, upper, policy, storm.SOUND_METHOD)
-    direction = "max" if maximize else "min"
-    return _bounded(
-        values,
-        error,
-        policy,
-        f"P{direction} by Storm's policy iteration; its scheduler's chain by {_CHAIN_METHOD}; "
-        "no action improves on it beyond the error bound",
-    )
+    for improvements in range(MAX_IMPROVEMENTS):
+        values, error = chain_until(mdp.transitions[policy], left, target)
+        q_values = mdp.transitions @ values
+        gain = (q_values - values[states]) if maximize else (values[states] - q_values)
+        better = undecided & (gain > error[states] + 4 * _EPS)
+        if not better.any():
+            direction = "max" if maximize else "min"
+            return _bounded(
+                values,
+                error,
+                policy,
+                f"P{direction} by the scheduler of Storm's value iteration, improved "
+                f"{improvements} times; its chain by {_CHAIN_METHOD}; no action improves on it "
+                "beyond the error bound",
+            )
+        score = np.where(better, gain, -np.inf)
+        best = np.maximum.reduceat(score, mdp.row_groups[:-1])
+        switch = np.isfinite(best)
+        first = np.minimum.reduceat(
+            np.where(better & (score == best[states]), np.arange(mdp.n_choices), mdp.n_choices),
+            mdp.row_groups[:-1],
+        )
+        policy = np.where(switch, first, policy)
+    values, lower, upper, policy = storm.sound_until(mdp, left, target, maximize)
+    return Probabilities(values, lower, upper, policy, storm.SOUND_METHOD)
 
 
 _CHAIN_METHOD = "prob0/prob1 graph search and a direct sparse LU solve"

@@ -251,8 +251,9 @@ def _objective_method(objective: Objective) -> str:
     if objective.kind == PATH:
         return "objective by Storm's automaton product on the MDP of optimal actions"
     return (
-        "objective on the MDP of optimal actions by Storm's policy iteration, certified by "
-        "direct solves (Storm's sound engine where that fails, and for step bounds)"
+        "objective on the MDP of optimal actions by Storm's value iteration's scheduler, "
+        "improved and certified by direct solves (Storm's sound engine where that fails, "
+        "and for step bounds)"
     )
 
 
@@ -289,9 +290,10 @@ def _extremes_over_optimal(mdp, reward, solution, objective) -> tuple[np.ndarray
 def _safety_breaker(mdp: MDP, solution: Solution, objective: Objective) -> np.ndarray:
     """For G ψ: an optimal policy (memoryless) most likely to reach !ψ, the worst one for
     P(G ψ) (reaching !ψ is all that loses G ψ, and idling or not does not change it)."""
-    optimal_mdp = with_labels(restrict(mdp, solution.optimal), {_VIOLATION: objective.forbidden})
-    _, policy = storm.optimize(optimal_mdp, f'Pmax=? [ F "{_VIOLATION}" ]')
-    return _global_policy(solution, policy)
+    optimal_mdp = restrict(mdp, solution.optimal)
+    everywhere = np.ones(mdp.n_states, dtype=bool)
+    found = reach.probabilities(optimal_mdp, everywhere, objective.forbidden, True)
+    return _global_policy(solution, found.policy)
 
 
 def _memory_witness(env: Environment, start: int, objective: Objective) -> dict:
