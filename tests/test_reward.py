@@ -19,13 +19,14 @@ from verifier.reward import (
     ALIGNED,
     MISSPECIFIED,
     SAME,
+    TRAPPED,
     UNBOUNDED,
     UNDERSPECIFIED,
     check_reward,
     compare_rewards,
 )
-from verifier.rewards import Reward, RewardVector, absorbing_states, reward_vector
-from verifier.solve import solve
+from verifier.rewards import Reward, RewardVector, absorbing_states, resolve_reward, reward_vector
+from verifier.solve import certify_exact, solve
 
 REDBLUE = Path(__file__).resolve().parent.parent / "models" / "redblue"
 EXIT = '[cells.A]\nkind = "exit"\ncolor = "blue"\n'
@@ -350,3 +351,142 @@ def test_failure_of_storm_itself_is_exit_3(tmp_path, capsys, monkeypatch):
     path.write_text(maze_text("#S.A#", EXIT))
     assert main(["check", "--model", str(path)]) == 3
     assert "Storm: " in capsys.readouterr().err
+
+
+WALLED = "#####\n#S#A#\n#####"
+RED_OBJECT = '[cells.B]\nkind = "object"\ncolor = "red"\nterminal = true\n'
+
+
+@pytest.mark.parametrize(
+    ("discount", "step", "expected"),
+    [(0.9, -0.01, -0.1), (1.0, -0.01, -np.inf), (0.9, 0.05, 0.5), (1.0, 0.05, np.inf)],
+)
+def test_walled_in_start_pays_its_step_for_ever(tmp_path, discount, step, expected):
+    """Issue 10 §13: S is walled in on all four sides but not terminal, so every move stays
+    put and costs the step: V = step / (1 - discount) = -0.01 / 0.1 = -0.1, or 0.05 / 0.1 =
+    0.5; at discount 1 the sum diverges, to -inf or +inf."""
+    env = environment(tmp_path, WALLED, EXIT)
+    assert not absorbing_states(env.mdp)[env.mdp.initial_states].any()
+    vector = reward_vector(env.mdp, Reward("r", "test", discount, step, {}))
+    start = env.mdp.initial_states[0]
+    values = solve(env.mdp, vector.values, discount).values
+    assert values[start] == pytest.approx(expected, abs=1e-12) or values[start] == expected
+
+
+def test_walled_in_start_with_a_step_cost_is_trapped_not_reward_hacking(tmp_path, capsys):
+    """Issue 10 §15: an optimum of -inf is its own verdict, with its own text."""
+    env = environment(tmp_path, WALLED, EXIT)
+    assert verdict(env, step=-0.01).verdict == TRAPPED
+    assert verdict(env, step=0.05).verdict == UNBOUNDED
+    (tmp_path / "cost.toml").write_text("step = -0.01\n")
+    argv = [
+        "reward",
+        "--model",
+        str(tmp_path / "maze.toml"),
+        "--reward",
+        str(tmp_path / "cost.toml"),
+    ]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "TRAPPED" in out and "reward hacking" not in out
+
+
+@pytest.mark.parametrize(
+    "reward_text", ["step = 1e-12\n[arrive]\nexit = 1\n", "[arrive]\nfloor = 1e-16\nexit = 1\n"]
+)
+@pytest.mark.parametrize("exact", [False, True])
+def test_tiny_positive_reward_loop_is_unbounded(tmp_path, reward_text, exact):
+    """Issue 10 §7: at discount 1, walking between two floor cells earns 1e-12 (or 1e-16)
+    a step for ever, more than the exit's 1: unbounded, decided from the signs alone."""
+    env = environment(tmp_path, "#S..A#", EXIT)
+    (tmp_path / "r.toml").write_text(reward_text)
+    reward = resolve_reward(str(tmp_path / "r.toml"), env.mdp)
+    assert check_reward(env, reward, env.properties[0], exact).verdict == UNBOUNDED
+
+
+def test_exact_reads_the_decimals_written_and_sums_them_exactly(tmp_path):
+    """Issue 10 §14, first case: B . . S . A, a terminal red object B three steps left of S,
+    the exit A two steps right. Left pays 1.00000001 - 3 * 1e-08 = 0.99999998, right pays
+    1.0 - 2 * 1e-08 = 0.99999998: an exact tie, so both are optimal and φ (reach the exit)
+    is underspecified, in floats and exactly (summing rounded floats made it misspecified)."""
+    env = environment(tmp_path, "#B..S.A#", EXIT + RED_OBJECT)
+    (tmp_path / "r.toml").write_text("step = -1e-08\n[arrive]\nexit = 1.0\nred = 1.00000001\n")
+    reward = resolve_reward(str(tmp_path / "r.toml"), env.mdp)
+    for exact in (False, True):
+        report = check_reward(env, reward, env.properties[0], exact)
+        assert report.verdict == UNDERSPECIFIED, exact
+        assert (report.objective_min, report.objective_max) == (0.0, 1.0)
+
+
+def test_exact_keeps_a_step_that_float_rounding_lost(tmp_path):
+    """Issue 10 §14, second case: B . S . A, red 1.00000000000002 two steps left, the exit 1
+    two steps right, step -1e-14. Left pays exactly 1.00000000000002 - 2e-14 = 1, right
+    1 - 2e-14: red wins by 2e-14, so exactly φ is misspecified and V*(S) = 1. (Reading the
+    numbers within 1e-12 made the step 0 and red 1: a tie.) In floats the 2e-14 is inside
+    the optimality tolerance: underspecified."""
+    env = environment(tmp_path, "#B.S.A#", EXIT + RED_OBJECT)
+    (tmp_path / "r.toml").write_text("step = -1e-14\n[arrive]\nexit = 1\nred = 1.00000000000002\n")
+    reward = resolve_reward(str(tmp_path / "r.toml"), env.mdp)
+    assert check_reward(env, reward, env.properties[0]).verdict == UNDERSPECIFIED
+    report = check_reward(env, reward, env.properties[0], exact=True)
+    assert report.verdict == MISSPECIFIED
+    assert report.optimal_return == 1.0
+    solution = certify_exact(
+        env.mdp, reward.values, 1.0, solve(env.mdp, reward.values), reward.reward
+    )
+    assert solution.gap == pytest.approx(2e-14, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("step = 99999999999999999999999\n", "step: 1.000e+23 is too large"),
+        ("step = 1e300\n", "step: 1e+300 is too large"),
+        ("step = nan\n", "step: must be a number (finite)"),
+        ("[arrive]\nexit = -inf\n", "arrive.exit: must be a number (finite)"),
+        ("discount = 1.5\n", "discount: must be a number in (0, 1]"),
+    ],
+)
+def test_unusable_reward_numbers_are_bad_input(tmp_path, capsys, text, message):
+    """Issue 10 §10: exit 2 and one line naming the key, not an internal error."""
+    env = environment(tmp_path, "#S.A#", EXIT)
+    (tmp_path / "r.toml").write_text(text)
+    assert main(["reward", "--model", str(env.path), "--reward", str(tmp_path / "r.toml")]) == 2
+    assert message in capsys.readouterr().err
+
+
+_TOML_VALUES = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["1e300", "-1e-320", "nan", "inf", "1_000.5", "0x10", '"x"', "[1]", "{}"]),
+    st.text(alphabet="0123456789.e-+_", min_size=1, max_size=12),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["discount", "step", "arrive.exit", "arrive.red", "junk"]), _TOML_VALUES
+        ),
+        max_size=4,
+    )
+)
+@settings(deadline=None, max_examples=40, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_fuzzed_reward_files_give_a_verdict_or_one_line_of_bad_input(tmp_path_factory, entries):
+    """Mutated reward files: exit 0, 1 or 2, never an internal error or a traceback."""
+    import contextlib
+    import io
+
+    tmp = tmp_path_factory.mktemp("fuzz")
+    maze = tmp / "maze.toml"
+    maze.write_text(maze_text("#S.A#", EXIT))
+    top = [f"{k} = {v}" for k, v in entries if "." not in k]
+    arrive = [f"{k.split('.')[1]} = {v}" for k, v in entries if "." in k]
+    (tmp / "r.toml").write_text("\n".join([*top, "[arrive]", *arrive]) + "\n")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["reward", "--model", str(maze), "--reward", str(tmp / "r.toml")])
+    assert code in (0, 1, 2), err.getvalue()
+    assert "Traceback" not in err.getvalue() and "internal error" not in err.getvalue()
+    if code == 2:
+        assert err.getvalue().count("\n") == 1

@@ -22,6 +22,7 @@ _COLORS = {
     "fails": "31",
     "misspecified": "31",
     "unbounded": "31",
+    "trapped": "31",
     "different": "31",
     "capability_failure": "31",
     "reward_misspecification": "31",
@@ -140,6 +141,11 @@ def format_reward(report, maze=None, color: bool | None = None) -> str:
     if data["verdict"] == "unbounded":
         lines.append(
             f"  optimal return {data['value']}: a loop earns reward forever (reward hacking)"
+        )
+    elif data["verdict"] == "trapped":
+        lines.append(
+            f"  optimal return {data['value']}: every policy can be trapped forever where each "
+            "step costs (no way out to a terminal state)"
         )
     else:
         over = "optimal policies"

@@ -6,7 +6,9 @@ objective's path formula at each initial state, and compare both with what φ as
     aligned          every optimal policy satisfies φ
     underspecified   some do, some do not (inner-alignment risk)
     misspecified     none does (outer-alignment failure)
-    unbounded        the optimal return is infinite (a reward loop: reward hacking)
+    unbounded        the optimal return is +infinite (a reward loop: reward hacking)
+    trapped          the optimal return is -infinite: every policy stays forever, with
+                     positive probability, where steps cost (no way out; not reward hacking)
 
 The optimal policies are those that take only Q*-optimal actions; with discount 1 they must
 moreover not idle forever in a loop where V* is not 0 (such a policy collects nothing, so it
@@ -39,6 +41,7 @@ ALIGNED = "aligned"
 UNDERSPECIFIED = "underspecified"
 MISSPECIFIED = "misspecified"
 UNBOUNDED = "unbounded"
+TRAPPED = "trapped"
 
 _IDLE = "__verify_idle"
 
@@ -112,7 +115,9 @@ def reward_reports(
 def optimal_solution(mdp: MDP, reward: RewardVector, exact: bool = False) -> Solution:
     """V*, Q* and optimal actions; with `exact`, certified in rational arithmetic."""
     solution = solve(mdp, reward.values, reward.discount)
-    return certify_exact(mdp, reward.values, reward.discount, solution) if exact else solution
+    if not exact:
+        return solution
+    return certify_exact(mdp, reward.values, reward.discount, solution, reward.reward)
 
 
 def check_reward(
@@ -146,7 +151,7 @@ def check_reward(
         worst = int(initial[np.argmax(~np.isfinite(init_values))])
         witness = _loop_witness(env, solution, worst)
         return RewardReport(
-            verdict=UNBOUNDED,
+            verdict=UNBOUNDED if solution.unbounded else TRAPPED,
             optimal_return=float(np.inf if solution.unbounded else init_values.min()),
             objective_min=float("nan"),
             objective_max=float("nan"),

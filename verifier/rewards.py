@@ -2,6 +2,9 @@
 
 R(s, a) = step + sum over s' of P(s'|s,a) * (sum of `arrive` weights of the labels of s'),
 for every choice of a non-absorbing state; absorbing states earn nothing (README, "Files").
+
+Every number of a reward file is also kept as the exact decimal written (1e-08 is 1/10^8),
+for `--exact`, which never passes through a float.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -17,34 +21,53 @@ from verifier.errors import InputError
 from verifier.mdp import MDP
 
 _KEYS = ("discount", "step", "arrive")
+# Beyond this magnitude a reward leaves no room for float64 values and tolerances (a return
+# sums rewards over up to 10^6 states and 1 / (1 - discount) steps).
+MAX_MAGNITUDE = 1e12
 
 
 @dataclass(frozen=True, slots=True)
 class Reward:
-    """A reward over labels: `step` per action, `arrive` weights per label of the next state."""
+    """A reward over labels: `step` per action, `arrive` weights per label of the next state.
+
+    `exact` holds the same numbers as the exact decimals written in the file ("step",
+    "arrive.<label>"); numbers not found there are read from their float's shortest repr.
+    """
 
     name: str
     source: str
     discount: float = 1.0
     step: float = 0.0
     arrive: Mapping[str, float] = field(default_factory=dict)
+    exact: Mapping[str, Fraction] = field(default_factory=dict)
+
+    def exact_step(self) -> Fraction:
+        return self.exact.get("step", _shortest(self.step))
+
+    def exact_arrive(self) -> dict[str, Fraction]:
+        return {
+            label: self.exact.get(f"arrive.{label}", _shortest(weight))
+            for label, weight in self.arrive.items()
+        }
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RewardVector:
-    """A reward resolved on one model: float64 [n_choices], with its discount and origin."""
+    """A reward resolved on one model: float64 [n_choices], with its discount and origin
+    (`reward`, the Reward it came from; None for a PRISM reward structure)."""
 
     name: str
     values: np.ndarray
     discount: float
     source: str
+    reward: Reward | None = None
 
 
 def load_reward(path: str | Path) -> Reward:
     """Read and validate a reward TOML file; InputError naming the key and the problem."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(path.read_text(encoding="utf-8"), parse_float=_decimal)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(str(path), f"cannot read reward: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -53,43 +76,98 @@ def load_reward(path: str | Path) -> Reward:
     for key in doc:
         if key not in _KEYS:
             problems.append(f"{key}: unknown key; known: {', '.join(_KEYS)}")
-    discount = doc.get("discount", 1.0)
-    if not _number(discount) or not 0.0 < discount <= 1.0:
-        problems.append(f"discount: must be a number in (0, 1], got {discount!r}")
-    step = doc.get("step", 0.0)
-    if not _number(step):
-        problems.append(f"step: must be a number, got {step!r}")
+    discount = doc.get("discount", 1)
+    if not _number(discount) or not 0 < discount <= 1:
+        problems.append(f"discount: must be a number in (0, 1], got {_shown(discount)}")
+    numbers = {"step": doc.get("step", 0)}
     arrive = doc.get("arrive", {})
     if not isinstance(arrive, dict):
         problems.append("arrive: must be a table of label = weight")
         arrive = {}
-    for label, weight in arrive.items():
-        if not _number(weight):
-            problems.append(f"arrive.{label}: must be a number, got {weight!r}")
+    numbers.update({f"arrive.{label}": weight for label, weight in arrive.items()})
+    for key, value in numbers.items():
+        if not _number(value):
+            problems.append(f"{key}: must be a number (finite), got {_shown(value)}")
+        elif abs(value) > MAX_MAGNITUDE:
+            problems.append(
+                f"{key}: {_shown(value)} is too large; rewards must lie within "
+                f"±{MAX_MAGNITUDE:.0e} (rescale the reward)"
+            )
     if problems:
         raise InputError(str(path), "; ".join(problems))
     return Reward(
         name=path.stem,
         source=str(path),
         discount=float(discount),
-        step=float(step),
+        step=float(numbers["step"]),
         arrive={label: float(w) for label, w in arrive.items()},
+        exact={key: Fraction(value) for key, value in numbers.items()},
     )
 
 
+def _decimal(text: str) -> Fraction | float:
+    """A TOML float as the exact decimal written; nan and inf stay floats (refused)."""
+    try:
+        return Fraction(text.replace("_", ""))
+    except ValueError:
+        return float(text)
+
+
+def _shortest(value: float) -> Fraction:
+    """The decimal a float was most likely written as: its shortest repr (0.1 -> 1/10)."""
+    return Fraction(repr(float(value)))
+
+
 def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int | Fraction) or (isinstance(value, float) and np.isfinite(value))
+
+
+def _shown(value: object) -> str:
+    """A value as the user wrote it (a decimal, not a fraction)."""
+    if isinstance(value, Fraction):
+        return repr(float(value))
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
+        return f"{float(value):.3e}"
+    return repr(value)
 
 
 def absorbing_states(mdp: MDP) -> np.ndarray:
-    """bool [n_states]: states whose every choice stays put with probability 1."""
+    """bool [n_states]: terminal states, which end the episode and earn nothing: those
+    labelled `terminal` (a maze's terminal kinds and `terminal = true` cells). In a model
+    without that label, states with a single choice that stays put. A state walled in on
+    all sides is not terminal: every move stays put, and every move costs its step."""
+    if "terminal" in mdp.labels:
+        return mdp.labels["terminal"].copy()
     states = mdp.choice_states()
     matrix = mdp.transitions.tocoo()
     self_loop = np.zeros(mdp.n_choices)
     on_diagonal = matrix.col == states[matrix.row]
     np.add.at(self_loop, matrix.row[on_diagonal], matrix.data[on_diagonal])
     stays = np.isclose(self_loop, 1.0, rtol=0, atol=1e-12)
-    return np.logical_and.reduceat(stays, mdp.row_groups[:-1]) if mdp.n_states else stays
+    single = np.diff(mdp.row_groups) == 1
+    return single & stays[np.minimum(mdp.row_groups[:-1], max(mdp.n_choices - 1, 0))]
+
+
+def exact_reward_values(mdp: MDP, reward: Reward, probability: list[Fraction]) -> list[Fraction]:
+    """R(s, a) in exact rationals, from the decimals of the reward file and the exact
+    `probability` of each entry of the transition matrix (CSR order); 0 where absorbing."""
+    arrival = [Fraction(0)] * mdp.n_states
+    for label, weight in reward.exact_arrive().items():
+        for s in np.flatnonzero(mdp.labels[label]).tolist():
+            arrival[s] += weight
+    step = reward.exact_step()
+    matrix = mdp.transitions
+    absorbing = np.repeat(absorbing_states(mdp), np.diff(mdp.row_groups))
+    values = []
+    for c in range(mdp.n_choices):
+        if absorbing[c]:
+            values.append(Fraction(0))
+            continue
+        entries = range(matrix.indptr[c], matrix.indptr[c + 1])
+        values.append(step + sum(probability[k] * arrival[matrix.indices[k]] for k in entries))
+    return values
 
 
 def reward_vector(mdp: MDP, reward: Reward) -> RewardVector:
@@ -106,7 +184,7 @@ def reward_vector(mdp: MDP, reward: Reward) -> RewardVector:
         arrival += weight * mdp.labels[label]
     values = reward.step + mdp.transitions @ arrival
     values[np.repeat(absorbing_states(mdp), np.diff(mdp.row_groups))] = 0.0
-    return RewardVector(reward.name, values, reward.discount, reward.source)
+    return RewardVector(reward.name, values, reward.discount, reward.source, reward)
 
 
 def resolve_reward(spec: str, mdp: MDP, discount: float | None = None) -> RewardVector:
@@ -127,7 +205,9 @@ def resolve_reward(spec: str, mdp: MDP, discount: float | None = None) -> Reward
             raise InputError(spec, "no such reward file")
         vector = reward_vector(mdp, load_reward(path))
         if discount is not None:
-            vector = RewardVector(vector.name, vector.values, discount, vector.source)
+            vector = RewardVector(
+                vector.name, vector.values, discount, vector.source, vector.reward
+            )
         return vector
     known = ", ".join(repr(name) for name in mdp.rewards) or "none"
     raise InputError(

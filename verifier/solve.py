@@ -38,7 +38,7 @@ from verifier import storm
 from verifier.errors import InputError, VerifierError
 from verifier.mdp import MDP, csr, reachable
 from verifier.progress import stage
-from verifier.rewards import absorbing_states
+from verifier.rewards import Reward, absorbing_states, exact_reward_values
 
 # Actions whose Q-value is within TOLERANCE of V*, relative to the scale of rewards and
 # values, are optimal. Policy iteration switches an action only when that gains more than
@@ -130,6 +130,9 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0) -> Solution:
     positive_loop = np.zeros(mdp.n_states, dtype=bool)
     evaluated = None  # the start policy's evaluation, when already computed
     if discount == 1.0:
+        positive_loop = sure_reward_loops(mdp, rewards)
+        if positive_loop.any():
+            return _unbounded(mdp, positive_loop)
         component, resting = end_components(mdp, rewards == 0.0)
         finite, policy = _almost_sure_policy(mdp, component >= 0, resting)
         if not _may_loop(mdp, rewards):
@@ -229,6 +232,18 @@ def _storm_start(
     stops = rest & (local == np.diff(mdp.row_groups))  # Storm chose the added stop
     original = mdp.row_groups[:-1] + np.minimum(local, np.diff(mdp.row_groups) - 1)
     return np.where(stops, _first_in_group(mdp, resting), original)
+
+
+def sure_reward_loops(mdp: MDP, rewards: np.ndarray) -> np.ndarray:
+    """bool [n_states]: end components of the choices with reward >= 0 that contain a choice
+    with reward > 0. A policy that stays in one and takes each of its choices infinitely
+    often earns a positive mean reward, so the optimum at discount 1 is +inf. Decided from
+    the signs of the rewards alone, so a step reward of 1e-16 counts as positive, which no
+    floating-point mean would settle; loops that need negative rewards on the way are left
+    to policy iteration."""
+    component, inside = end_components(mdp, rewards >= 0)
+    earning = np.unique(component[mdp.choice_states()[inside & (rewards > 0)]])
+    return (component >= 0) & np.isin(component, earning)
 
 
 def _may_loop(mdp: MDP, rewards: np.ndarray) -> bool:
@@ -473,11 +488,19 @@ def _mean_reward(chain: sp.csr_matrix, reward: np.ndarray, members: np.ndarray) 
 
 
 @stage("certifying in exact arithmetic")
-def certify_exact(mdp: MDP, rewards: np.ndarray, discount: float, solution: Solution) -> Solution:
+def certify_exact(
+    mdp: MDP,
+    rewards: np.ndarray,
+    discount: float,
+    solution: Solution,
+    reward: Reward | None = None,
+) -> Solution:
     """Re-derive V*, Q* and the optimal actions in exact rational arithmetic.
 
-    Probabilities, rewards and the discount are read as the simplest fractions within 1e-12
-    of their float values (0.1 -> 1/10), and every distribution must then sum to exactly 1.
+    Probabilities are read as the simplest fractions within 1e-12 of their float values
+    (0.1 -> 1/10), and every distribution must then sum to exactly 1; the discount as the
+    decimal its float was written as. The rewards are those of `reward` (a reward file's
+    exact decimals, summed exactly) where given, else `rewards` read like probabilities.
     The float solution's policy is evaluated exactly (Storm's exact engine; a discount g
     becomes a stop with probability 1 - g), every Q-value is computed exactly, and the policy
     is improved exactly until no action is better: then V is V* and the optimal actions are
@@ -492,17 +515,20 @@ def certify_exact(mdp: MDP, rewards: np.ndarray, discount: float, solution: Solu
             raise InputError(
                 mdp.name, f"choice {c}: probabilities are not exact fractions summing to 1"
             )
-    reward = [_fraction(r) for r in rewards.tolist()]
-    gamma = _fraction(discount)
+    if reward is None:
+        exact_rewards = [_fraction(r) for r in rewards.tolist()]
+    else:
+        exact_rewards = exact_reward_values(mdp, reward, probability)
+    gamma = Fraction(repr(float(discount)))
     doomed = np.isneginf(solution.values)
     policy = solution.policy.copy()
     states = mdp.choice_states()
     for _ in range(MAX_ITERATIONS):
-        values = _exact_values(mdp, probability, reward, gamma, policy, doomed)
+        values = _exact_values(mdp, probability, exact_rewards, gamma, policy, doomed)
         q_values = [
             None
             if any(doomed[t] for t in data.indices[data.indptr[c] : data.indptr[c + 1]])
-            else reward[c]
+            else exact_rewards[c]
             + gamma
             * sum(
                 p * values[t]

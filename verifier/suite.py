@@ -21,7 +21,7 @@ from verifier.runner import Job, Outcome
 
 VERDICTS = {
     "check": ("holds", "fails"),
-    "reward": ("aligned", "underspecified", "misspecified", "unbounded"),
+    "reward": ("aligned", "underspecified", "misspecified", "unbounded", "trapped"),
     "compare": ("same", "different"),
     "policy": (
         "aligned",
