@@ -235,15 +235,17 @@ def _storm_start(
 
 
 def sure_reward_loops(mdp: MDP, rewards: np.ndarray) -> np.ndarray:
-    """bool [n_states]: end components of the choices with reward >= 0 that contain a choice
-    with reward > 0. A policy that stays in one and takes each of its choices infinitely
-    often earns a positive mean reward, so the optimum at discount 1 is +inf. Decided from
-    the signs of the rewards alone, so a step reward of 1e-16 counts as positive, which no
-    floating-point mean would settle; loops that need negative rewards on the way are left
-    to policy iteration."""
-    component, inside = end_components(mdp, rewards >= 0)
-    earning = np.unique(component[mdp.choice_states()[inside & (rewards > 0)]])
-    return (component >= 0) & np.isin(component, earning)
+    """bool [n_states]: the states where a choice with reward > 0 stays inside an end
+    component of the choices with reward >= 0. A deterministic policy that takes that
+    choice there and moves back to the state inside the end component everywhere else
+    earns a positive mean reward forever, so the optimum at discount 1 is +inf. Decided
+    from the signs of the rewards alone, so a step reward of 1e-16 counts as positive,
+    which no floating-point mean would settle; loops that need negative rewards on the way
+    are left to policy iteration."""
+    _, inside = end_components(mdp, rewards >= 0)
+    earning = np.zeros(mdp.n_states, dtype=bool)
+    earning[mdp.choice_states()[inside & (rewards > 0)]] = True
+    return earning
 
 
 def _may_loop(mdp: MDP, rewards: np.ndarray) -> bool:
