@@ -296,3 +296,21 @@ def load_environments_from_text(text):
         path = Path(tmp) / "model.toml"
         path.write_text(text, encoding="utf-8")
         return load_environments(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[gymnasium]\nid = "MiniGrid-Empty-5x5-v0"\n', True),
+        ('gymnasium.id = "MiniGrid-Empty-5x5-v0"\n', True),
+        ('gymnasium = { id = "MiniGrid-Empty-5x5-v0" }\n', True),
+        ('name = "gymnasium"\nmap = """\nS.#\n"""\n', False),
+        ('notes = """\ngymnasium = 1\n"""\n', False),  # a line alike, inside a string
+    ],
+)
+def test_a_model_file_is_a_gymnasium_model_only_with_a_gymnasium_key(tmp_path, text, expected):
+    from verifier.gym_model import is_gym_model
+
+    path = tmp_path / "model.toml"
+    path.write_text(text, encoding="utf-8")
+    assert is_gym_model(path) is expected

@@ -10,6 +10,7 @@ gymnasium and minigrid are imported here only, and only when such a model is loa
 from __future__ import annotations
 
 import importlib
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,6 +48,11 @@ class GymInstance:
     wrappers: tuple
 
 
+# A top-level `gymnasium` key in any TOML spelling: `[gymnasium]`, `gymnasium.id = ...`,
+# `gymnasium = {...}`, quoted or not. Only a file that matches is parsed to decide.
+_GYMNASIUM_KEY = re.compile(r'^[ \t]*(\[[ \t]*)?["\']?gymnasium["\']?[ \t]*[\].=]', re.M)
+
+
 def is_gym_model(model: str | Path) -> bool:
     """True for the shorthand `gym:ENV_ID` and for a TOML file with a `[gymnasium]` table."""
     text = str(model)
@@ -56,8 +62,14 @@ def is_gym_model(model: str | Path) -> bool:
     if path.suffix.lower() != ".toml" or not path.is_file():
         return False
     try:
-        return "gymnasium" in tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not _GYMNASIUM_KEY.search(text):  # a maze: skip parsing its (possibly huge) map twice
+        return False
+    try:
+        return "gymnasium" in tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
         return False
 
 
