@@ -497,12 +497,7 @@ def _check_distributions(prism: PrismProgram, model) -> None:
         model.labeling.get_states("out_of_bounds").get_number_of_set_bits()
     ):
         raise InputError(prism.source, "an update leads to a value outside its variable's range")
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "model.umb"
-        options = stormpy.io.UmbExportOptions()
-        options.compression = type(options.compression).NO_COMPRESSION
-        stormpy.io.export_to_umb(model, str(archive), options=options)
-        arrays = _read_umb_arrays(archive)
+    arrays = _exported_arrays(model)
     probabilities = arrays["branch-to-probability.bin"]
     starts = arrays["choice-to-branches.bin"].astype(np.int64)
     sums = np.add.reduceat(probabilities, starts[:-1]) if len(probabilities) else np.ones(0)
@@ -562,12 +557,7 @@ def from_storm(
     `variables` orders the valuation columns and `actions` the action names (a PRISM
     program's declaration order); names not given come after, sorted.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "model.umb"
-        options = stormpy.io.UmbExportOptions()
-        options.compression = type(options.compression).NO_COMPRESSION
-        stormpy.io.export_to_umb(model, str(archive), options=options)
-        arrays = _read_umb_arrays(archive)
+    arrays = _exported_arrays(model)
     n_states, n_choices = model.nr_states, model.nr_choices
     if "state-to-choices.bin" in arrays:
         row_groups = arrays["state-to-choices.bin"].astype(np.int64)
@@ -626,6 +616,16 @@ def from_storm(
         kind="mdp" if model.is_nondeterministic_model else "dtmc",
         name=name,
     )
+
+
+def _exported_arrays(model) -> dict[str, np.ndarray]:
+    """A Storm model's transition arrays, through its uncompressed UMB export."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "model.umb"
+        options = stormpy.io.UmbExportOptions()
+        options.compression = type(options.compression).NO_COMPRESSION
+        stormpy.io.export_to_umb(model, str(archive), options=options)
+        return _read_umb_arrays(archive)
 
 
 def _read_umb_arrays(archive: Path) -> dict[str, np.ndarray]:
