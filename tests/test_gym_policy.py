@@ -30,6 +30,7 @@ def trained(algorithm: str, policy: str, env_id: str, wrappers: list[str]):
     """A briefly trained SB3 agent (seeded, CPU, one torch thread) and its training env."""
     import gymnasium as gym
     import torch
+    from stable_baselines3.common.logger import Logger
 
     from verifier.gym_model import _wrapper_class
 
@@ -40,6 +41,7 @@ def trained(algorithm: str, policy: str, env_id: str, wrappers: list[str]):
     cls = getattr(sb3, algorithm)
     options = {"n_steps": 64, "batch_size": 64} if algorithm == "PPO" else {"learning_starts": 0}
     model = cls(policy, env, seed=0, device="cpu", **options)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-* log folder in /tmp
     model.learn(64)
     return model, env
 
