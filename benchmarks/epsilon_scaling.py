@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -34,24 +33,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from harness import peak_rss_mb, run_worker, seconds, status, versions  # noqa: E402
+from reward_scaling import maze_for  # noqa: E402  (the same open rooms and random mazes)
 
 TARGETS = (10**4, 10**5)
 VARIANTS = ("open", "random")
 KINDS = ("plain", "margin", "epsilon", "tradeoff")
-SLIP, SEED, STEP, EXIT_BONUS, EPSILON = 0.1, 0, -0.01, 1.0, 0.01
-
-
-def maze_for(variant: str, target: int):
-    """As reward_scaling.py: an open room of side round(sqrt(target)), or a random perfect
-    maze of side ~sqrt(2 * target) (about half of its cells are floor)."""
-    from verifier import generate
-
-    if variant == "open":
-        side = max(round(math.sqrt(target)), 2)
-        return generate.open_room(side + 2, side + 2, slip=SLIP)
-    side = round(math.sqrt(2 * target))
-    side += side % 2 == 0
-    return generate.random_maze(side, side, SEED, objects=2, lava=2, slip=SLIP)
+STEP, EXIT_BONUS, EPSILON = -0.01, 1.0, 0.01
 
 
 def worker(kind: str, variant: str, target: int) -> dict:
