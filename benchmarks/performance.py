@@ -119,11 +119,12 @@ def check_storm(maze: str, prism: str) -> dict:
 def reward_ours(maze: str, reward: str) -> dict:
     """reward, ours: `verify reward --model MAZE --reward REWARD` through the library, with the
     time of policy iteration (`solve`) inside it."""
+    import verifier.queries
     import verifier.reward
     from verifier.environment import load_environment
 
     timers = Timers()
-    timers.wrap(verifier.reward, "solve")
+    timers.wrap(verifier.queries, "solve")
     env, load_s = clock(lambda: load_environment(maze))
     (report,), check_s = clock(lambda: verifier.reward.reward_reports(env, reward))
     return {

@@ -145,7 +145,7 @@ def worker_ours(maze_path: str, policy_path: str) -> dict:
     objective, objective_s = clock(lambda: resolve_objective(env, env.properties[0]))
     timers = Timers()
     timers.wrap(verifier.storm, "to_storm")
-    timers.wrap(verifier.storm, "state_values")
+    timers.wrap(verifier.storm, "until")
     timers.wrap(verifier.storm, "_model_check")
     timers.wrap(verifier.verdict, "_goals")
     report, classify_s = clock(

@@ -106,6 +106,7 @@ def worker_check(path: str, discount: float) -> dict:
     start = time.perf_counter()
     import numpy as np
 
+    import verifier.queries
     import verifier.reward
     import verifier.storm
     from verifier.environment import load_environment
@@ -123,9 +124,9 @@ def worker_check(path: str, discount: float) -> dict:
     reward_s = time.perf_counter() - start
 
     timers = Timers()
-    timers.wrap(verifier.reward, "solve")
-    timers.wrap(verifier.reward, "resolve_objective")
-    timers.wrap(verifier.storm, "optimize")
+    timers.wrap(verifier.queries, "solve")
+    timers.wrap(verifier.reward, "resolve_intended")
+    timers.wrap(verifier.storm, "until")
     timers.wrap(verifier.storm, "check")
     timers.wrap(verifier.storm, "to_storm")
     start = time.perf_counter()

@@ -168,7 +168,7 @@ def test_a_multi_line_intended_holds_one_property_per_line(tmp_path):
     intended = 'Pmax=? [ !"lava"\n  U "exit" ]\nPmin=? [ F "exit" ]\n'
     path.write_text(maze_text("#SA#", EXIT_A, intended=intended))
     env = load_environment(path)
-    assert [str(p.get_raw_formula()) for p in env.properties] == [
+    assert [str(p) for p in env.properties] == [
         'Pmax=? [(!"lava") U "exit"]',
         'Pmin=? [F "exit"]',
     ]

@@ -346,7 +346,7 @@ def test_props_text_holds_one_property_per_line_with_comments():
         'Pmax=? [ !"lava"\n   U "goal" ];  P>=0.5 [ F "goal" ]\n'
     )
     props = storm.parse_properties(text)
-    assert [str(p.get_raw_formula()) for p in props] == [
+    assert [str(p) for p in props] == [
         'Pmax=? [F "goal"]',
         'Pmin=? [F "goal"]',
         'Pmax=? [(!"lava") U "goal"]',

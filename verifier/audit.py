@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from verifier import storm
 from verifier.environment import Environment, maze_environment
 from verifier.errors import InputError
 from verifier.maze import PALETTE
 from verifier.mdp import MDP, csr
 from verifier.progress import stage
+from verifier.queries import Model, parse_properties
 from verifier.reward import ALIGNED, RewardReport, check_reward
 from verifier.rewards import RewardVector
 from verifier.verdict import candidate_goals
@@ -67,7 +67,7 @@ class Proxy:
         if self.kind == "user":
             from verifier.objective import resolve_objective
 
-            prop = storm.parse_properties(f"Pmax=? [ {self.text} ]", source=self.name)[0]
+            prop = parse_properties(f"Pmax=? [ {self.text} ]", source=self.name)[0]
             objective = resolve_objective(env, prop)
             return objective.left, objective.target
         row, col = self.cell(env)
@@ -259,7 +259,7 @@ def load_proxies(path: str | Path) -> list[Proxy]:
                 )
             text = text[opening + 1 : closing].strip()
         try:
-            storm.parse_properties(f"Pmax=? [ {text} ]", source=f"{path}:{number}")
+            parse_properties(f"Pmax=? [ {text} ]", source=f"{path}:{number}")
         except InputError as exc:
             raise InputError(str(path), exc.message, f"line {number}") from None
         proxies.append(Proxy(f"user: {text}", "user", text))
@@ -278,7 +278,7 @@ def evaluate(env: Environment, proxy: Proxy, cache: dict | None = None) -> Rewar
     key = (id(env), np.packbits(left).tobytes(), np.packbits(target).tobytes())
     if key not in cache:
         product, reward = _product(env.mdp, left, target)
-        product_env = replace(env, mdp=product, storm_model=storm.to_storm(product))
+        product_env = replace(env, model=Model(product), checked=None)
         cache[key] = check_reward(product_env, reward, env.properties[0])
     return replace(cache[key], reward=proxy.name, states=env.mdp.n_states)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from verifier import storm
 from verifier.environment import Environment
 
 HOLDS, FAILS, COMPUTED = "holds", "fails", "computed"
@@ -63,7 +62,7 @@ def check_environment(env: Environment) -> list[CheckReport]:
     reports = []
     for prop in env.properties:
         started = time.perf_counter()
-        result = storm.check(env.storm_model, prop, env.objective_source)
+        result = env.check(prop)
         seconds = time.perf_counter() - started
         initial = tuple(
             {"valuation": valuation, "value": float(v), "lower": float(lo), "upper": float(hi)}

@@ -16,6 +16,7 @@ from verifier.errors import InputError
 from verifier.gym_model import is_gym_model
 from verifier.maze import Maze, load_maze
 from verifier.mdp import MDP
+from verifier.queries import Model, Property, PropertyResult
 
 MAZE_SUFFIXES = (".toml",)
 PRISM_SUFFIXES = (".prism", ".pm", ".nm")
@@ -25,21 +26,36 @@ PRISM_SUFFIXES = (".prism", ".pm", ".nm")
 class Environment:
     """One model with the properties to check on it.
 
-    `mdp` is the full reachable model. `storm_model` is the Storm model the properties are
-    checked on: `mdp` itself for a maze; for a PRISM file, Storm's build for the properties
-    (which also evaluates their expressions over variables). `maze` is set for maze files,
-    `gym` (a verifier.gym_model.GymModel) for Gymnasium models; `notes` are said to the user.
+    `model` is the full reachable model and the questions asked of it (`mdp` is its MDP).
+    `checked` is, for a PRISM file, Storm's build for the properties, which also evaluates
+    their expressions over variables (`verify check` asks it); else None, and properties are
+    checked on `model`. `maze` is set for maze files, `gym` (a verifier.gym_model.GymModel)
+    for Gymnasium models; `notes` are said to the user.
     """
 
     path: Path
-    mdp: MDP
-    storm_model: object
-    properties: tuple
+    model: Model
+    properties: tuple[Property, ...]
     objective: str
     objective_source: str
     maze: Maze | None = None
     gym: object | None = None
     notes: tuple[str, ...] = ()
+    checked: object | None = None
+
+    @property
+    def mdp(self) -> MDP:
+        return self.model.mdp
+
+    @property
+    def storm_model(self):
+        """The Storm model the properties are checked on."""
+        return self.model.storm if self.checked is None else self.checked
+
+    def check(self, prop: Property) -> PropertyResult:
+        """`prop` at the initial states, as Storm answers it; an error names where the
+        objective was written."""
+        return storm.check(self.storm_model, prop, self.objective_source)
 
 
 def load_environment(
@@ -74,8 +90,15 @@ def load_environment(
         mdp = storm.from_storm(
             full, name=path.stem, variables=prism.variables, actions=prism.actions
         )
-        check_model = storm.build_prism(prism, properties)
-        return Environment(path, mdp, check_model, tuple(properties), objective, objective_source)
+        checked = storm.build_prism(prism, properties)
+        return Environment(
+            path,
+            Model(mdp, full),
+            tuple(properties),
+            objective,
+            objective_source,
+            checked=checked,
+        )
     known = ", ".join(MAZE_SUFFIXES + PRISM_SUFFIXES)
     raise InputError(str(path), f"unknown model type {suffix or '(no suffix)'!r}; known: {known}")
 
@@ -106,9 +129,7 @@ def maze_environment(
     )
     _check_objectives(properties, objective_source, nondeterministic=True)
     mdp = compile_maze(maze, max_states=max_states)
-    return Environment(
-        Path(path), mdp, storm.to_storm(mdp), tuple(properties), objective, objective_source, maze
-    )
+    return Environment(Path(path), Model(mdp), tuple(properties), objective, objective_source, maze)
 
 
 _UNDIRECTED = "on an MDP a query needs min or max, e.g. Pmax=? or Pmin=?"
@@ -119,14 +140,13 @@ def _check_objectives(properties, source: str, nondeterministic: bool) -> None:
     formula), and on an MDP for a query without min or max (Pmax=?, Pmin=?): Storm refuses
     it in checks, and other paths would read an unset direction."""
     for prop in properties:
-        formula = prop.get_raw_formula()
-        problem = storm.unsupported(formula)
-        if problem is None and nondeterministic and not formula.has_bound:
-            problem = None if formula.has_optimality_type else _UNDIRECTED
+        problem = prop.problem
+        if problem is None and nondeterministic and prop.comparison is None:
+            problem = None if prop.direction else _UNDIRECTED
         if problem is not None:
             from verifier.objective import SUPPORTED  # objective imports this module
 
-            raise InputError(source, f"{formula}: {problem}; {SUPPORTED}")
+            raise InputError(source, f"{prop}: {problem}; {SUPPORTED}")
 
 
 def _prism_objective(path: Path, spec: str | None) -> tuple[str, str]:

@@ -255,6 +255,7 @@ def gym_environments(model: str | Path, spec: str | None = None, max_states: int
 
     from verifier import storm
     from verifier.environment import Environment
+    from verifier.queries import Model
 
     gym_spec = load_gym_spec(model)
     objective, objective_source = (
@@ -271,8 +272,7 @@ def gym_environments(model: str | Path, spec: str | None = None, max_states: int
         environments.append(
             Environment(
                 Path(name),
-                mdp,
-                storm.to_storm(mdp),
+                Model(mdp),
                 tuple(properties),
                 objective,
                 objective_source,

@@ -17,33 +17,34 @@ write `(F "key") & (F "exit")` for the conjunction of two eventualities.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from verifier import storm
 from verifier.environment import Environment
 from verifier.errors import InputError
-from verifier.mdp import MDP
+from verifier.queries import (
+    DISCOUNTED,
+    GLOBALLY,
+    PATH,
+    REACH,
+    TOTAL,
+    UNTIL,
+    PathQuery,
+    Property,
+)
 
 # A policy meets a query (`Pmax=? [...]`) when it attains the optimum within this (relative
 # to the optimum's magnitude, at least 1, for a reward objective).
 OBJECTIVE_TOLERANCE = 1e-6
 
-UNTIL, PATH, REWARD = "until", "path", "reward"
-TOTAL, REACH, DISCOUNTED = "total", "reach", "discounted"
+REWARD = "reward"  # the objective kinds: UNTIL, PATH (every other P form) and REWARD
 SUPPORTED = (
     "supported objectives: P operators over path formulas (F, U, G, X, their step bounds, "
     'boolean combinations: LTL) and R{"name"} operators over [ C ], [ F "label" ] or '
     "[ Cdiscount=γ ]"
 )
-
-_LEFT, _TARGET = "__verify_left", "__verify_target"
-_OPERATOR = re.compile(r"(?:P|R|LRA|T|S)(?:\{[^}]*\})?(?:min|max)?(?:=\?|[<>]=?\s*[^\[\s]+)\s*\[")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -67,8 +68,8 @@ class Objective:
 
     kind          until, path or reward (module docstring)
     left, target  bool [n_states], the until form only (None otherwise)
-    path          Storm's path formula over `labels` and the model's own labels (P forms)
-    labels        extra labels `path` refers to: the until parts, evaluated state subformulas
+    path          the path formula, ready to ask of the model, its restrictions and its
+                  policies' chains (path form only)
     forbidden     bool [n_states]: states φ forbids (until: neither left nor target; G ψ:
                   !ψ), None where φ forbids no states as such (other path forms, rewards)
     performance   the reward objective (reward form only)
@@ -84,14 +85,9 @@ class Objective:
     threshold: float | None
     strict: bool
     kind: str = UNTIL
-    path: str = ""
-    labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+    path: PathQuery | None = None
     forbidden: np.ndarray | None = None
     performance: Performance | None = None
-
-    def path_formula(self, left: str, target: str) -> str:
-        bound = "" if self.steps is None else f"<={self.steps}"
-        return f'"{left}" U{bound} "{target}"'
 
     def satisfied(self, value: np.ndarray, optimum: np.ndarray) -> np.ndarray:
         """bool: does a policy with this value (probability or performance) meet φ?"""
@@ -107,19 +103,8 @@ class Objective:
             return value > self.threshold if self.strict else value >= self.threshold
         return value < self.threshold if self.strict else value <= self.threshold
 
-    def query(self, direction: str) -> str:
-        """The objective as a Storm query in `direction` ("max", "min" or "" on a DTMC) on
-        a model carrying `labels` (P forms only)."""
-        return f"P{direction}=? [ {self.path} ]"
 
-    def labelled(self, mdp: MDP) -> MDP:
-        """`mdp` (or a restriction or induced chain of it) with the labels `path` needs."""
-        from verifier.mdp import with_labels
-
-        return with_labels(mdp, self.labels)
-
-
-def resolve_objective(env: Environment, prop) -> Objective:
+def resolve_objective(env: Environment, prop: Property) -> Objective:
     """φ in the reach-avoid form P [ left U(<=k) target ], which the audit and the reward
     repair need; InputError naming the form otherwise."""
     objective = resolve_intended(env, prop)
@@ -132,34 +117,18 @@ def resolve_objective(env: Environment, prop) -> Objective:
     return objective
 
 
-def resolve_intended(env: Environment, prop) -> Objective:
+def resolve_intended(env: Environment, prop: Property) -> Objective:
     """Any objective of the module docstring, resolved on the model of `env`."""
-    formula = prop.get_raw_formula()
-    text = str(formula)
-    if formula.is_reward_operator_formula:
-        return _reward_objective(env, formula, text)
-    if not formula.is_probability_operator_formula:
-        raise InputError(env.objective_source, f"{text}: {SUPPORTED}")
-    model = env.storm_model if env.maze is not None else storm.to_storm(env.mdp)
-    maximize, threshold, strict = _direction(formula)
-    path = formula.subformula
-    is_until = path.is_until_formula or path.is_eventually_formula
-    if path.is_bounded_until_formula:
-        is_until = not path.has_lower_bound and _single_bound(path)
-    if is_until and path.is_eventually_formula:
-        is_until = _is_state_formula(str(path.subformula))
-    elif is_until:
-        parts = (path.left_subformula, path.right_subformula)
-        is_until = all(_is_state_formula(str(part)) for part in parts)
-    if not is_until:
-        labels, path_text = _evaluate_state_operators(env, model, str(path))
-        forbidden = None
-        safety = re.fullmatch(r"G (.*)", str(path))
-        if safety and _is_state_formula(safety.group(1)):
-            safe = storm.parse_properties(f"P=? [ F {safety.group(1)} ]")[0].get_raw_formula()
-            forbidden = ~storm.satisfying_states(model, safe.subformula.subformula)
+    if prop.operator == "R":
+        return _reward_objective(env, prop)
+    if prop.operator != "P":
+        raise InputError(env.objective_source, f"{prop.text}: {SUPPORTED}")
+    model = env.model
+    maximize, threshold, strict = _direction(prop)
+    if prop.form != UNTIL:
+        forbidden = ~model.states(prop.right) if prop.form == GLOBALLY else None
         return Objective(
-            text,
+            prop.text,
             None,
             None,
             None,
@@ -167,94 +136,31 @@ def resolve_intended(env: Environment, prop) -> Objective:
             threshold,
             strict,
             PATH,
-            path_text,
-            labels,
-            forbidden,
+            path=model.path_query(prop),
+            forbidden=forbidden,
         )
-    if path.is_eventually_formula:
-        left = np.ones(env.mdp.n_states, dtype=bool)
-        target = storm.satisfying_states(model, path.subformula)
-    else:
-        left = storm.satisfying_states(model, path.left_subformula)
-        target = storm.satisfying_states(model, path.right_subformula)
-    steps = int(str(path.upper_bound_expression)) if path.is_bounded_until_formula else None
-    objective = Objective(text, left, target, steps, maximize, threshold, strict)
-    labels = {_LEFT: left & ~target, _TARGET: target}
+    target = model.states(prop.right)
+    everywhere = np.ones(env.mdp.n_states, dtype=bool)
+    left = everywhere if prop.left is None else model.states(prop.left)
     return Objective(
-        text,
+        prop.text,
         left,
         target,
-        steps,
+        prop.steps,
         maximize,
         threshold,
         strict,
-        UNTIL,
-        objective.path_formula(_LEFT, _TARGET),
-        labels,
-        ~left & ~target,
+        forbidden=~left & ~target,
     )
 
 
-def _is_state_formula(text: str) -> bool:
-    """No temporal operator outside quotes and nested P/R operators."""
-    _, bare = _split_operators(re.sub(r'"[^"]*"', '""', text))
-    return not re.search(r"\b[FGXU]\b", bare)
-
-
-def _split_operators(text: str) -> tuple[list[tuple[int, int]], str]:
-    """The spans of the P/R operators nested in `text`, and `text` without them."""
-    spans, position = [], 0
-    for match in _OPERATOR.finditer(text):
-        if match.start() < position:
-            continue
-        depth, end = 1, match.end()
-        while depth and end < len(text):
-            depth += {"[": 1, "]": -1}.get(text[end], 0)
-            end += 1
-        spans.append((match.start(), end))
-        position = end
-    bare, position = [], 0
-    for start, end in spans:
-        bare.append(text[position:start])
-        position = end
-    bare.append(text[position:])
-    return spans, "".join(bare)
-
-
-def _single_bound(path) -> bool:
-    """A bounded until with one integer upper bound (not a reward or time bound)."""
-    try:
-        int(str(path.upper_bound_expression))
-    except (RuntimeError, ValueError):
-        return False
-    return True
-
-
-def _direction(formula) -> tuple[bool, float | None, bool]:
+def _direction(prop: Property) -> tuple[bool, float | None, bool]:
     """(maximize, threshold, strict) of a P or R operator."""
-    if formula.has_bound:
-        comparison = formula.comparison_type
-        maximize = comparison in (storm.ComparisonType.GEQ, storm.ComparisonType.GREATER)
-        strict = comparison in (storm.ComparisonType.GREATER, storm.ComparisonType.LESS)
-        return maximize, float(formula.threshold), strict
-    if not formula.has_optimality_type:
-        raise InputError("--spec", f"{formula}: say max=? or min=? (the model has choices)")
-    return formula.optimality_type == storm.OptimizationDirection.MAXIMIZE, None, False
-
-
-def _evaluate_state_operators(env, model, path_text: str) -> tuple[dict, str]:
-    """Replace every P/R operator nested in a path formula by a fresh label holding where
-    it holds on the full model (not on a restriction of it, where its value would differ)."""
-    labels = {}
-    pieces, position = [], 0
-    for start, end in _split_operators(path_text)[0]:
-        name = f"__verify_state_{len(labels)}"
-        nested = storm.parse_properties(path_text[start:end], source=env.objective_source)[0]
-        labels[name] = storm.satisfying_states(model, nested.get_raw_formula())
-        pieces += [path_text[position:start], f'"{name}"']
-        position = end
-    pieces.append(path_text[position:])
-    return labels, "".join(pieces)
+    if prop.comparison is not None:
+        return prop.comparison in (">=", ">"), prop.threshold, prop.comparison in (">", "<")
+    if prop.direction is None:
+        raise InputError("--spec", f"{prop.text}: say max=? or min=? (the model has choices)")
+    return prop.direction == "max", None, False
 
 
 def _performance_source(env: Environment, name: str, text: str) -> str:
@@ -274,38 +180,35 @@ def _performance_source(env: Environment, name: str, text: str) -> str:
     )
 
 
-def _reward_objective(env: Environment, formula, text: str) -> Objective:
+def _reward_objective(env: Environment, prop: Property) -> Objective:
     """R{name} [ C ] / [ F target ] / [ Cdiscount=γ ]: the performance as objective."""
     from verifier.rewards import resolve_reward
 
-    maximize, threshold, strict = _direction(formula)
-    if not formula.has_reward_model_name():
+    maximize, threshold, strict = _direction(prop)
+    name = prop.reward
+    if name is None:
         names = sorted(env.mdp.rewards)
         if len(names) != 1:
             raise InputError(
-                env.objective_source, f'{text}: name the performance reward: R{{"name"}}...'
+                env.objective_source, f'{prop.text}: name the performance reward: R{{"name"}}...'
             )
         name = names[0]
-    else:
-        name = formula.reward_name
-    performance = resolve_reward(_performance_source(env, name, text), env.mdp)
-    path = formula.subformula
+    performance = resolve_reward(_performance_source(env, name, prop.text), env.mdp)
     target = None
-    if path.is_eventually_formula:
-        model = env.storm_model if env.maze is not None else storm.to_storm(env.mdp)
+    if prop.form == REACH:
         form, discount = REACH, 1.0
-        target = storm.satisfying_states(model, path.subformula)
-    elif path.is_discounted_total_reward_formula:
-        form, discount = DISCOUNTED, float(Fraction(str(path.discount_factor_rational)))
-    elif str(path) == "C":
+        target = env.model.states(prop.right)
+    elif prop.form == DISCOUNTED:
+        form, discount = DISCOUNTED, prop.discount
+    elif prop.form == TOTAL:
         form, discount = TOTAL, performance.discount
         if discount < 1.0:
             form = DISCOUNTED
     else:
-        raise InputError(env.objective_source, f"{text}: {SUPPORTED}")
+        raise InputError(env.objective_source, f"{prop.text}: {SUPPORTED}")
     objective_performance = Performance(name, performance.values, form, discount, target)
     return Objective(
-        text,
+        prop.text,
         None,
         None,
         None,

@@ -27,7 +27,8 @@ import scipy.sparse as sp
 from verifier.errors import InputError
 from verifier.mdp import MDP, csr
 from verifier.objective import REACH, Performance
-from verifier.solve import end_components, solve
+from verifier.queries import Model
+from verifier.solve import end_components
 
 
 def stopped_at_target(mdp: MDP, values: np.ndarray, performance: Performance):
@@ -49,18 +50,20 @@ def stopped_at_target(mdp: MDP, values: np.ndarray, performance: Performance):
     return replace(mdp, transitions=transitions), np.where(at_target, 0.0, values)
 
 
-def best_performance(mdp: MDP, performance: Performance, maximize: bool) -> np.ndarray:
+def best_performance(model: Model, performance: Performance, maximize: bool) -> np.ndarray:
     """float64 [n_states]: the greatest (or least) performance over all policies."""
-    model, values = stopped_at_target(mdp, performance.values, performance)
+    stopped, values = stopped_at_target(model.mdp, performance.values, performance)
+    if stopped is not model.mdp:
+        model = Model(stopped)
     sign = 1.0 if maximize else -1.0
-    return sign * solve(model, sign * values, performance.discount).values
+    return sign * model.optimum(sign * values, performance.discount).values
 
 
 def chain_performance(chain: MDP, expected: np.ndarray, performance: Performance) -> np.ndarray:
     """float64 [n_states]: a policy's performance on its induced chain (`expected`: the
     expected performance reward of each state's one choice)."""
-    model, values = stopped_at_target(chain, expected, performance)
-    return solve(model, values, performance.discount).values
+    stopped, values = stopped_at_target(chain, expected, performance)
+    return Model(stopped).optimum(values, performance.discount).values
 
 
 def performance_over(
@@ -83,8 +86,9 @@ def performance_over(
             )
     else:
         classes = None
-    low = -solve(model, -values, performance.discount).values
-    high = solve(model, values, performance.discount).values
+    handle = Model(model)
+    low = -handle.optimum(-values, performance.discount).values
+    high = handle.optimum(values, performance.discount).values
     if classes is not None:
         low, high = low[classes], high[classes]
     return low, high

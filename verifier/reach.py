@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from verifier.mdp import MDP, reachable
+from verifier.solve import ORDERING
 
 MAX_IMPROVEMENTS = 100  # policy improvements on the scheduler before Storm's sound engine
 REFINEMENTS = 4  # steps of iterative refinement; two already reach the float64 limit
@@ -89,7 +90,7 @@ def _solve_transient(inner: sp.csc_matrix, rhs: np.ndarray) -> tuple[np.ndarray,
     absorption; t is itself solved and its error bounded by the same argument:
     ||t||_inf <= ||t_hat||_inf / (1 - ||r_t||_inf)."""
     m = inner.shape[0]
-    factors = splu((sp.identity(m, format="csc") - inner).tocsc())
+    factors = splu((sp.identity(m, format="csc") - inner).tocsc(), permc_spec=ORDERING)
     extended = inner.tocsr().astype(np.longdouble)
     x, x_residual = _refined(extended, factors, rhs)
     t, t_residual = _refined(extended, factors, np.ones(m))
@@ -124,22 +125,32 @@ def probabilities(
     target: np.ndarray,
     maximize: bool | None,
     steps: int | None = None,
+    storm_model=None,
 ) -> Probabilities:
     """P[ left U(<=steps) target ] on every state: of a Markov chain (`maximize` None; one
     choice per state), or its maximum or minimum over schedulers. Step-bounded ones go to
     Storm's sound engine, which needs only `steps` sweeps (no memoryless policy attains
-    them: `policy` is then None)."""
+    them: `policy` is then None).
+
+    `storm_model`: `mdp` in Storm, or a function returning it (called only where Storm is
+    asked: never for an unbounded chain); by default `mdp` is converted."""
     from verifier import storm
 
+    def in_storm():
+        if storm_model is None:
+            return storm.to_storm(mdp)
+        return storm_model() if callable(storm_model) else storm_model
+
     if steps is not None:
-        values, lower, upper, policy = storm.sound_until(mdp, left, target, maximize, steps)
+        values, lower, upper, policy = storm.until(in_storm(), left, target, maximize, steps)
         return Probabilities(values, lower, upper, policy, storm.SOUND_METHOD)
     if maximize is None:
         if mdp.n_choices != mdp.n_states:
             raise ValueError("probabilities: a chain has one choice per state; give maximize")
         values, error = chain_until(mdp.transitions, left, target)
         return _bounded(values, error, np.arange(mdp.n_states, dtype=np.int64), _CHAIN_METHOD)
-    policy = storm.fast_scheduler(mdp, left, target, maximize)
+    model = in_storm()
+    policy = storm.until(model, left, target, maximize, sound=False)[3]
     states = mdp.choice_states()
     undecided = (left & ~target)[states]
     for improvements in range(MAX_IMPROVEMENTS):
@@ -165,7 +176,7 @@ def probabilities(
             mdp.row_groups[:-1],
         )
         policy = np.where(switch, first, policy)
-    values, lower, upper, policy = storm.sound_until(mdp, left, target, maximize)
+    values, lower, upper, policy = storm.until(model, left, target, maximize)
     return Probabilities(values, lower, upper, policy, storm.SOUND_METHOD)
 
 

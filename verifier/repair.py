@@ -305,8 +305,6 @@ def _z3_repair(envs, goals, features, target) -> tuple[dict, Fraction] | None:
 def _sure_objective(env: Environment):
     """φ as (Objective, states that meet it surely); InputError unless φ is an unbounded
     Pmax query met with probability 1 from the initial states, which both searches need."""
-    from verifier import storm
-
     mdp = env.mdp
     objective = resolve_objective(env, env.properties[0])
     if objective.steps is not None or objective.threshold is not None or not objective.maximize:
@@ -314,9 +312,7 @@ def _sure_objective(env: Environment):
             env.objective_source,
             f"{objective.text}: reward repair takes a Pmax=? [ left U target ] objective",
         )
-    optimum, _, _ = storm.state_values(
-        _labelled(mdp, objective), 'Pmax=? [ "__left" U "__target" ]'
-    )
+    optimum = env.model.until(objective.left, objective.target, True).values
     if (optimum[mdp.initial_states] < 1 - OBJECTIVE_TOLERANCE).any():
         raise InputError(
             str(env.path),
@@ -386,14 +382,6 @@ def _encode(add, env: Environment, goal, index: int, features, weights, margin) 
                 )
             )
         add(z3.Implies(reach[s], rank[s] >= 1))
-
-
-def _labelled(mdp, objective):
-    from verifier.mdp import with_labels
-
-    return with_labels(
-        mdp, {"__left": objective.left & ~objective.target, "__target": objective.target}
-    )
 
 
 def _verify(envs: list[Environment], weights: dict) -> dict:

@@ -27,23 +27,21 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
-from verifier import reach, storm
 from verifier.environment import Environment
 from verifier.errors import InputError
-from verifier.mdp import MDP, restrict, with_labels
+from verifier.mdp import MDP
 from verifier.near_optimal import MARGIN_STATES, near_optimal, unsupported
 from verifier.objective import PATH, REACH, REWARD, Objective, resolve_intended
 from verifier.performance import best_performance, performance_over
+from verifier.queries import Model, Property, Solution
 from verifier.rewards import RewardVector, absorbing_states, resolve_reward
-from verifier.solve import Solution, certify_exact, end_components, solve
+from verifier.solve import certify_exact, end_components
 
 ALIGNED = "aligned"
 UNDERSPECIFIED = "underspecified"
 MISSPECIFIED = "misspecified"
 UNBOUNDED = "unbounded"
 TRAPPED = "trapped"
-
-_IDLE = "__verify_idle"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -112,18 +110,18 @@ def reward_reports(
     return [check_reward(env, first, prop, exact, epsilon, tradeoff) for prop in env.properties]
 
 
-def optimal_solution(mdp: MDP, reward: RewardVector, exact: bool = False) -> Solution:
+def optimal_solution(model: Model, reward: RewardVector, exact: bool = False) -> Solution:
     """V*, Q* and optimal actions; with `exact`, certified in rational arithmetic."""
-    solution = solve(mdp, reward.values, reward.discount)
+    solution = model.optimum(reward.values, reward.discount)
     if not exact:
         return solution
-    return certify_exact(mdp, reward.values, reward.discount, solution, reward.reward)
+    return certify_exact(model.mdp, reward.values, reward.discount, solution, reward.reward)
 
 
 def check_reward(
     env: Environment,
     reward: RewardVector,
-    prop,
+    prop: Property,
     exact: bool = False,
     epsilon: float | None = None,
     tradeoff: bool = False,
@@ -133,7 +131,7 @@ def check_reward(
     started = time.perf_counter()
     mdp = env.mdp
     objective = resolve_intended(env, prop)
-    solution = optimal_solution(mdp, reward, exact)
+    solution = optimal_solution(env.model, reward, exact)
     initial = mdp.initial_states
     optimum = _objective_optimum(env, prop, objective)
     common = {
@@ -163,14 +161,16 @@ def check_reward(
             **common,
         )
 
+    optimal = env.model.restrict(solution.optimal)
     if objective.kind in (PATH, REWARD):
-        low, high = _extremes_over_optimal(mdp, reward, solution, objective)
+        low, high = _extremes_over_optimal(mdp, optimal, reward, solution, objective)
         low_policy = high_policy = violation = None
         if objective.forbidden is not None and objective.maximize:
-            low_policy, violation = _safety_breaker(mdp, solution, objective), objective.forbidden
+            low_policy = _safety_breaker(optimal, solution, objective)
+            violation = objective.forbidden
     else:
-        low, low_policy, violation = _least_over_optimal(mdp, reward, solution, objective)
-        high, high_policy = _greatest_over_optimal(mdp, solution, objective)
+        low, low_policy, violation = _least_over_optimal(optimal, mdp, reward, solution, objective)
+        high, high_policy = _greatest_over_optimal(optimal, solution, objective)
     low_i, high_i = low[initial], high[initial]
     if objective.maximize:
         worse, worse_policy, best_i = low_i, low_policy, high_i
@@ -230,15 +230,15 @@ def _near_verdict(objective: Objective, found, optimum: np.ndarray):
     return verdict, found.best, found.worst
 
 
-def _objective_optimum(env: Environment, prop, objective: Objective) -> np.ndarray:
+def _objective_optimum(env: Environment, prop: Property, objective: Objective) -> np.ndarray:
     """The best value of φ (probability or performance) over all policies, per initial
     state."""
     if objective.threshold is not None:
         return np.full(len(env.mdp.initial_states), np.nan)
     if objective.kind == REWARD:
-        best = best_performance(env.mdp, objective.performance, objective.maximize)
+        best = best_performance(env.model, objective.performance, objective.maximize)
         return best[env.mdp.initial_states]
-    return storm.check(env.storm_model, prop, env.objective_source).values
+    return env.check(prop).values
 
 
 def _objective_method(objective: Objective) -> str:
@@ -262,7 +262,9 @@ def _objective_method(objective: Objective) -> str:
     )
 
 
-def _extremes_over_optimal(mdp, reward, solution, objective) -> tuple[np.ndarray, np.ndarray]:
+def _extremes_over_optimal(
+    mdp: MDP, optimal: Model, reward: RewardVector, solution: Solution, objective: Objective
+) -> tuple[np.ndarray, np.ndarray]:
     """(least, greatest) value of φ over the R-optimal policies, history-dependent ones
     included, per state, for the path and reward forms.
 
@@ -274,30 +276,25 @@ def _extremes_over_optimal(mdp, reward, solution, objective) -> tuple[np.ndarray
     maximising policy can switch to an R-optimal one where φ's chance is 0); Storm checks
     both through its automaton product. At discount < 1 every such policy is R-optimal.
     """
-    optimal_mdp = restrict(mdp, solution.optimal)
     idle = _idle_optimal(mdp, reward, solution) if reward.discount == 1.0 else None
     if objective.kind == REWARD:
         values = objective.performance.values[solution.optimal]
-        return performance_over(optimal_mdp, values, objective.performance, idle)
-    extra = {} if idle is None else {_IDLE: idle}
-    model = storm.to_storm(objective.labelled(with_labels(optimal_mdp, extra)))
+        return performance_over(optimal.mdp, values, objective.performance, idle)
     if idle is None:
-        low = storm.model_values(model, objective.query("min"))[0]
-        high = storm.model_values(model, objective.query("max"))[0]
+        low = optimal.path(objective.path, "min")[0]
+        high = optimal.path(objective.path, "max")[0]
     else:
-        path = objective.path
-        high = storm.model_values(model, f'Pmax=? [ ({path}) & F G "{_IDLE}" ]')[0]
-        low = 1.0 - storm.model_values(model, f'Pmax=? [ !({path}) & F G "{_IDLE}" ]')[0]
+        high = optimal.path(objective.path, "max", idle)[0]
+        low = 1.0 - optimal.path(objective.path, "max", idle, negate=True)[0]
     high = np.clip(high, 0.0, 1.0)
     return np.minimum(np.clip(low, 0.0, 1.0), high), high
 
 
-def _safety_breaker(mdp: MDP, solution: Solution, objective: Objective) -> np.ndarray:
+def _safety_breaker(optimal: Model, solution: Solution, objective: Objective) -> np.ndarray:
     """For G ψ: an optimal policy (memoryless) most likely to reach !ψ, the worst one for
     P(G ψ) (reaching !ψ is all that loses G ψ, and idling or not does not change it)."""
-    optimal_mdp = restrict(mdp, solution.optimal)
-    everywhere = np.ones(mdp.n_states, dtype=bool)
-    found = reach.probabilities(optimal_mdp, everywhere, objective.forbidden, True)
+    everywhere = np.ones(optimal.mdp.n_states, dtype=bool)
+    found = optimal.until(everywhere, objective.forbidden, True)
     return _global_policy(solution, found.policy)
 
 
@@ -324,28 +321,26 @@ def _global_policy(solution: Solution, local_policy: np.ndarray | None) -> np.nd
     return np.flatnonzero(solution.optimal)[local_policy]
 
 
-def _greatest_over_optimal(mdp, solution, objective) -> tuple[np.ndarray, np.ndarray]:
-    optimal_mdp = restrict(mdp, solution.optimal)
-    found = reach.probabilities(
-        optimal_mdp, objective.left, objective.target, True, objective.steps
-    )
+def _greatest_over_optimal(
+    optimal: Model, solution: Solution, objective: Objective
+) -> tuple[np.ndarray, np.ndarray]:
+    found = optimal.until(objective.left, objective.target, True, objective.steps)
     return found.values, _global_policy(solution, found.policy)
 
 
-def _least_over_optimal(mdp, reward, solution, objective):
+def _least_over_optimal(
+    optimal: Model, mdp: MDP, reward: RewardVector, solution: Solution, objective: Objective
+):
     """Least probability of φ over optimal policies, a policy attaining it, and the set of
     states where reaching it violates φ."""
     not_left = ~objective.left & ~objective.target
-    optimal_mdp = restrict(mdp, solution.optimal)
     if reward.discount < 1.0 or objective.steps is not None:
-        found = reach.probabilities(
-            optimal_mdp, objective.left, objective.target, False, objective.steps
-        )
+        found = optimal.until(objective.left, objective.target, False, objective.steps)
         misses = absorbing_states(mdp) & ~objective.target
         return found.values, _global_policy(solution, found.policy), not_left | misses
     rest = _rest(mdp, reward, solution, objective)
     violation = not_left | rest
-    found = reach.probabilities(optimal_mdp, objective.left & ~objective.target, violation, True)
+    found = optimal.until(objective.left & ~objective.target, violation, True)
     return np.clip(1.0 - found.values, 0.0, 1.0), _global_policy(solution, found.policy), violation
 
 
@@ -467,7 +462,7 @@ def compare_rewards(
     loop); both unbounded also counts as the same."""
     started = time.perf_counter()
     mdp = env.mdp
-    solutions = [optimal_solution(mdp, r, exact) for r in (first, second)]
+    solutions = [optimal_solution(env.model, r, exact) for r in (first, second)]
     witness = None
     if solutions[0].unbounded or solutions[1].unbounded:
         same = solutions[0].unbounded and solutions[1].unbounded

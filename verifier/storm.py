@@ -14,7 +14,7 @@ import re
 import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -316,12 +316,70 @@ def _zero_division(expression) -> str | None:
     return str(expression) if divisor.evaluate_as_double() == 0 else None
 
 
+# The forms of a property's path formula (Property.form).
+UNTIL, GLOBALLY, PATH = "until", "globally", "path"  # P [ ... ]
+TOTAL, REACH, DISCOUNTED = "total", "reach", "discounted"  # R [ C ], [ F ψ ], [ Cdiscount=γ ]
+_COMPARISONS = {
+    ComparisonType.GEQ: ">=",
+    ComparisonType.GREATER: ">",
+    ComparisonType.LEQ: "<=",
+    ComparisonType.LESS: "<",
+}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StateFormula:
+    """A state formula inside a property (`!"lava"`, `"exit" | "goal"`), to ask where it
+    holds. `formula` is Storm's, for this module only."""
+
+    text: str
+    formula: object = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Property:
+    """One PRISM property, parsed by Storm once and described in the verifier's terms.
+    Storm's formula (`formula`) is for this module only: the analyses read the fields.
+
+    operator    "P" or "R"; "" for what cannot be an objective (`problem` says why)
+    direction   "max" or "min" as written (`Pmax`), else None
+    comparison  ">=", ">", "<=" or "<" for a bound; None for a query (`=?`)
+    threshold   the bound's value (None for a query)
+    reward      the reward structure an R operator names (None when it names none)
+    form        P: until (`left U<=steps right`, `F right`: left None), globally (`G right`)
+                or path (every other path formula: LTL, X, nested operators);
+                R: total (`[ C ]`), reach (`[ F right ]`), discounted (`[ Cdiscount=γ ]`);
+                "" for other R forms
+    path        the path formula as Storm prints it
+    source      where the property was written (`--spec`, a .props file, a maze's intended)
+    """
+
+    text: str
+    operator: str
+    direction: str | None
+    comparison: str | None
+    threshold: float | None
+    reward: str | None
+    form: str
+    path: str
+    source: str
+    left: StateFormula | None = None
+    right: StateFormula | None = None
+    steps: int | None = None
+    discount: float | None = None
+    problem: str | None = None
+    formula: object = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def parse_properties(
     text: str,
     prism: PrismProgram | None = None,
     source: str = "--spec",
     labels: Iterable[str] = (),
-) -> list:
+) -> list[Property]:
     """Parse PRISM-syntax properties: one per line or separated by ';', `//` comments, a
     property may span lines inside its brackets. InputError (with the line) if one is
     malformed or divides by zero; `labels` (a maze's) are suggested when a property names
@@ -341,8 +399,114 @@ def parse_properties(
             raise InputError(source, _property_message(exc, prism, labels), place) from None
         for prop in parsed:
             _check_property(prop, prism, source, place)
-        properties += parsed
+            properties.append(_describe(prop.get_raw_formula(), source))
     return properties
+
+
+def _describe(formula, source: str) -> Property:
+    """Our description of one of Storm's property formulas."""
+    text = str(formula)
+    problem = unsupported(formula)
+    if problem is not None or not (
+        formula.is_probability_operator_formula or formula.is_reward_operator_formula
+    ):
+        return Property(
+            text, "", None, None, None, None, "", "", source, problem=problem, formula=formula
+        )
+    direction = None
+    if formula.has_optimality_type:
+        maximum = formula.optimality_type == OptimizationDirection.MAXIMIZE
+        direction = "max" if maximum else "min"
+    comparison = threshold = None
+    if formula.has_bound:
+        comparison = _COMPARISONS[formula.comparison_type]
+        threshold = float(formula.threshold)
+    path = formula.subformula
+    fields: dict = {}
+    if formula.is_reward_operator_formula:
+        operator = "R"
+        reward = formula.reward_name if formula.has_reward_model_name() else None
+        if path.is_eventually_formula:
+            fields = {"form": REACH, "right": StateFormula(str(path.subformula), path.subformula)}
+        elif path.is_discounted_total_reward_formula:
+            discount = float(Fraction(str(path.discount_factor_rational)))
+            fields = {"form": DISCOUNTED, "discount": discount}
+        else:
+            fields = {"form": TOTAL if str(path) == "C" else ""}
+    else:
+        operator, reward = "P", None
+        fields = _probability_form(path)
+    return Property(
+        text,
+        operator,
+        direction,
+        comparison,
+        threshold,
+        reward,
+        path=str(path),
+        source=source,
+        formula=formula,
+        **fields,
+    )
+
+
+def _probability_form(path) -> dict:
+    """The form of a P operator's path formula and its state formulas."""
+    until = path.is_until_formula or path.is_eventually_formula
+    if path.is_bounded_until_formula:
+        until = not path.has_lower_bound and _single_bound(path)
+    if until and path.is_eventually_formula and _is_state_formula(str(path.subformula)):
+        return {"form": UNTIL, "right": StateFormula(str(path.subformula), path.subformula)}
+    if until and not path.is_eventually_formula:
+        parts = (path.left_subformula, path.right_subformula)
+        if all(_is_state_formula(str(part)) for part in parts):
+            steps = int(str(path.upper_bound_expression)) if path.is_bounded_until_formula else None
+            left, right = (StateFormula(str(part), part) for part in parts)
+            return {"form": UNTIL, "left": left, "right": right, "steps": steps}
+    safety = re.fullmatch(r"G (.*)", str(path))
+    if safety and _is_state_formula(safety.group(1)):
+        inner = stormpy.parse_properties(f"P=? [ F {safety.group(1)} ]")[0].get_raw_formula()
+        invariant = inner.subformula.subformula
+        return {"form": GLOBALLY, "right": StateFormula(str(invariant), invariant)}
+    return {"form": PATH}
+
+
+def _single_bound(path) -> bool:
+    """A bounded until with one integer upper bound (not a reward or time bound)."""
+    try:
+        int(str(path.upper_bound_expression))
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+_OPERATOR = re.compile(r"(?:P|R|LRA|T|S)(?:\{[^}]*\})?(?:min|max)?(?:=\?|[<>]=?\s*[^\[\s]+)\s*\[")
+
+
+def _is_state_formula(text: str) -> bool:
+    """No temporal operator outside quotes and nested P/R operators."""
+    _, bare = _split_operators(re.sub(r'"[^"]*"', '""', text))
+    return not re.search(r"\b[FGXU]\b", bare)
+
+
+def _split_operators(text: str) -> tuple[list[tuple[int, int]], str]:
+    """The spans of the P/R operators nested in `text`, and `text` without them."""
+    spans, position = [], 0
+    for match in _OPERATOR.finditer(text):
+        if match.start() < position:
+            continue
+        depth, end = 1, match.end()
+        while depth and end < len(text):
+            depth += {"[": 1, "]": -1}.get(text[end], 0)
+            end += 1
+        spans.append((match.start(), end))
+        position = end
+    bare, position = [], 0
+    for start, end in spans:
+        bare.append(text[position:start])
+        position = end
+    bare.append(text[position:])
+    return spans, "".join(bare)
 
 
 def _statements(text: str) -> list[tuple[int, str]]:
@@ -456,7 +620,8 @@ def build_prism(prism: PrismProgram, properties: Iterable = (), max_states: int 
 
 
 def _explore(prism, properties: list, max_states: int | None, checks: bool, program=None):
-    options = stormpy.BuilderOptions(properties) if properties else stormpy.BuilderOptions()
+    formulas = [prop.formula for prop in properties]
+    options = stormpy.BuilderOptions(formulas) if formulas else stormpy.BuilderOptions()
     options.set_build_all_labels()
     options.set_build_all_reward_models()
     options.set_build_state_valuations()
@@ -732,16 +897,27 @@ def exact_total_reward(
     prop = parse_properties('R{"r"}=? [ F "done" ]')[0]
     result = stormpy.model_checking(
         model,
-        prop.get_raw_formula(),
+        prop.formula,
         only_initial_states=False,
         environment=stormpy.environments.exact(),
     )
     return [Fraction(str(v)) for v in result.get_value_vector()]
 
 
-def satisfying_states(model, state_formula) -> np.ndarray:
-    """bool [n_states]: where a (parsed) state formula holds, e.g. `!"lava"`."""
-    result = _model_check(model, state_formula, str(state_formula))
+def add_labels(model, labels: Mapping[str, np.ndarray]) -> None:
+    """Set state labels (bool [n_states] each) on a Storm model in memory: added, or
+    replaced where the model has them. Checking then needs no new model."""
+    labeling = model.labeling
+    for name, mask in labels.items():
+        if not labeling.contains_label(name):
+            labeling.add_label(name)
+        labeling.set_states(name, _bitvector(mask))
+
+
+def satisfying_states(model, formula: StateFormula | Property) -> np.ndarray:
+    """bool [n_states]: where a state formula (or a bounded property) holds, e.g.
+    `!"lava"`."""
+    result = _model_check(model, formula.formula, formula.text)
     return _numpy_mask(result.get_truth_values_vector(), model.nr_states)
 
 
@@ -753,8 +929,11 @@ def state_values(mdp: MDP, formula_text: str) -> tuple[np.ndarray, np.ndarray, n
 
 def model_values(model, formula_text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`state_values` on a model already in Storm (to check many formulas on one model)."""
-    formula = parse_properties(formula_text)[0].get_raw_formula()
-    result = _model_check(model, formula, formula_text)
+    formula = stormpy.parse_properties(formula_text)[0].get_raw_formula()
+    return _values(_model_check(model, formula, formula_text))
+
+
+def _values(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     values = np.asarray(result.get_value_vector(), dtype=np.float64)
     lower = np.asarray(result.get_lower_bound_vector()) if result.has_lower_bounds() else values
     upper = np.asarray(result.get_upper_bound_vector()) if result.has_upper_bounds() else values
@@ -770,24 +949,42 @@ def optimize(
     Storm's sound engine, or its fast default one where the caller certifies the result.
     Step-bounded objectives need policies with memory: there the policy is None."""
     environment = stormpy.environments.sound() if sound else _fast_environment()
-    values, _, _, policy = _optimize(mdp, formula_text, environment)
+    formula = stormpy.parse_properties(formula_text)[0].get_raw_formula()
+    values, _, _, policy = _optimum(to_storm(mdp), formula, formula_text, environment)
     return values, policy
 
 
-def fast_scheduler(mdp: MDP, left: np.ndarray, target: np.ndarray, maximize: bool) -> np.ndarray:
-    """A near-optimal scheduler for Pmax or Pmin [ left U target ] (global choice per state)
-    from Storm's topological value iteration, stopped after SCHEDULER_SWEEPS sweeps: not
-    sound, a start for the caller's certification. (Storm's policy iteration did not return
-    on a slowly mixing MDP of 40 states: its inner linear solver iterates.)"""
-    environment = stormpy.Environment()
-    solver = environment.solver().min_max()
-    solver.method = stormpy.environments.MinMaxMethod.TOPOLOGICAL
-    solver.precision = stormpy.Rational("1/1000000000000")
-    solver.maximal_number_of_iterations = SCHEDULER_SWEEPS
-    return _optimize(*_until_query(mdp, left, target, maximize), environment)[3]
-
-
 SCHEDULER_SWEEPS = 10_000
+
+
+@stage("model checking with Storm")
+def until(
+    model,
+    left: np.ndarray,
+    target: np.ndarray,
+    maximize: bool | None,
+    steps: int | None = None,
+    sound: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """P [ left U(<=steps) target ] on a Storm model: of a chain (`maximize` None), or its
+    maximum or minimum over schedulers. (values, lower, upper, float64 [n_states] each, and
+    an optimal scheduler, global choice per state; None for a chain or a step bound.)
+
+    `sound`: Storm's sound engine; else its topological value iteration stopped after
+    SCHEDULER_SWEEPS sweeps, not sound: a scheduler for the caller to certify. (Storm's
+    policy iteration did not return on a slowly mixing MDP of 40 states: its inner linear
+    solver iterates.) The masks become labels of the model in memory."""
+    add_labels(model, {"__until_left": left, "__until_target": target})
+    direction = ("min" if maximize is False else "max") if model.is_nondeterministic_model else ""
+    bound = "" if steps is None else f"<={steps}"
+    text = f'P{direction}=? [ "__until_left" U{bound} "__until_target" ]'
+    formula = stormpy.parse_properties(text)[0].get_raw_formula()
+    if sound:
+        environment = stormpy.environments.sound()
+    else:
+        environment = _fast_environment()
+        environment.solver().min_max().maximal_number_of_iterations = SCHEDULER_SWEEPS
+    return _optimum(model, formula, text, environment)
 
 
 def sound_until(
@@ -797,53 +994,34 @@ def sound_until(
     maximize: bool | None,
     steps: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """P [ left U(<=steps) target ] of a chain (`maximize` None), or its max or min, by
-    Storm's sound engine: values, lower and upper bounds, an optimal scheduler (global
-    choice per state; None for a chain or a step bound)."""
-    return _optimize(
-        *_until_query(mdp, left, target, maximize, steps), stormpy.environments.sound()
+    """`until` by Storm's sound engine on our MDP (or chain, `maximize` None)."""
+    kind = "dtmc" if maximize is None else "mdp"
+    return until(to_storm(replace(mdp, kind=kind)), left, target, maximize, steps)
+
+
+def _optimum(model, formula, text: str, environment):
+    """(values, lower, upper, global scheduler or None) of a query on a Storm model."""
+    memoryless = model.is_nondeterministic_model and not (
+        formula.subformula.is_bounded_until_formula
     )
-
-
-def _until_query(mdp, left, target, maximize: bool | None, steps: int | None = None):
-    labels = {**mdp.labels, "__until_left": left, "__until_target": target}
-    direction = "" if maximize is None else "max" if maximize else "min"
-    bound = "" if steps is None else f"<={steps}"
-    text = f'P{direction}=? [ "__until_left" U{bound} "__until_target" ]'
-    return replace(mdp, labels=labels, kind="dtmc" if maximize is None else "mdp"), text
-
-
-def _optimize(mdp: MDP, formula_text: str, environment):
-    """(values, lower, upper, global policy or None) of a query on our MDP."""
-    model = to_storm(mdp)
-    formula = parse_properties(formula_text)[0].get_raw_formula()
-    memoryless = mdp.kind == "mdp" and not formula.subformula.is_bounded_until_formula
     result = _run(
-        model,
-        formula,
-        formula_text,
-        "objective",
-        extract_scheduler=memoryless,
-        environment=environment,
+        model, formula, text, "objective", extract_scheduler=memoryless, environment=environment
     )
-    values = np.asarray(result.get_value_vector(), dtype=np.float64)
-    lower = np.asarray(result.get_lower_bound_vector()) if result.has_lower_bounds() else values
-    upper = np.asarray(result.get_upper_bound_vector()) if result.has_upper_bounds() else values
-    if not memoryless:
-        return values, lower, upper, None
-    scheduler = result.get_scheduler()
-    local = np.fromiter(
-        (_local_choice(scheduler.get_choice(s)) for s in range(mdp.n_states)),
-        dtype=np.int64,
-        count=mdp.n_states,
-    )
-    return values, lower, upper, mdp.row_groups[:-1] + local
+    values, lower, upper = _values(result)
+    return values, lower, upper, _scheduler(result, model) if memoryless else None
 
 
-def _local_choice(choice) -> int:
-    """A scheduler's choice in one state; the first where Storm leaves it open (states whose
-    value its graph precomputation settled, where every choice is as good)."""
-    return choice.get_deterministic_choice() if choice.defined and choice.deterministic else 0
+def _scheduler(result, model) -> np.ndarray:
+    """int64 [n_states]: a memoryless scheduler's global choice in each state, read as one
+    bit vector; the first choice where Storm leaves it open (states whose value its graph
+    precomputation settled, where every choice is as good)."""
+    groups = model.nondeterministic_choice_indices
+    support = result.get_scheduler().compute_action_support(groups)
+    chosen = np.fromiter(support, dtype=np.int64)
+    row_groups = np.asarray(groups, dtype=np.int64)
+    policy = row_groups[:-1].copy()
+    policy[np.searchsorted(row_groups, chosen, side="right") - 1] = chosen
+    return policy
 
 
 def _fast_environment():
@@ -858,22 +1036,112 @@ def _fast_environment():
     return environment
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class PathQuery:
+    """A P operator's path formula made ready to check on any model with the same states:
+    its text over labels, and the masks of the labels it adds (the P and R operators
+    nested in it, evaluated once on the full model, where they mean what φ says)."""
+
+    text: str
+    labels: Mapping[str, np.ndarray]
+
+
+def path_query(model, prop: Property) -> PathQuery:
+    """`prop`'s path formula, its nested operators evaluated on `model` (the full model)."""
+    labels = {}
+    pieces, position = [], 0
+    for start, end in _split_operators(prop.path)[0]:
+        name = f"__nested_{len(labels)}"
+        (nested,) = parse_properties(prop.path[start:end], source=prop.source)
+        labels[name] = satisfying_states(model, nested)
+        pieces += [prop.path[position:start], f'"{name}"']
+        position = end
+    pieces.append(prop.path[position:])
+    return PathQuery("".join(pieces), labels)
+
+
+def path_values(
+    model,
+    query: PathQuery,
+    direction: str | None,
+    idle: np.ndarray | None = None,
+    negate: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(direction)=? [ ψ ] on every state of a Storm model (values, lower, upper), ψ the
+    query's path formula, or its negation with `negate`, and with `idle` (bool [n_states])
+    conjoined with `F G idle` (the runs that end up idling there): LTL through Storm's
+    automaton product, sound engine."""
+    path = f"!({query.text})" if negate else query.text
+    labels = dict(query.labels)
+    if idle is not None:
+        labels["__idle"] = idle
+        path = f'({path}) & F G "__idle"'
+    add_labels(model, labels)
+    text = f"P{direction or ''}=? [ {path} ]"
+    formula = stormpy.parse_properties(text)[0].get_raw_formula()
+    return _values(_model_check(model, formula, text))
+
+
+def with_rewards(model, rewards: Mapping[str, np.ndarray]):
+    """A Storm MDP with the transition matrix and labels of `model` and these state-action
+    reward structures (float64 [n_choices] each): a copy in memory, not a conversion."""
+    reward_models = {
+        name: _instance(stormpy.models.SparseRewardModel)(
+            optional_state_action_reward_vector=np.asarray(values, dtype=np.float64).tolist()
+        )
+        for name, values in rewards.items()
+    }
+    components = _instance(stormpy.models.SparseModelComponents)(
+        transition_matrix=model.transition_matrix,
+        state_labeling=model.labeling,
+        reward_models=reward_models,
+    )
+    kind = (
+        stormpy.models.SparseMdp if model.is_nondeterministic_model else stormpy.models.SparseDtmc
+    )
+    return _instance(kind)(components)
+
+
+DISCOUNT_PRECISION = "1/1000000000000"
+
+
+@stage("solving for the optimal values")
+def discounted_values(model, rewards: np.ndarray, discount: float) -> np.ndarray:
+    """float64 [n_states]: the greatest expected discounted reward (`rewards` float64
+    [n_choices], any signs), by Storm's value iteration to relative precision 1e-12. Not
+    certified here: the caller bounds the error by the Bellman residual / (1 - discount)."""
+    text = f'R{{"__reward"}}max=? [ Cdiscount={Fraction(discount).limit_denominator(10**12)} ]'
+    formula = stormpy.parse_properties(text)[0].get_raw_formula()
+    environment = stormpy.Environment()
+    solver = environment.solver().min_max()
+    solver.precision = stormpy.Rational(DISCOUNT_PRECISION)
+    solver.maximal_number_of_iterations = 10_000_000
+    result = _run(
+        with_rewards(model, {"__reward": rewards}),
+        formula,
+        text,
+        "--reward",
+        environment=environment,
+    )
+    return np.asarray(result.get_value_vector(), dtype=np.float64)
+
+
 def initial_states(model) -> np.ndarray:
     """int64 [k]: a Storm model's initial states, sorted."""
     return np.array(sorted(model.initial_states), dtype=np.int64)
 
 
 @stage("model checking with Storm")
-def check(model, prop, source: str = "--spec") -> PropertyResult:
-    """Check one parsed property on a Storm model; values at its initial states.
+def check(model, prop: Property, source: str | None = None) -> PropertyResult:
+    """Check one property on a Storm model; values at its initial states.
 
     A bounded property `P>=p [...]` on an MDP holds when it holds under every scheduler, so
     its value is the minimum (for lower bounds) or maximum (upper bounds) over schedulers;
     an explicit `Pmax>=p` / `Pmin<p` is honoured (its value is that optimum). A property
-    Storm refuses is an InputError naming `source`, where the property was written.
+    Storm refuses is an InputError naming `source` (default: where it was written).
     """
-    formula = prop.get_raw_formula()
-    text = str(formula)
+    source = source or prop.source
+    formula = prop.formula
     quantitative = formula
     if formula.has_bound:
         quantitative = formula.clone()
@@ -887,19 +1155,14 @@ def check(model, prop, source: str = "--spec") -> PropertyResult:
     if model.is_nondeterministic_model and quantitative.has_optimality_type:
         maximum = quantitative.optimality_type == OptimizationDirection.MAXIMIZE
         direction = "max" if maximum else "min"
-    result = _model_check(model, quantitative, text, source)
-    initial = initial_states(model).tolist()
-    values = np.array([result.get_value(s) for s in initial], dtype=np.float64)
-    lower, upper = values, values
-    if result.has_lower_bounds():
-        lower = np.asarray(result.get_lower_bound_vector(), dtype=np.float64)[initial]
-    if result.has_upper_bounds():
-        upper = np.asarray(result.get_upper_bound_vector(), dtype=np.float64)[initial]
+    result = _model_check(model, quantitative, prop.text, source)
+    initial = initial_states(model)
+    values, lower, upper = (v[initial] for v in _values(result))
     holds = None
     if formula.has_bound:
-        truth = _model_check(model, formula, text, source).get_truth_values_vector()
-        holds = all(truth[s] for s in initial)
-    return PropertyResult(text, values, lower, upper, holds, SOUND_METHOD, direction)
+        truth = _model_check(model, formula, prop.text, source).get_truth_values_vector()
+        holds = all(truth[s] for s in initial.tolist())
+    return PropertyResult(prop.text, values, lower, upper, holds, SOUND_METHOD, direction)
 
 
 def _model_check(model, prop, text: str, source: str = "--spec"):
@@ -957,7 +1220,7 @@ def multi_objective(mdp: MDP, formula_text: str, precision: float = 1e-9) -> flo
     multi = environment.modelchecker().multi()
     multi.method = stormpy.environments.MultiObjectiveMethod.PCAA
     multi.precision = stormpy.Rational(str(Fraction(precision).limit_denominator(10**15)))
-    formula = parse_properties(formula_text)[0].get_raw_formula()
+    formula = parse_properties(formula_text)[0].formula
     try:
         result = stormpy.model_checking(to_storm(mdp), formula, environment=environment)
     except Exception as exc:
