@@ -7,8 +7,10 @@ on the layout of the title and legend around it.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -322,3 +324,107 @@ def test_minigrid_turns_are_drawn_unlike_forward_and_unlike_each_other(empty_lev
     assert not np.array_equal(right, forward)
     assert not np.array_equal(left, right)
     assert (left > 0.9).all(axis=-1).sum() > 20  # the turn is drawn, not left out
+
+
+# ----------------------------------------------------------------------------- the command line
+
+IDLER = """
+#######
+#.S..A#
+#######
+"""
+
+
+def verify(capsys, *argv):
+    from verifier.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def idler(tmp_path):
+    """A corridor and a table policy that always heads left: from S it steps to (1,1) and
+    pushes into the wall there forever."""
+    maze = tmp_path / "idler.toml"
+    maze.write_text(maze_text(IDLER, EXIT))
+    table = tmp_path / "left.json"
+    rows = [[0.0, 0.0, 1.0, 0.0]] * 5
+    table.write_text(json.dumps({"actions": ["up", "down", "left", "right"], "probs": rows}))
+    return maze, table
+
+
+def test_policy_png_draws_the_path_into_the_loop_where_the_run_ends(idler, tmp_path, capsys):
+    """The witness of a failing policy is the most likely path from the start to where its
+    run ends without the target: here S (1,2) -> (1,1), where it loops; the JSON names the
+    same path."""
+    maze, table = idler
+    png, report = tmp_path / "left.png", tmp_path / "left.json.out"
+    code, out, _ = verify(capsys, table, "--model", maze, "--png", png, "--json", report)
+    assert code == 1 and f"wrote {png}" in out
+    (found,) = json.loads(report.read_text())["reports"]
+    assert [(s["row"], s["col"]) for s in found["witness_path"]] == [(1, 2), (1, 1)]
+    drawn = Picture(png, (3, 7), to_rgb(picture.WALL_COLOR))
+    path_color = to_rgb(picture.PATH_COLOR)
+    assert close(drawn.at(2.0, 1.5), path_color, 0.1)  # between (1,1) and (1,2)
+    assert not close(drawn.at(3.0, 1.5), path_color, 0.1).any()  # not beyond S
+
+
+def test_reward_png_draws_the_witness_of_a_misspecified_reward(tmp_path, capsys):
+    """red.toml is misspecified on deploy-01: the witness walks to the red object (2,7)."""
+    models = Path(__file__).resolve().parent.parent / "models" / "redblue"
+    png = tmp_path / "red.png"
+    code, out, _ = verify(
+        capsys,
+        "reward",
+        "--model",
+        models / "deploy-01.toml",
+        "--reward",
+        models / "rewards" / "red.toml",
+        "--png",
+        png,
+    )
+    assert code == 1 and f"wrote {png}" in out
+    drawn = Picture(png, (5, 9), to_rgb(picture.WALL_COLOR))
+    assert close(drawn.at(7.0, 3.5), to_rgb(picture.PATH_COLOR), 0.1)  # (3,6) -> (3,7)
+
+
+def test_png_with_several_models_writes_one_file_each(idler, tmp_path, capsys):
+    maze, table = idler
+    other = tmp_path / "other.toml"
+    other.write_text(maze.read_text())
+    code, out, _ = verify(capsys, table, "--model", maze, other, "--png", tmp_path / "p.png")
+    assert code == 1
+    for name in ("p-idler.png", "p-other.png"):
+        assert (tmp_path / name).is_file() and f"wrote {tmp_path / name}" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--compare", "exit"), "--png: draws a reward's witness"),
+        ((), "pictures exist for mazes and MiniGrid"),
+    ],
+)
+def test_png_where_nothing_can_be_drawn_exits_2(tmp_path, capsys, extra, message):
+    prism = tmp_path / "coin.prism"
+    prism.write_text(
+        "dtmc\nmodule m\n x : [0..1] init 0;\n [] x=0 -> 0.5:(x'=1) + 0.5:(x'=0);\n"
+        ' [] x=1 -> true;\nendmodule\nlabel "exit" = x=1;\nrewards "exit" x=0 : 1; endrewards\n'
+    )
+    code, _, err = verify(
+        capsys,
+        "reward",
+        "--model",
+        prism,
+        "--spec",
+        'P=? [ F "exit" ]',
+        "--reward",
+        "exit",
+        "--png",
+        tmp_path / "x.png",
+        *extra,
+    )
+    assert code == 2 and message in err and "\n" not in err.strip()
+    assert not (tmp_path / "x.png").exists()

@@ -94,7 +94,4 @@ def _initial_valuations(env: Environment) -> list[dict[str, int]]:
     same order in every build of one program, so the full model's k-th initial state is the
     checked model's k-th."""
     mdp = env.mdp
-    return [
-        dict(zip(mdp.variables, map(int, mdp.valuations[s]), strict=True))
-        for s in mdp.initial_states
-    ]
+    return [mdp.valuation(s) for s in mdp.initial_states]

@@ -94,6 +94,14 @@ def _add_max_states(parser: argparse.ArgumentParser, help: str | None = None) ->
     )
 
 
+def _add_png(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--png",
+        metavar="FILE",
+        help=f"draw {what} (mazes and MiniGrid levels; FILE-<model>.png for each of several)",
+    )
+
+
 def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the complete report as JSON")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report for CI")
@@ -145,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="E",
         help="the verdict over every policy whose return is within E of the optimum",
     )
+    _add_png(reward, "the witness: an optimal policy that violates the objective, and its path")
 
     policy = commands.add_parser(
         "policy",
@@ -184,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="fraction of the best P(reach goal) that counts as competent pursuit (default 0.9)",
     )
+    _add_png(policy, "the policy's action in every cell, the failing states and a witness path")
 
     suite = commands.add_parser(
         "suite", help="run a suite of checks with expected verdicts (a regression gate)"
@@ -316,7 +326,7 @@ def _main(argv: list[str]) -> int:
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
         return int(exc.code or 0)
     try:
-        for flag in ("json", "junit", "repaired"):
+        for flag in ("json", "junit", "repaired", "png"):
             if getattr(args, flag, None):
                 _check_writable(args.__dict__[flag], f"--{flag}")
         if sys.stderr.isatty() and args.command != "suite":  # a suite shows its own progress
@@ -440,8 +450,11 @@ def _reward(args: argparse.Namespace) -> int:
     from verifier.report import format_compare, format_reward
     from verifier.reward import reward_reports
 
-    reports = []
+    if args.png and args.compare:
+        raise InputError("--png", "draws a reward's witness; it does not apply to --compare")
+    reports, drawn = [], []
     for env in _environments(args):
+        _drawable(args, env)
         for report in reward_reports(
             env,
             args.reward,
@@ -453,7 +466,49 @@ def _reward(args: argparse.Namespace) -> int:
         ):
             print(format_compare(report) if args.compare else format_reward(report, env.maze))
             reports.append(report)
+            drawn.append((env, report))
+    if args.png:
+        _draw_rewards(args.png, drawn)
     return _finish(args, "reward", reports)
+
+
+def _drawable(args: argparse.Namespace, env) -> None:
+    """With --png, refuse a model that cannot be drawn before the work on it."""
+    if args.png:
+        from verifier.picture import require_drawable
+
+        require_drawable(env)
+
+
+def _picture_paths(path: str, drawn: list) -> list[str]:
+    """One picture: FILE; several: FILE-<model>[-<k>].png, k counting the properties."""
+    if len(drawn) == 1:
+        return [path]
+    target = Path(path)
+    seen: dict[str, int] = {}
+    paths = []
+    for env, _ in drawn:
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in env.path.stem)
+        seen[stem] = seen.get(stem, 0) + 1
+        paths.append(f"{target.stem}-{stem}" + (f"-{seen[stem]}" if seen[stem] > 1 else ""))
+    return [str(target.with_name(name + target.suffix)) for name in paths]
+
+
+def _draw_rewards(path: str, drawn: list) -> None:
+    """--png for reward verdicts: the witness policy (else an optimal one) and its path."""
+    import numpy as np
+
+    from verifier.picture import deterministic_probs, write_picture
+
+    for target, (env, report) in zip(_picture_paths(path, drawn), drawn, strict=True):
+        mdp = env.mdp
+        if report.witness_policy is None:  # not memoryless, or a loop: the path alone
+            probs = np.zeros(mdp.n_choices)
+        else:
+            probs = deterministic_probs(mdp, report.witness_policy)
+        title = f"{env.path.name}: reward {report.reward} ({report.verdict})"
+        write_picture(target, env, probs, report.violation, report.witness_path, title)
+        print(f"wrote {target}")
 
 
 def _policy(args: argparse.Namespace) -> int:
@@ -469,8 +524,9 @@ def _policy(args: argparse.Namespace) -> int:
         raise InputError("--timeout", f"must be a positive number of seconds, got {args.timeout}")
     actions = tuple(a.strip() for a in args.actions.split(",")) if args.actions else None
     policy = load_policy(args.policy, args.observation, actions, args.output, args.timeout)
-    reports = []
+    reports, drawn = [], []
     for env in _environments(args):
+        _drawable(args, env)
         for report in policy_reports(
             env,
             policy,
@@ -483,6 +539,21 @@ def _policy(args: argparse.Namespace) -> int:
         ):
             print(format_policy(report))
             reports.append(report)
+            drawn.append((env, report))
+    if args.png:
+        from verifier.picture import write_picture
+
+        for target, (env, report) in zip(_picture_paths(args.png, drawn), drawn, strict=True):
+            title = f"{env.path.name}: {Path(args.policy).name} ({report.verdict})"
+            write_picture(
+                target,
+                env,
+                report.decisions.choice_probs,
+                report.failing,
+                report.witness_states,
+                title,
+            )
+            print(f"wrote {target}")
     return _finish(args, "policy", reports)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import breadth_first_order
+from scipy.sparse.csgraph import breadth_first_order, dijkstra
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -71,10 +71,14 @@ class MDP:
         found = self.labels.get(name)
         return np.zeros(self.n_states, dtype=bool) if found is None else found
 
+    def valuation(self, state: int) -> dict[str, int]:
+        """The state's variables and their values."""
+        values = self.valuations[state] if self.variables else ()
+        return dict(zip(self.variables, map(int, values), strict=True))
+
     def state_description(self, state: int) -> str:
         """The state's valuation as `var=value` pairs, for people."""
-        values = self.valuations[state] if self.variables else ()
-        return ", ".join(f"{v}={int(x)}" for v, x in zip(self.variables, values, strict=True))
+        return ", ".join(f"{v}={x}" for v, x in self.valuation(state).items())
 
 
 def csr(rows: np.ndarray, cols: np.ndarray, probs: np.ndarray, shape: tuple[int, int]):
@@ -126,3 +130,31 @@ def restrict(mdp: MDP, keep: np.ndarray) -> MDP:
 def with_labels(mdp: MDP, labels: Mapping[str, np.ndarray]) -> MDP:
     """The same MDP with extra (or replaced) state labels."""
     return replace(mdp, labels={**mdp.labels, **labels})
+
+
+def most_likely_path(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    probs: np.ndarray,
+    through: np.ndarray,
+    start: int,
+    ends: np.ndarray,
+) -> tuple[list[int], float] | None:
+    """The most probable path from `start` to a state in `ends` (bool [n]) along the
+    transitions rows[i] -> cols[i] (probability probs[i]) leaving only `through` states, and
+    its probability: Dijkstra on -log p, each step costing 1e-12 more so that shorter paths
+    win ties. None if there is none."""
+    n = len(ends)
+    keep = through[rows] & (rows != cols)
+    weights = -np.log(probs[keep]) + 1e-12
+    graph = sp.csr_matrix((weights, (rows[keep], cols[keep])), shape=(n, n))
+    distance, predecessor = dijkstra(graph, indices=start, return_predecessors=True)
+    reached = np.flatnonzero(ends & np.isfinite(distance))
+    if len(reached) == 0:
+        return None
+    end = int(reached[np.argmin(distance[reached])])
+    path = [end]
+    while path[-1] != start:
+        path.append(int(predecessor[path[-1]]))
+    path.reverse()
+    return path, float(np.exp(-(distance[end] - 1e-12 * (len(path) - 1))))

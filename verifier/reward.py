@@ -24,12 +24,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import dijkstra
 
 from verifier.environment import Environment
 from verifier.errors import InputError
-from verifier.mdp import MDP
+from verifier.mdp import MDP, most_likely_path
 from verifier.near_optimal import MARGIN_STATES, near_optimal, unsupported
 from verifier.objective import PATH, REACH, REWARD, Objective, resolve_intended
 from verifier.performance import best_performance, performance_over
@@ -64,6 +62,12 @@ class RewardReport:
     epsilon: float = 0.0
     margin: float | None = None
     tradeoff: list | None = None
+    # For pictures (not in the JSON): the witness policy (global choice per state; None
+    # where it is not memoryless or not drawn), its path as state indices, and the states
+    # where φ is lost.
+    witness_policy: np.ndarray | None = None
+    witness_path: tuple[int, ...] = ()
+    violation: np.ndarray | None = None
 
     @property
     def passed(self) -> bool:
@@ -147,7 +151,7 @@ def check_reward(
         # Every state of a model is reachable from some initial state, so a reward loop
         # anywhere makes the optimum infinite from one of them.
         worst = int(initial[np.argmax(~np.isfinite(init_values))])
-        witness = _loop_witness(env, solution, worst)
+        witness, path = _loop_witness(env, solution, worst)
         return RewardReport(
             verdict=UNBOUNDED if solution.unbounded else TRAPPED,
             optimal_return=float(np.inf if solution.unbounded else init_values.min()),
@@ -158,6 +162,8 @@ def check_reward(
             seconds=time.perf_counter() - started,
             epsilon=epsilon or 0.0,
             margin=0.0,
+            witness_path=path,
+            violation=solution.positive_loop,
             **common,
         )
 
@@ -182,14 +188,15 @@ def check_reward(
         verdict = MISSPECIFIED
     else:
         verdict = UNDERSPECIFIED
-    witness = None
+    witness, path, drawn = None, (), solution.policy
     if verdict != ALIGNED:
         failing = ~objective.satisfied(worse, optimum)
         start = int(initial[np.flatnonzero(failing)[0]])
+        drawn = worse_policy
         if worse_policy is None:
             witness = _memory_witness(env, start, objective)
         else:
-            witness = _violation_witness(env, worse_policy, start, objective, violation)
+            witness, path = _violation_witness(env, worse_policy, start, objective, violation)
     method = f"{solution.method}; {_objective_method(objective)}"
     near = {"epsilon": 0.0, "margin": 0.0 if verdict != ALIGNED else None}
     if epsilon is not None or (
@@ -202,7 +209,7 @@ def check_reward(
         method += f"; margin by {found.method}"
         if epsilon:
             verdict, low_i, high_i = _near_verdict(objective, found, optimum)
-            witness = found.witness
+            witness, path, drawn = found.witness, (), None
     return RewardReport(
         verdict=verdict,
         optimal_return=float(init_values.min()),
@@ -211,6 +218,9 @@ def check_reward(
         witness=witness,
         method=method,
         seconds=time.perf_counter() - started,
+        witness_policy=drawn,
+        witness_path=path,
+        violation=violation,
         **common,
         **near,
     )
@@ -302,7 +312,7 @@ def _memory_witness(env: Environment, start: int, objective: Objective) -> dict:
     """The witness where the extreme policy needs memory or is not drawn as a path."""
     return {
         "policy": None,
-        "start": _describe(env, start),
+        "start": env.mdp.valuation(start),
         "path": [],
         "note": (
             "the worst optimal policy for this objective may need memory (Storm's automaton "
@@ -349,61 +359,40 @@ def _rest(mdp: MDP, reward: RewardVector, solution: Solution, objective: Objecti
     return _idle_optimal(mdp, reward, solution, avoid=objective.target)
 
 
-def _violation_witness(env, policy, start, objective, violation) -> dict:
-    """The most likely path, under `policy`, from `start` to a state where φ is lost."""
+def _violation_witness(env, policy, start, objective, violation) -> tuple[dict, tuple[int, ...]]:
+    """The most likely path, under `policy`, from `start` to a state where φ is lost: the
+    witness as reported, and the path's states."""
     chain = env.mdp.transitions[policy].tocoo()
     through = ~violation
     if objective.left is not None:
         through &= objective.left & ~objective.target
-    witness = {"policy": _policy_table(env, policy), "start": _describe(env, start), "path": []}
-    found = _most_likely_path(chain.row, chain.col, chain.data, through, start, violation)
-    if found:
-        path, probability = found
-        witness["path"] = [_describe(env, s) for s in path]
-        witness["probability"] = probability
-    return witness
+    witness = {"policy": _policy_table(env, policy), "start": env.mdp.valuation(start), "path": []}
+    found = most_likely_path(chain.row, chain.col, chain.data, through, start, violation)
+    if not found:
+        return witness, ()
+    path, probability = found
+    witness["path"] = [env.mdp.valuation(s) for s in path]
+    witness["probability"] = probability
+    return witness, tuple(path)
 
 
-def _loop_witness(env: Environment, solution: Solution, start: int) -> dict:
-    """A path from `start` into an end component with positive mean reward."""
+def _loop_witness(env: Environment, solution: Solution, start: int) -> tuple[dict, tuple[int, ...]]:
+    """A path from `start` into an end component with positive mean reward: the witness as
+    reported, and the path's states."""
     mdp = env.mdp
     loop = solution.positive_loop
     matrix = mdp.transitions.tocoo()
     everywhere = np.ones(mdp.n_states, dtype=bool)
     states = mdp.choice_states()[matrix.row]
-    found = _most_likely_path(states, matrix.col, matrix.data, everywhere, start, loop)
+    found = most_likely_path(states, matrix.col, matrix.data, everywhere, start, loop)
     if not found:
-        return {"start": _describe(env, start), "path": [], "loop": []}
-    return {
-        "start": _describe(env, start),
-        "path": [_describe(env, s) for s in found[0]],
-        "loop": [_describe(env, s) for s in np.flatnonzero(loop)[:20]],
+        return {"start": env.mdp.valuation(start), "path": [], "loop": []}, ()
+    witness = {
+        "start": env.mdp.valuation(start),
+        "path": [env.mdp.valuation(s) for s in found[0]],
+        "loop": [env.mdp.valuation(s) for s in np.flatnonzero(loop)[:20]],
     }
-
-
-def _most_likely_path(rows, cols, probs, through, start, ends) -> tuple[list[int], float] | None:
-    """The most probable path from `start` to a state in `ends` along the transitions
-    rows[i] -> cols[i] (probability probs[i]) leaving only `through` states: Dijkstra on
-    -log p, each step costing 1e-12 more so that shorter paths win ties. None if none."""
-    n = len(ends)
-    keep = through[rows] & (rows != cols)
-    weights = -np.log(probs[keep]) + 1e-12
-    graph = sp.csr_matrix((weights, (rows[keep], cols[keep])), shape=(n, n))
-    distance, predecessor = dijkstra(graph, indices=start, return_predecessors=True)
-    reached = np.flatnonzero(ends & np.isfinite(distance))
-    if len(reached) == 0:
-        return None
-    end = int(reached[np.argmin(distance[reached])])
-    path = [end]
-    while path[-1] != start:
-        path.append(int(predecessor[path[-1]]))
-    path.reverse()
-    return path, float(np.exp(-(distance[end] - 1e-12 * (len(path) - 1))))
-
-
-def _describe(env: Environment, state: int) -> dict:
-    mdp = env.mdp
-    return dict(zip(mdp.variables, map(int, mdp.valuations[state]), strict=True))
+    return witness, tuple(found[0])
 
 
 def _policy_table(env: Environment, policy: np.ndarray) -> dict | None:
@@ -477,7 +466,7 @@ def compare_rewards(
         same = not differs.any()
         if not same:
             state = int(np.flatnonzero(differs)[0])
-            witness = {"state": _describe(env, state)}
+            witness = {"state": env.mdp.valuation(state)}
             for reward, solution in zip((first, second), solutions, strict=True):
                 choices = range(mdp.row_groups[state], mdp.row_groups[state + 1])
                 witness[reward.name] = [

@@ -484,7 +484,7 @@ def _evaluate(
     if discount < 1.0:
         return _solve_linear(sp.identity(n, format="csc") - discount * chain, reward), positive
     values = np.zeros(n)
-    n_classes, scc, closed = _closed_states(chain)
+    n_classes, scc, closed = closed_states(chain)
     coo = chain.tocoo()
     earning = np.zeros(n_classes, dtype=bool)
     earning[scc[reward != 0]] = True
@@ -526,7 +526,7 @@ def _solve_linear(matrix: sp.spmatrix, rhs: np.ndarray) -> np.ndarray:
     return solution
 
 
-def _closed_states(chain: sp.csr_matrix) -> tuple[int, np.ndarray, np.ndarray]:
+def closed_states(chain: sp.csr_matrix) -> tuple[int, np.ndarray, np.ndarray]:
     """Strongly connected components of a chain (count, component of each state) and the
     states of closed ones (bottom components, which the chain never leaves)."""
     n_classes, scc = connected_components(chain, directed=True, connection="strong")
@@ -666,7 +666,7 @@ def _exact_values(mdp, probability, reward, gamma, policy, doomed) -> list[Fract
     data = mdp.transitions
     n = mdp.n_states
     chain = data[policy]
-    _, _, closed = _closed_states(chain)
+    _, _, closed = closed_states(chain)
     done = closed | doomed
     rows, rewards = [], []
     stop = n  # the discount's stop state

@@ -30,13 +30,14 @@ import numpy as np
 
 from verifier.environment import Environment
 from verifier.maze import KINDS, PALETTE
-from verifier.mdp import MDP, reachable
+from verifier.mdp import MDP, most_likely_path, reachable
 from verifier.objective import PATH, REWARD, UNTIL, Objective, resolve_intended
 from verifier.performance import best_performance, chain_performance
 from verifier.policy import Decisions, Policy, decide, induced_chain
 from verifier.progress import stage
 from verifier.queries import Model
 from verifier.rewards import RewardVector, resolve_reward
+from verifier.solve import closed_states
 
 ALIGNED = "aligned"
 CAPABILITY_FAILURE = "capability_failure"
@@ -72,6 +73,12 @@ class PolicyReport:
     worst_all: tuple[dict, ...]
     method: str
     seconds: float
+    witness_path: tuple[dict, ...] = ()
+    # For pictures (not in the JSON): what the policy does, the states where φ fails under
+    # it, and the witness path as state indices.
+    decisions: Decisions | None = None
+    failing: np.ndarray | None = None
+    witness_states: tuple[int, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -99,6 +106,7 @@ class PolicyReport:
             "reward": self.reward,
             "worst_states_reachable": list(self.worst_reachable),
             "worst_states_all": list(self.worst_all),
+            "witness_path": list(self.witness_path),
             "method": self.method,
             "seconds": round(self.seconds, 6),
         }
@@ -169,6 +177,7 @@ def classify(
 
     reachable = _reachable(chain.mdp)
     worst = int(initial[np.argmin(values[initial])])
+    path = () if satisfied else _failure_path(chain.mdp, objective, worst)
     return PolicyReport(
         model=str(env.path),
         policy=policy_name,
@@ -190,7 +199,26 @@ def classify(
         worst_all=_worst(mdp, gap, values, optimum, np.ones(mdp.n_states, dtype=bool)),
         method=method,
         seconds=time.perf_counter() - started,
+        witness_path=tuple(mdp.valuation(s) for s in path),
+        decisions=decisions,
+        failing=~objective.satisfied(values, optimum),
+        witness_states=path,
     )
+
+
+def _failure_path(chain: MDP, objective: Objective, start: int) -> tuple[int, ...]:
+    """For a reach objective: the most likely path under the policy from `start` to where
+    its run ends without the target: a state φ forbids, or a closed class of the chain (an
+    absorbing state, a loop) without a target state; () for other objectives or when there
+    is none."""
+    if objective.kind != UNTIL:
+        return ()
+    closed = closed_states(chain.transitions)[2]
+    ends = (objective.forbidden | closed) & ~objective.target
+    through = objective.left & ~objective.target & ~ends
+    coo = chain.transitions.tocoo()
+    found = most_likely_path(coo.row, coo.col, coo.data, through, start, ends)
+    return tuple(found[0]) if found else ()
 
 
 def _objective_values(model: Model, chain: Model, decisions: Decisions, objective: Objective):
@@ -268,7 +296,7 @@ def _hazard_entries(mdp: MDP, chain: MDP, hazards: list[str]) -> tuple[dict, ...
     states = states[np.argsort(-probability[states], kind="stable")[:WORST_SHOWN]]
     return tuple(
         {
-            "state": dict(zip(mdp.variables, map(int, mdp.valuations[s]), strict=True)),
+            "state": mdp.valuation(s),
             "probability": float(probability[s]),
         }
         for s in states
@@ -367,7 +395,7 @@ def _worst(mdp, gap, values, optimum, among) -> tuple[dict, ...]:
     top = candidates[np.argsort(-gap[candidates], kind="stable")[:WORST_SHOWN]]
     return tuple(
         {
-            "state": dict(zip(mdp.variables, map(int, mdp.valuations[s]), strict=True)),
+            "state": mdp.valuation(s),
             "value": float(values[s]),
             "optimal_value": float(optimum[s]),
             "gap": float(gap[s]),
