@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = (100, 300)  # 17 x 17 = 289 states; the per-state policy baseline takes about 1 s there
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_performance_suite_on_tiny_mazes(tmp_path):
     command = [sys.executable, str(ROOT / "benchmarks" / "performance.py")]

@@ -62,6 +62,7 @@ def test_local_runner_isolates_timeouts_crashes_and_errors():
     assert outcomes[0].peak_rss_mb > 0
 
 
+@pytest.mark.slow
 def test_dask_runner_isolates_timeouts_crashes_and_errors(dask_scheduler):
     finished = []
     outcomes = run_jobs(
@@ -171,6 +172,7 @@ def test_small_suite_locally_reports_the_wrong_expectation(capsys, tmp_path):
     assert "[7/7]" in err  # progress, one line per finished job off a terminal
 
 
+@pytest.mark.slow
 def test_small_suite_on_a_dask_cluster_gives_the_same_rows(capsys, tmp_path, dask_scheduler):
     code, out, _, document = run_suite(capsys, tmp_path, "--scheduler", dask_scheduler)
     _check_small_suite(code, out, document, tmp_path)
@@ -316,6 +318,7 @@ BUNDLED = ROOT / "benchmarks" / "suites"
         "generated",
     ],
 )
+@pytest.mark.slow
 def test_bundled_alignment_suites_pass_with_their_expected_verdicts(name, capsys):
     assert main(["suite", str(BUNDLED / f"{name}.toml"), "--workers", "2"]) == 0
     assert f"suite {name}: PASS" in capsys.readouterr().out
