@@ -41,7 +41,7 @@ class Environment:
     maze: Maze | None = None
     gym: object | None = None
     notes: tuple[str, ...] = ()
-    checked: object | None = None
+    checked: Model | None = None
 
     @property
     def mdp(self) -> MDP:
@@ -50,12 +50,12 @@ class Environment:
     @property
     def storm_model(self):
         """The Storm model the properties are checked on."""
-        return self.model.storm if self.checked is None else self.checked
+        return (self.checked or self.model).storm
 
     def check(self, prop: Property) -> PropertyResult:
-        """`prop` at the initial states, as Storm answers it; an error names where the
+        """`prop` at the initial states (queries.Model.check); an error names where the
         objective was written."""
-        return storm.check(self.storm_model, prop, self.objective_source)
+        return (self.checked or self.model).check(prop, self.objective_source)
 
 
 def load_environment(
@@ -90,7 +90,7 @@ def load_environment(
         mdp = storm.from_storm(
             full, name=path.stem, variables=prism.variables, actions=prism.actions
         )
-        checked = storm.build_prism(prism, properties)
+        checked = Model(storm_model=storm.build_prism(prism, properties))
         return Environment(
             path,
             Model(mdp, full),

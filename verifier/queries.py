@@ -12,7 +12,8 @@ route (README, "How results are obtained"):
     reach      P(F g) for many targets g at once, each distinct state set asked once
     path       any other path formula (G, X, LTL, nested operators): Storm's automaton
                product, sound engine
-    check      a property at the initial states, as Storm answers it (`verify check`)
+    check      a property at the initial states (`verify check`): an unbounded until by the
+               until route, every other property by Storm's sound engine
     optimum    V*, Q* and the optimal actions of a reward (solve.py)
 
 Derived models (the MDP restricted to some choices, a policy's induced chain) are models
@@ -66,21 +67,31 @@ __all__ = [
 class Model:
     """One model and the questions asked of it (module docstring).
 
-    `mdp` is ours; `storm` is its Storm model, converted on first use (or given: a PRISM
-    model Storm built, whose states are `mdp`'s in the same order).
+    `mdp` is ours; `storm` is its Storm model, converted on first use. A model Storm built
+    (from PRISM) is given as `storm_model`, with `mdp` (its states in Storm's order) or
+    without, then read from Storm on first use.
     """
 
-    __slots__ = ("mdp", "_storm")
+    __slots__ = ("_mdp", "_storm")
 
-    def __init__(self, mdp: MDP, storm_model: object | None = None):
-        self.mdp = mdp
+    def __init__(self, mdp: MDP | None = None, storm_model: object | None = None):
+        if mdp is None and storm_model is None:
+            raise ValueError("Model: give an MDP or a Storm model")
+        self._mdp = mdp
         self._storm = storm_model
+
+    @property
+    def mdp(self) -> MDP:
+        """Our MDP of the model, read from Storm once where Storm built it."""
+        if self._mdp is None:
+            self._mdp = storm.from_storm(self._storm)
+        return self._mdp
 
     @property
     def storm(self):
         """The Storm model of `mdp`, converted once."""
         if self._storm is None:
-            self._storm = storm.to_storm(self.mdp)
+            self._storm = storm.to_storm(self._mdp)
         return self._storm
 
     def restrict(self, keep: np.ndarray) -> Model:
@@ -133,8 +144,38 @@ class Model:
         return storm.path_values(self.storm, query, direction, idle, negate)
 
     def check(self, prop: Property, source: str | None = None) -> PropertyResult:
-        """`prop` at the initial states, as Storm answers it."""
-        return storm.check(self.storm, prop, source)
+        """`prop` at the initial states. An unbounded until `P [ left U target ]` goes the
+        until route (sound bounds from direct solves, also on slowly mixing chains, where
+        Storm's sound engine needs as many sweeps as the chain needs steps); every other
+        property goes to Storm's sound engine. A property Storm refuses is an InputError
+        naming `source` (default: where it was written)."""
+        if prop.operator != "P" or prop.form != UNTIL or prop.steps is not None:
+            return storm.check(self.storm, prop, source)
+        mdp = self.mdp
+        everywhere = np.ones(mdp.n_states, dtype=bool)
+        left = everywhere if prop.left is None else self.states(prop.left)
+        target = self.states(prop.right)
+        direction = prop.direction
+        if mdp.kind == "dtmc":
+            direction = None
+        elif direction is None:  # a bound holds when it holds for every scheduler
+            direction = "min" if prop.comparison in (">=", ">") else "max"
+        found = self.until(left, target, None if direction is None else direction == "max")
+        initial = mdp.initial_states
+        values = found.values[initial]
+        holds = None
+        if prop.comparison is not None:
+            compare = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal}
+            holds = bool(compare.get(prop.comparison, np.less)(values, prop.threshold).all())
+        return PropertyResult(
+            prop.text,
+            values,
+            found.lower[initial],
+            found.upper[initial],
+            holds,
+            found.method,
+            direction,
+        )
 
     def optimum(self, rewards: np.ndarray, discount: float = 1.0) -> Solution:
         """V*, Q* and the optimal actions of `rewards` (float64 [n_choices], any signs)."""
