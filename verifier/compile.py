@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy import ndimage
 
 from verifier.errors import ResourceLimit
 from verifier.maze import ACTIONS, KINDS, PALETTE, START, WALL, Maze
-from verifier.mdp import MDP, csr, reachable
+from verifier.mdp import MDP, reachable
 from verifier.progress import stage
 
 # Offsets of up, down, left, right, and for each action the two perpendicular slips.
@@ -183,7 +184,11 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
     np.cumsum(np.where(terminal, 1, len(ACTIONS)), out=row_groups[1:])
     n_choices = int(row_groups[-1])
 
-    rows, cols, probs = [], [], []
+    # Every choice has at most OUTCOMES successors (the intended move and the two slips;
+    # a terminal state's loop): filled into [OUTCOMES, n_choices] arrays, then merged choice
+    # by choice into CSR, with no global sort.
+    cols = np.zeros((OUTCOMES, n_choices), dtype=np.int64)
+    probs = np.zeros((OUTCOMES, n_choices))
     offset = 0
     for inventory, pos in layers:
         states = np.arange(offset, offset + len(pos))
@@ -194,18 +199,15 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
         slip = grid.slip[src_pos]
         for a in range(len(ACTIONS)):
             outcomes = [(a, 1.0 - slip), *((d, slip / 2) for d in PERPENDICULAR[a])]
-            for direction, prob in outcomes:
+            for k, (direction, prob) in enumerate(outcomes):
                 q = targets[direction, src_pos]
                 key = rank_of_inventory[inventory | grid.key_bit[q]] * n_positions + q
-                rows.append(row_groups[src] + a)
-                cols.append(np.searchsorted(keys, key))
-                probs.append(prob)
-        rows.append(row_groups[states[~moving]])
-        cols.append(states[~moving])
-        probs.append(np.ones(int((~moving).sum())))
-    transitions = csr(
-        np.concatenate(rows), np.concatenate(cols), np.concatenate(probs), (n_choices, len(keys))
-    )
+                cols[k, row_groups[src] + a] = np.searchsorted(keys, key)
+                probs[k, row_groups[src] + a] = prob
+        stay = states[~moving]
+        cols[:, row_groups[stay]] = stay
+        probs[0, row_groups[stay]] = 1.0
+    transitions = _rows_to_csr(cols, probs, len(keys))
 
     choice_actions = np.full(n_choices, -1, dtype=np.int32)
     moving_states = np.nonzero(~terminal)[0]
@@ -230,6 +232,30 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
         valuations=valuations,
         name=maze.name,
     )
+
+
+OUTCOMES = 3  # successors of a choice at most: the intended move and two slips
+
+
+def _rows_to_csr(cols: np.ndarray, probs: np.ndarray, n_states: int) -> sp.csr_matrix:
+    """CSR matrix from each row's OUTCOMES entries (int64 and float64 [OUTCOMES, n_rows],
+    entry k of row r at [k, r]): sorted within rows by a sorting network, equal columns
+    summed left to right, zeros dropped; linear in the entries, with no sort of the whole."""
+    c, q = list(cols), list(probs)
+    for i, j in ((0, 1), (1, 2), (0, 1)):
+        swap = c[i] > c[j]
+        c[i], c[j] = np.where(swap, c[j], c[i]), np.where(swap, c[i], c[j])
+        q[i], q[j] = np.where(swap, q[j], q[i]), np.where(swap, q[i], q[j])
+    first, second = c[0] == c[1], c[1] == c[2]
+    q[0], q[1] = np.where(first, q[0] + q[1], q[0]), np.where(first, 0.0, q[1])
+    q[0] = np.where(second & first, q[0] + q[2], q[0])
+    q[1] = np.where(second & ~first, q[1] + q[2], q[1])
+    q[2] = np.where(second, 0.0, q[2])
+    data, indices = np.stack(q, axis=1).ravel(), np.stack(c, axis=1).ravel()
+    keep = data != 0.0
+    indptr = np.zeros(len(c[0]) + 1, dtype=np.int64)
+    np.cumsum(keep.reshape(-1, OUTCOMES).sum(axis=1), out=indptr[1:])
+    return sp.csr_matrix((data[keep], indices[keep], indptr), shape=(len(c[0]), n_states))
 
 
 # Peak bytes per map cell of the grid arrays and one layer's search (scipy graph of 4 moves
