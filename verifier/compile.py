@@ -187,7 +187,7 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
     # Every choice has at most OUTCOMES successors (the intended move and the two slips;
     # a terminal state's loop): filled into [OUTCOMES, n_choices] arrays, then merged choice
     # by choice into CSR, with no global sort.
-    cols = np.zeros((OUTCOMES, n_choices), dtype=np.int64)
+    cols = np.zeros((OUTCOMES, n_choices), dtype=np.int32)
     probs = np.zeros((OUTCOMES, n_choices))
     offset = 0
     for inventory, pos in layers:
@@ -238,7 +238,7 @@ OUTCOMES = 3  # successors of a choice at most: the intended move and two slips
 
 
 def _rows_to_csr(cols: np.ndarray, probs: np.ndarray, n_states: int) -> sp.csr_matrix:
-    """CSR matrix from each row's OUTCOMES entries (int64 and float64 [OUTCOMES, n_rows],
+    """CSR matrix from each row's OUTCOMES entries (int32 and float64 [OUTCOMES, n_rows],
     entry k of row r at [k, r]): sorted within rows by a sorting network, equal columns
     summed left to right, zeros dropped; linear in the entries, with no sort of the whole."""
     c, q = list(cols), list(probs)
