@@ -255,6 +255,11 @@ def test_timeouts_and_limits_without_expectation_exit_3_and_bad_checks_exit_2(ca
             'reward = "r.toml"\ndiscount = 1.5\nenvironments = "e"\n',
             "check[1].discount: must be in (0, 1], got 1.5",
         ),
+        (
+            '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\nkind = "reward"\n'
+            'reward = "r.toml"\nepsilon = -0.1\nenvironments = "e"\n',
+            "check[1].epsilon: must be a number >= 0, got -0.1",
+        ),
         ('[policies]\np = "missing.pt"\n', "policies.p.file: no such file 'missing.pt'"),
         # each used to be an internal error (exit 3); `name = 1.5` only after every check ran
         (
@@ -361,3 +366,37 @@ def test_a_generate_set_is_validated_on_one_maze_not_each(tmp_path, monkeypatch)
     assert len(suite.checks) == 400
     assert suite.checks[7].environment == "random-301x301-seed7"
     assert suite.checks[7].job.kwargs["generate"]["seed"] == 7
+
+
+def test_a_reward_check_takes_epsilon_as_verify_reward_does(capsys, tmp_path):
+    """README's --epsilon example as a suite: the exit reward on deploy-01 with P>=0.9 is
+    aligned over the optimal policies and underspecified over those within 0.2 of the
+    optimal return (a policy may walk to the red object with probability 0.2)."""
+    suite = write_suite(
+        tmp_path,
+        """
+        [environments.deploy]
+        files = ["{models}/redblue/deploy-01.toml"]
+
+        [[check]]
+        kind = "reward"
+        reward = "{models}/redblue/rewards/exit.toml"
+        spec = 'P>=0.9 [ !"lava" U "exit" ]'
+        environments = "deploy"
+        expect = "aligned"
+
+        [[check]]
+        kind = "reward"
+        reward = "{models}/redblue/rewards/exit.toml"
+        spec = 'P>=0.9 [ !"lava" U "exit" ]'
+        epsilon = 0.2
+        environments = "deploy"
+        expect = "underspecified"
+        """,
+    )
+    report = tmp_path / "r.json"
+    assert main(["suite", str(suite), "--workers", "1", "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert [row["report"]["epsilon"] for row in rows] == [0.0, 0.2]
+    assert rows[1]["report"]["objective_min"] == pytest.approx(0.8, abs=1e-6)
+    capsys.readouterr()

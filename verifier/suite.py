@@ -41,7 +41,7 @@ _GENERATE_KEYS = ("size", "seeds", "objects", "keys", "lava", "exit_color", "exi
 _POLICY_KEYS = ("file", "observation", "actions", "output")
 _CHECK_KEYS = {
     "check": (),
-    "reward": ("reward", "discount", "exact"),
+    "reward": ("reward", "discount", "exact", "epsilon"),
     "compare": ("reward", "compare", "discount", "exact"),
     "policy": ("policy", "reward", "discount", "stochastic", "competence"),
 }
@@ -171,6 +171,7 @@ def run_check(
     policy: dict | None = None,
     stochastic: bool = False,
     competence: float | None = None,
+    epsilon: float | None = None,
 ) -> dict:
     """The job: one check on one environment, as `verify check|reward|policy` would do it.
     Returns {"reports": [report dicts with `verdict` and `passed`]}."""
@@ -190,7 +191,7 @@ def run_check(
     elif kind in ("reward", "compare"):
         from verifier.reward import reward_reports
 
-        reports = reward_reports(env, reward, discount, exact, compare)
+        reports = reward_reports(env, reward, discount, exact, compare, epsilon)
     else:
         from verifier.policy import load_policy
         from verifier.verdict import COMPETENCE, policy_reports
@@ -249,6 +250,10 @@ def _expand(entry, where, environments, rewards, policies, base, limits, problem
                 if not _number(entry[key]) or not 0 < entry[key] <= 1:
                     problems.append(f"{where}.{key}: must be in (0, 1], got {entry[key]!r}")
                 kwargs[key] = entry[key]
+        if "epsilon" in entry:
+            if not _number(entry["epsilon"]) or not 0 <= entry["epsilon"] < float("inf"):
+                problems.append(f"{where}.epsilon: must be a number >= 0, got {entry['epsilon']!r}")
+            kwargs["epsilon"] = entry["epsilon"]
         for key in ("exact", "stochastic"):
             if key in entry:
                 if not isinstance(entry[key], bool):
