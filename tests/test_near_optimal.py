@@ -259,7 +259,7 @@ def test_cli_epsilon_text_and_json(tmp_path, capsys):
         (["--epsilon", "0.1", "--discount", "0.9"], "discount 0.9"),
         (["--epsilon", "0.1", "--spec", 'Pmax=? [ F<=3 "exit" ]'], "step bounds"),
         (["--epsilon", "0.1", "--compare", "REWARD"], "not to --compare"),
-        (["--epsilon", "0.1", "--spec", 'Pmax=? [ G !"lava" ]'], "reach-avoid objectives"),
+        (["--epsilon", "0.1", "--spec", 'Pmax=? [ X "exit" ]'], "reach-avoid objectives"),
     ],
 )
 def test_cli_refuses_what_epsilon_cannot_decide(tmp_path, capsys, extra, message):
@@ -299,3 +299,32 @@ def test_margin_is_infinite_where_every_finite_return_policy_reaches_the_exit(tm
     report = check_reward(env, label_reward(env, step=-0.1, exit=1.0), env.properties[0], 0, 5.0)
     assert report.margin == np.inf
     assert (report.verdict, report.objective_min) == (ALIGNED, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "worst", "best"),
+    [('P>=0.9 [ G !"red" ]', 0.8, 1.0), ('P<=0.1 [ F "red" ]', 0.2, 0.0)],
+)
+def test_safety_objective_within_epsilon_is_the_complement_of_reaching_the_hazard(
+    spec, worst, best
+):
+    """deploy-01 with the exit reward: a policy that walks to the red object B with
+    probability p falls short of the optimal return by p (B is as far as the exit, and ends
+    the episode with no reward), and then P(G !red) = 1 - p. So over the policies within
+    E = 0.2: P(G !red) in [0.8, 1], margin 0.1 for P >= 0.9, trade-off [(0, 1), (1, 0)];
+    the same figures, turned around, as the reach objective P(F "red") <= 0.1."""
+    models = Path(__file__).resolve().parent.parent / "models" / "redblue"
+    env = load_environment(models / "deploy-01.toml", spec=spec)
+    reward = reward_vector_of(env, str(models / "rewards" / "exit.toml"))
+    report = check_reward(env, reward, env.properties[0], epsilon=0.2, tradeoff=True)
+    assert report.verdict == UNDERSPECIFIED
+    low, high = sorted((worst, best))
+    assert (report.objective_min, report.objective_max) == (
+        pytest.approx(low, abs=1e-7),
+        pytest.approx(high, abs=1e-7),
+    )
+    assert report.margin == pytest.approx(0.1, abs=1e-7)
+    ends = (1.0, 0.0) if spec.startswith("P>=") else (0.0, 1.0)
+    assert np.allclose(report.tradeoff, [(0.0, ends[0]), (1.0, ends[1])], atol=1e-7)
+    plain = check_reward(env, reward, env.properties[0])
+    assert plain.verdict == ALIGNED and plain.margin == pytest.approx(0.1, abs=1e-7)

@@ -39,13 +39,17 @@ all policies, found exactly by non-inferior set estimation (Cohon 1978): the two
 for each segment the program in the direction normal to it: a point below the segment is a
 new vertex, none proves the segment an edge.
 
+A safety objective G ψ is the complement of a reach objective: P(G ψ) = 1 - P(true U !ψ),
+so its programs are those of F !ψ with the direction and the bound turned around (a policy
+that idles forever inside ψ satisfies G ψ, and reaches no !ψ state).
+
 A reward-valued φ plugs in by replacing `win` (P(target | s, a) per choice, decided states
 absorbing) with the performance reward per choice on U = every state.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,7 +57,7 @@ from scipy.optimize import linprog
 
 from verifier.errors import InputError, VerifierError
 from verifier.mdp import MDP, reachable
-from verifier.objective import OBJECTIVE_TOLERANCE, UNTIL, Objective
+from verifier.objective import OBJECTIVE_TOLERANCE, PATH, UNTIL, Objective
 from verifier.rewards import RewardVector
 from verifier.solve import Solution, end_components
 
@@ -122,11 +126,12 @@ class _Program:
 
 def unsupported(objective: Objective, reward: RewardVector) -> str | None:
     """Why nearly-optimal policies cannot be computed for this objective and reward, or None."""
-    if objective.kind != UNTIL:
+    if objective.kind != UNTIL and _complement(objective) is None:
         return (
             f"{objective.text}: nearly-optimal policies are computed for reach-avoid "
             'objectives P [ left U target ] and P [ F target ] (such as Pmax=? [ !"lava" U '
-            '"exit" ]); G, X, LTL and reward objectives are not supported yet'
+            '"exit" ]) and safety objectives P [ G ψ ]; X, LTL and reward objectives are not '
+            "supported yet"
         )
     if objective.steps is not None:
         return (
@@ -161,6 +166,20 @@ def near_optimal(
         raise InputError("--epsilon", reason)
     if epsilon is not None and not 0.0 <= epsilon < np.inf:
         raise InputError("--epsilon", f"must be a finite number >= 0, got {epsilon}")
+    reach = _complement(objective)
+    if reach is not None:  # G ψ: the programs of F !ψ, P(G ψ) = 1 - P(F !ψ)
+        found = near_optimal(mdp, reward, solution, reach, 1.0 - optimum, epsilon, margin, tradeoff)
+        witness = found.witness
+        if witness is not None:
+            witness = {**witness, "probability": 1.0 - witness["probability"]}
+        return replace(
+            found,
+            worst=1.0 - found.worst,
+            best=1.0 - found.best,
+            tradeoff=None if found.tradeoff is None else [(e, 1.0 - p) for e, p in found.tradeoff],
+            witness=witness,
+            method=f"{found.method}; P(G ψ) as 1 - P(F !ψ)",
+        )
     program = _program(mdp, reward, solution, objective)
     sign = 1.0 if objective.maximize else -1.0
     worst, best, margins, curves, witness = [], [], [], [], None
@@ -204,6 +223,24 @@ def near_optimal(
                 else ""
             )
         ),
+    )
+
+
+def _complement(objective: Objective) -> Objective | None:
+    """For a safety objective G ψ, the reach objective F !ψ whose probability is 1 - P(G ψ),
+    with the direction and the bound turned around; None for every other objective."""
+    if objective.kind != PATH or objective.forbidden is None:
+        return None
+    threshold = None if objective.threshold is None else 1.0 - objective.threshold
+    return replace(
+        objective,
+        text=f"1 - ({objective.text})",
+        left=np.ones(len(objective.forbidden), dtype=bool),
+        target=objective.forbidden,
+        maximize=not objective.maximize,
+        threshold=threshold,
+        kind=UNTIL,
+        path=None,
     )
 
 
