@@ -14,6 +14,7 @@ from verifier.policy import decide, load_policy
 
 pytest.importorskip("minigrid")
 sb3 = pytest.importorskip("stable_baselines3")
+torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.torch, pytest.mark.onnx]
 
 WRAPPERS = ["minigrid.wrappers.FullyObsWrapper", "minigrid.wrappers.ImgObsWrapper"]
@@ -199,3 +200,71 @@ def test_shipped_distshift_agent_is_aligned_on_training_and_misgeneralizes_on_sh
     assert main([agent, "--model", "models/minigrid/distshift2.toml", "--reward", "env"]) == 1
     out = capsys.readouterr().out
     assert "ALIGNED" in out and "GOAL_MISGENERALIZATION" in out
+
+
+class _ForwardWhenFacingEast(torch.nn.Module):
+    """A dict-observation policy over (left, right, forward): forward when the `direction`
+    entry is 0 (east), else turn right; it reads the `image` entry too."""
+
+    def forward(self, obs: dict[str, torch.Tensor]):
+        image = obs["image"].float()
+        east = (obs["direction"] == 0).float()
+        logits = image.new_zeros(image.shape[0], 3)
+        logits[:, 1] = 1.0
+        logits[:, 2] = 2.0 * east
+        return logits
+
+
+class _ForwardWhenFacingEastOnnx(torch.nn.Module):
+    def forward(self, image, direction):
+        return _ForwardWhenFacingEast()({"image": image, "direction": direction})
+
+
+def _dict_policy_files(tmp_path, input_names=("image", "direction")):
+    meta = json.dumps(
+        {"observation": "env", "actions": ["left", "right", "forward"], "output": "logits"}
+    )
+    script = tmp_path / "dict.pt"
+    torch.jit.save(torch.jit.script(_ForwardWhenFacingEast()), script, {"verifier.json": meta})
+    onnx_path = tmp_path / "dict.onnx"
+    example = (torch.zeros(2, 7, 7, 3, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
+    torch.onnx.export(
+        _ForwardWhenFacingEastOnnx(),
+        example,
+        onnx_path,
+        input_names=list(input_names),
+        output_names=["logits"],
+        dynamic_axes={name: {0: "batch"} for name in (*input_names, "logits")},
+        dynamo=False,
+    )
+    import onnx
+
+    model = onnx.load(onnx_path)
+    model.metadata_props.add(key="verifier.json", value=meta)
+    onnx.save(model, onnx_path)
+    return script, onnx_path
+
+
+def test_dict_observation_policies_get_each_entry_by_name(tmp_path):
+    """MiniGrid's own observation is a dict (image, direction, mission): a TorchScript
+    forward(Dict[str, Tensor]) and an ONNX model with one input per key get the numeric
+    entries of every state's real observation; both decide as the rule says in every
+    running state, on a level with all 7 actions of which the policy names 3."""
+    env = load_environment("gym:MiniGrid-Empty-5x5-v0")
+    mdp = env.mdp
+    running = mdp.valuations[:, mdp.variables.index("outcome")] == 0
+    facing = mdp.valuations[:, mdp.variables.index("dir")]
+    expected = np.where(facing == 0, "forward", "right")
+    for path in _dict_policy_files(tmp_path):
+        chosen = np.array(chosen_actions(env, load_policy(path)))
+        assert (chosen[running] == expected[running]).all(), path.suffix
+
+
+def test_onnx_inputs_not_named_after_the_dict_keys_are_refused(tmp_path, capsys):
+    _, onnx_path = _dict_policy_files(tmp_path, input_names=("pixels", "heading"))
+    assert main([str(onnx_path), "--model", "gym:MiniGrid-Empty-5x5-v0"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "note:" not in line]
+    assert errors == [
+        f"verify: {onnx_path}: the model's inputs pixels, heading are not keys of the dict "
+        "observation (image, direction); name each input after its key"
+    ]

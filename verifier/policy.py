@@ -161,9 +161,13 @@ def _load_torchscript(path: Path):
     check_torchscript_graph(path, module, torch)
     module.eval()
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        if isinstance(batch, dict):  # a dict observation: forward(Dict[str, Tensor])
+            inputs = {key: torch.from_numpy(value) for key, value in batch.items()}
+        else:
+            inputs = torch.from_numpy(batch)
         with torch.no_grad():
-            return module(torch.from_numpy(batch)).detach().cpu().resolve_conj().numpy()
+            return module(inputs).detach().cpu().resolve_conj().numpy()
 
     return "torchscript", run, _metadata(path, extra[METADATA]), None
 
@@ -196,11 +200,20 @@ def _load_onnx(path: Path):
         )
     except Exception as exc:
         raise InputError(str(path), f"not a readable ONNX model ({_first_line(exc)})") from None
-    name = session.get_inputs()[0].name
+    names = [i.name for i in session.get_inputs()]
     meta = session.get_modelmeta().custom_metadata_map.get(METADATA, "")
 
-    def run(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(session.run(None, {name: batch})[0])
+    def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        if not isinstance(batch, dict):  # one input, whatever its name
+            return np.asarray(session.run(None, {names[0]: batch})[0])
+        missing = [name for name in names if name not in batch]
+        if missing:  # a dict observation: one input per key, by name
+            raise InputError(
+                str(path),
+                f"the model's inputs {', '.join(names)} are not keys of the dict observation "
+                f"({', '.join(batch)}); name each input after its key",
+            )
+        return np.asarray(session.run(None, {name: batch[name] for name in names})[0])
 
     return "onnx", run, _metadata(path, meta), None
 
@@ -366,13 +379,9 @@ def decide(policy: Policy, env: Environment, stochastic: bool = False, progress=
     states = mdp.choice_states()
     single = np.diff(mdp.row_groups) == 1
     enabled = column >= 0
-    if (
-        not (enabled | single[states]).all()
-        and not np.logical_or.reduceat(enabled, mdp.row_groups[:-1]).all()
-    ):
-        bad = int(
-            np.flatnonzero(~np.logical_or.reduceat(enabled, mdp.row_groups[:-1]) & ~single)[0]
-        )
+    stuck = ~np.logical_or.reduceat(enabled, mdp.row_groups[:-1]) & ~single
+    if stuck.any():
+        bad = int(np.flatnonzero(stuck)[0])
         raise InputError(
             policy.path,
             f"state {mdp.state_description(bad)} has no choice labelled with the policy's actions "
@@ -481,12 +490,19 @@ def _run_batch(policy: Policy, env: Environment, states: np.ndarray, planes) -> 
         batch = env_observations(env, states)
     else:
         batch = valuation_observations(env.mdp, states)
+    if isinstance(batch, dict):  # a dict observation: a dict of batches
+        batch = {key: np.ascontiguousarray(value) for key, value in batch.items()}
+        shape = {key: value.shape for key, value in batch.items()}
+    else:
+        batch = np.ascontiguousarray(batch)
+        shape = batch.shape
     try:
-        out = np.asarray(policy.run(np.ascontiguousarray(batch)))
+        out = np.asarray(policy.run(batch))
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(
-            policy.path,
-            f"running the policy on {batch.shape} observations failed: {_failure(exc)}",
+            policy.path, f"running the policy on {shape} observations failed: {_failure(exc)}"
         ) from None
     if out.dtype.kind not in "iuf":
         raise InputError(
