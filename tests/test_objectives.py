@@ -282,3 +282,67 @@ def test_sequencing_values_agree_with_storm_on_the_prism_export(tmp_path):
     for a, b in zip(prism.properties, maze.properties, strict=True):
         expected = storm.check(maze.storm_model, b).values
         assert storm.check(prism.storm_model, a).values == pytest.approx(expected, abs=1e-6)
+
+
+WALK = """mdp
+const int N = 20;
+module walk
+  x : [0..N] init 1;
+  [fair]  x>0 & x<N -> 0.5:(x'=x-1) + 0.5:(x'=x+1);
+  [climb] x>0 & x<N -> 0.6:(x'=x+1) + 0.4:(x'=x);
+  [] x=0 | x=N -> true;
+endmodule
+label "goal" = x=N;
+label "high" = x>=3;
+rewards "r" [fair] true : -0.1; [climb] true : -0.3; endrewards
+"""
+
+
+@pytest.mark.parametrize(
+    ("expression", "label"),
+    [
+        ("Pmax=? [ F x=20 ]", 'Pmax=? [ F "goal" ]'),
+        ("P>=0.5 [ x>0 U x=N ]", 'P>=0.5 [ true U "goal" ]'),
+        ("Pmin=? [ G x>=3 ]", 'Pmin=? [ G "high" ]'),
+        ('R{"r"}max=? [ F x=N ]', 'R{"r"}max=? [ F "goal" ]'),
+    ],
+)
+def test_expressions_over_prism_variables_mean_what_their_labels_mean(tmp_path, expression, label):
+    """A PRISM user's objective over variables (`F x=20`) gets the verdicts and values of
+    the same objective over a label defined by that expression, in the reward verdict and
+    for a policy (always climb)."""
+    from verifier.rewards import resolve_reward
+
+    model = tmp_path / "walk.prism"
+    model.write_text(WALK)
+    verdicts, values = [], []
+    for spec in (expression, label):
+        env = load_environment(model, spec=spec)
+        reward = check_reward(env, resolve_reward("r", env.mdp), env.properties[0])
+        mdp = env.mdp
+        climb = mdp.actions.index("climb")
+        single = np.diff(mdp.row_groups) == 1
+        probs = ((mdp.choice_actions == climb) | single[mdp.choice_states()]).astype(float)
+        decisions = Decisions(probs, np.zeros(mdp.n_states, dtype=bool))
+        policy = classify(env, "climb", decisions, resolve_intended(env, env.properties[0]))
+        verdicts.append((reward.verdict, policy.verdict))
+        values.append([reward.objective_min, reward.objective_max, policy.value])
+    assert verdicts[0] == verdicts[1]
+    assert np.allclose(values[0], values[1], atol=1e-9)
+
+
+def test_expressions_over_variables_in_an_ltl_objective_are_refused_with_the_fix(tmp_path, capsys):
+    model = tmp_path / "walk.prism"
+    model.write_text(WALK)
+    argv = [
+        "reward",
+        "--model",
+        model,
+        "--reward",
+        "r",
+        "--spec",
+        'Pmax=? [ (F x=5) & (F "goal") ]',
+    ]
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'label "at3" = x=3;' in err
