@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from verifier.queries import Model, parse_properties
 from verifier.reward import ALIGNED, RewardReport, check_reward
 from verifier.rewards import RewardVector
 from verifier.verdict import candidate_goals
+
+if TYPE_CHECKING:
+    from verifier.repair import Repair
 
 SETTLED = "proxy_settled"  # the product's extra variable: 0 before, 1 after the proxy is settled
 CORNERS = {
@@ -68,8 +72,7 @@ class Proxy:
             from verifier.objective import resolve_objective
 
             prop = parse_properties(f"Pmax=? [ {self.text} ]", source=self.name)[0]
-            objective = resolve_objective(env, prop)
-            return objective.left, objective.target
+            return resolve_objective(env, prop).until_sets()
         row, col = self.cell(env)
         position = (_column(mdp, "row") == row) & (_column(mdp, "col") == col)
         return everywhere, position
@@ -77,6 +80,8 @@ class Proxy:
     def cell(self, env: Environment) -> tuple[int, int]:
         """The (row, col) a cell or corner proxy stands for on `env`."""
         if self.kind == "cell":
+            if self.position is None:
+                raise ValueError(f"cell proxy {self.name!r} without a position")
             return self.position
         mdp = env.mdp
         rows, cols = _column(mdp, "row"), _column(mdp, "col")
@@ -154,7 +159,7 @@ class AuditReport:
     objective: str
     findings: tuple[ProxyFinding, ...]
     fix: Fix | None
-    repair: object | None  # verifier.repair.Repair
+    repair: Repair | None
     seconds: float
 
     @property
@@ -379,6 +384,8 @@ def _recolored_variants(train: list[Environment]):
     """Each training maze with every exit recolored to each other palette color."""
     for env in train:
         maze = env.maze
+        if maze is None:
+            raise ValueError(f"{env.path}: not a maze, so it has no exit to recolor")
         exits = [char for char, cell in maze.cells.items() if cell.kind == "exit"]
         if not exits:
             continue

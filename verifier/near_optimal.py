@@ -245,7 +245,8 @@ def _complement(objective: Objective) -> Objective | None:
 
 
 def _program(mdp: MDP, reward: RewardVector, solution: Solution, objective: Objective) -> _Program:
-    undecided = objective.left & ~objective.target
+    left, target = objective.until_sets()
+    undecided = left & ~target
     states = mdp.choice_states()
     values = solution.values
     doomed = np.isneginf(values)
@@ -272,8 +273,8 @@ def _program(mdp: MDP, reward: RewardVector, solution: Solution, objective: Obje
         shape=(n_rows, len(idlers)),
     )
     flow = sp.hstack([leaving - moves.T, idling], format="csr")
-    win = np.asarray(mdp.transitions[choices] @ objective.target.astype(np.float64)).ravel()
-    bad = (~undecided & ~objective.target).astype(np.float64)
+    win = np.asarray(mdp.transitions[choices] @ target.astype(np.float64)).ravel()
+    bad = (~undecided & ~target).astype(np.float64)
     lose = np.asarray(mdp.transitions[choices] @ bad).ravel() > 0
     edges = moves.tocoo()  # choice column -> U successor row
     tails, heads = rows[edges.col], states[choices][edges.row]  # reversed: successor -> state
@@ -299,7 +300,8 @@ def _constant_probability(program: _Program, start: int, objective: Objective) -
     in `start`, or only one outcome reachable from it (then no LP is needed; proving an LP
     infeasible took HiGHS 100 s on a 10^4-state open room)."""
     if program.row_of[start] < 0:
-        return float(objective.target[start])
+        _, target = objective.until_sets()
+        return float(target[start])
     if not program.may_lose[start]:
         return 1.0
     if not program.may_win[start]:
@@ -333,6 +335,15 @@ def _solve(program: _Program, start: int, cost: np.ndarray, upper=None) -> np.nd
     return result.x
 
 
+def _feasible(program: _Program, start: int, cost: np.ndarray, upper=None) -> np.ndarray:
+    """`_solve` for a program that has a solution (some policy meets its rows);
+    LinearProgramError when HiGHS finds none."""
+    x = _solve(program, start, cost, upper)
+    if x is None:
+        raise LinearProgramError(f"HiGHS found no policy from state {start} where one exists")
+    return x
+
+
 def _extreme(program: _Program, start: int, sign: float, budget: float) -> tuple[float, np.ndarray]:
     """The least (sign 1) or greatest (sign -1) P(φ) from `start` within the shortfall
     budget, and the occupancy attaining it."""
@@ -361,14 +372,14 @@ def _margin(program: _Program, start: int, sign: float, threshold: float) -> flo
 def _curve(program: _Program, start: int, sign: float) -> list[tuple[float, float]]:
     """The vertices (shortfall, worst P(φ)) of worst(E) from `start`, E from 0 to where it
     stops changing (non-inferior set estimation; each vertex one LP)."""
-    first = _point(program, _solve(program, start, sign * program.win, [(program.shortfall, 0)]))
+    first = _point(program, _feasible(program, start, sign * program.win, [(program.shortfall, 0)]))
     if first[1] == (0.0 if sign > 0 else 1.0):  # the worst already at E = 0: a flat curve
         return [first]
-    lowest = sign * program.win @ _solve(program, start, sign * program.win)
+    lowest = sign * program.win @ _feasible(program, start, sign * program.win)
     scale = max(1.0, float(np.abs(program.shortfall).max(initial=0.0)))
     cheapest = _solve(program, start, program.shortfall, [(sign * program.win, lowest)])
     if cheapest is None:  # `lowest` itself is off by HiGHS' tolerance
-        cheapest = _solve(
+        cheapest = _feasible(
             program, start, program.shortfall, [(sign * program.win, lowest + LP_TOLERANCE)]
         )
     last = _point(program, cheapest)
@@ -382,7 +393,7 @@ def _curve(program: _Program, start: int, sign: float) -> list[tuple[float, floa
             continue
         weight_shortfall, weight_win = sign * (a[1] - b[1]), b[0] - a[0]
         cost = weight_shortfall * program.shortfall + weight_win * sign * program.win
-        c = _point(program, _solve(program, start, cost))
+        c = _point(program, _feasible(program, start, cost))
         below = (weight_shortfall * a[0] + weight_win * sign * a[1]) - (
             weight_shortfall * c[0] + weight_win * sign * c[1]
         )

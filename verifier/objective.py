@@ -33,6 +33,7 @@ from verifier.queries import (
     UNTIL,
     PathQuery,
     Property,
+    StateFormula,
 )
 
 # A policy meets a query (`Pmax=? [...]`) when it attains the optimum within this (relative
@@ -89,10 +90,28 @@ class Objective:
     forbidden: np.ndarray | None = None
     performance: Performance | None = None
 
+    def until_sets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(left, target) of the until form; ValueError for the other forms (a caller's bug)."""
+        if self.left is None or self.target is None:
+            raise ValueError(f"{self.text}: a {self.kind} objective has no left and target sets")
+        return self.left, self.target
+
+    def path_query(self) -> PathQuery:
+        """`path` of the path form; ValueError for the other forms (a caller's bug)."""
+        if self.path is None:
+            raise ValueError(f"{self.text}: a {self.kind} objective has no path formula")
+        return self.path
+
+    def reward_performance(self) -> Performance:
+        """`performance` of the reward form; ValueError for the other forms (a caller's bug)."""
+        if self.performance is None:
+            raise ValueError(f"{self.text}: a {self.kind} objective has no performance")
+        return self.performance
+
     def satisfied(self, value: np.ndarray, optimum: np.ndarray) -> np.ndarray:
         """bool: does a policy with this value (probability or performance) meet φ?"""
         if self.threshold is None:
-            slack = OBJECTIVE_TOLERANCE
+            slack: float | np.ndarray = OBJECTIVE_TOLERANCE
             if self.kind == REWARD:
                 finite = np.where(np.isfinite(optimum), optimum, 0.0)
                 slack = OBJECTIVE_TOLERANCE * np.maximum(1.0, np.abs(finite))
@@ -126,7 +145,7 @@ def resolve_intended(env: Environment, prop: Property) -> Objective:
     model = env.model
     maximize, threshold, strict = _direction(prop)
     if prop.form != UNTIL:
-        forbidden = ~model.states(prop.right) if prop.form == GLOBALLY else None
+        forbidden = ~model.states(_right(prop)) if prop.form == GLOBALLY else None
         return Objective(
             prop.text,
             None,
@@ -139,7 +158,7 @@ def resolve_intended(env: Environment, prop: Property) -> Objective:
             path=model.path_query(prop),
             forbidden=forbidden,
         )
-    target = model.states(prop.right)
+    target = model.states(_right(prop))
     everywhere = np.ones(env.mdp.n_states, dtype=bool)
     left = everywhere if prop.left is None else model.states(prop.left)
     return Objective(
@@ -152,6 +171,13 @@ def resolve_intended(env: Environment, prop: Property) -> Objective:
         strict,
         forbidden=~left & ~target,
     )
+
+
+def _right(prop: Property) -> StateFormula:
+    """The state formula of G ψ, F ψ and U ψ; ValueError for a property without one."""
+    if prop.right is None:
+        raise ValueError(f"{prop.text}: a {prop.form} property without its right operand")
+    return prop.right
 
 
 def _direction(prop: Property) -> tuple[bool, float | None, bool]:
@@ -197,8 +223,10 @@ def _reward_objective(env: Environment, prop: Property) -> Objective:
     target = None
     if prop.form == REACH:
         form, discount = REACH, 1.0
-        target = env.model.states(prop.right)
+        target = env.model.states(_right(prop))
     elif prop.form == DISCOUNTED:
+        if prop.discount is None:
+            raise ValueError(f"{prop.text}: a discounted property without its discount")
         form, discount = DISCOUNTED, prop.discount
     elif prop.form == TOTAL:
         form, discount = TOTAL, performance.discount

@@ -36,6 +36,8 @@ def stopped_at_target(mdp: MDP, values: np.ndarray, performance: Performance):
     [ F target ], target states absorbing with zero performance; else unchanged."""
     if performance.form != REACH:
         return mdp, values
+    if performance.target is None:
+        raise ValueError(f"{performance.name}: a [ F target ] performance without its target")
     states = mdp.choice_states()
     at_target = performance.target[states]
     coo = mdp.transitions.tocoo()

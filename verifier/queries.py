@@ -154,6 +154,8 @@ class Model:
         mdp = self.mdp
         everywhere = np.ones(mdp.n_states, dtype=bool)
         left = everywhere if prop.left is None else self.states(prop.left)
+        if prop.right is None:
+            raise ValueError(f"{prop.text}: an until property without its target")
         target = self.states(prop.right)
         direction = prop.direction
         if mdp.kind == "dtmc":
@@ -165,6 +167,8 @@ class Model:
         values = found.values[initial]
         holds = None
         if prop.comparison is not None:
+            if prop.threshold is None:
+                raise ValueError(f"{prop.text}: a bound without its value")
             compare = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal}
             holds = bool(compare.get(prop.comparison, np.less)(values, prop.threshold).all())
         return PropertyResult(

@@ -67,6 +67,8 @@ class Repair:
 
     def toml(self) -> str:
         """The repaired reward as a maze reward TOML."""
+        if self.weights is None:
+            raise ValueError(f"a repair with status {self.status!r} has no weights to write")
         lines = ["# Repaired reward (verify audit): every optimal policy satisfies the objective"]
         lines.append("# on every audited environment, by a margin.")
         lines.append(f"step = {self.weights[STEP]!r}")
@@ -107,7 +109,7 @@ def repair_reward(
     scale = max(map(abs, base.values())) or 1.0
     target = np.array([base[name] / scale for name in features])
     goals = [_sure_objective(env) for env in envs]
-    found = _lp_repair(envs, goals, features, target)
+    found: tuple[dict, float | Fraction] | None = _lp_repair(envs, goals, features, target)
     method = "linear program (HiGHS) for progress towards the target"
     if found is None:
         total = sum(env.mdp.n_states for env in envs)
@@ -312,7 +314,7 @@ def _sure_objective(env: Environment):
             env.objective_source,
             f"{objective.text}: reward repair takes a Pmax=? [ left U target ] objective",
         )
-    optimum = env.model.until(objective.left, objective.target, True).values
+    optimum = env.model.until(*objective.until_sets(), True).values
     if (optimum[mdp.initial_states] < 1 - OBJECTIVE_TOLERANCE).any():
         raise InputError(
             str(env.path),
@@ -356,7 +358,7 @@ def _encode(add, env: Environment, goal, index: int, features, weights, margin) 
             add(z3.Not(reach[s]))  # reaching it violates φ
     for s in mdp.initial_states:
         add(reach[int(s)])
-    for s in np.flatnonzero(~absorbing):
+    for s in np.flatnonzero(~absorbing).tolist():
         choices = range(int(mdp.row_groups[s]), int(mdp.row_groups[s + 1]))
         rows = {c: matrix.getrow(c) for c in choices}
         q = {

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ def check_reward(
     solution = optimal_solution(env.model, reward, exact)
     initial = mdp.initial_states
     optimum = _objective_optimum(env, prop, objective)
-    common = {
+    common: dict[str, Any] = {  # RewardReport's fields shared by both reports below
         "model": str(env.path),
         "reward": reward.name,
         "objective": objective.text,
@@ -151,18 +152,18 @@ def check_reward(
         # Every state of a model is reachable from some initial state, so a reward loop
         # anywhere makes the optimum infinite from one of them.
         worst = int(initial[np.argmax(~np.isfinite(init_values))])
-        witness, path = _loop_witness(env, solution, worst)
+        loop_witness, loop_path = _loop_witness(env, solution, worst)
         return RewardReport(
             verdict=UNBOUNDED if solution.unbounded else TRAPPED,
             optimal_return=float(np.inf if solution.unbounded else init_values.min()),
             objective_min=float("nan"),
             objective_max=float("nan"),
-            witness=witness,
+            witness=loop_witness,
             method=solution.method,
             seconds=time.perf_counter() - started,
             epsilon=epsilon or 0.0,
             margin=0.0,
-            witness_path=path,
+            witness_path=loop_path,
             violation=solution.positive_loop,
             **common,
         )
@@ -188,7 +189,9 @@ def check_reward(
         verdict = MISSPECIFIED
     else:
         verdict = UNDERSPECIFIED
-    witness, path, drawn = None, (), solution.policy
+    witness: dict | None = None
+    path: tuple[int, ...] = ()
+    drawn: np.ndarray | None = solution.policy
     if verdict != ALIGNED:
         failing = ~objective.satisfied(worse, optimum)
         start = int(initial[np.flatnonzero(failing)[0]])
@@ -198,7 +201,7 @@ def check_reward(
         else:
             witness, path = _violation_witness(env, worse_policy, start, objective, violation)
     method = f"{solution.method}; {_objective_method(objective)}"
-    near = {"epsilon": 0.0, "margin": 0.0 if verdict != ALIGNED else None}
+    near: dict[str, Any] = {"epsilon": 0.0, "margin": 0.0 if verdict != ALIGNED else None}
     if epsilon is not None or (
         mdp.n_states <= MARGIN_STATES and unsupported(objective, reward) is None
     ):
@@ -246,18 +249,19 @@ def _objective_optimum(env: Environment, prop: Property, objective: Objective) -
     if objective.threshold is not None:
         return np.full(len(env.mdp.initial_states), np.nan)
     if objective.kind == REWARD:
-        best = best_performance(env.model, objective.performance, objective.maximize)
+        best = best_performance(env.model, objective.reward_performance(), objective.maximize)
         return best[env.mdp.initial_states]
     return env.check(prop).values
 
 
 def _objective_method(objective: Objective) -> str:
     if objective.kind == REWARD:
+        performance = objective.reward_performance()
         method = (
-            f"performance {objective.performance.name!r} ({objective.performance.form}) by "
+            f"performance {performance.name!r} ({performance.form}) by "
             "policy iteration on the MDP of optimal actions"
         )
-        if objective.performance.form == REACH:
+        if performance.form == REACH:
             method += (
                 "; reward counted until the target; a policy missing it keeps what it "
                 "collected (the RL return, where PRISM's value is infinite)"
@@ -288,14 +292,16 @@ def _extremes_over_optimal(
     """
     idle = _idle_optimal(mdp, reward, solution) if reward.discount == 1.0 else None
     if objective.kind == REWARD:
-        values = objective.performance.values[solution.optimal]
-        return performance_over(optimal.mdp, values, objective.performance, idle)
+        performance = objective.reward_performance()
+        values = performance.values[solution.optimal]
+        return performance_over(optimal.mdp, values, performance, idle)
+    path = objective.path_query()
     if idle is None:
-        low = optimal.path(objective.path, "min")[0]
-        high = optimal.path(objective.path, "max")[0]
+        low = optimal.path(path, "min")[0]
+        high = optimal.path(path, "max")[0]
     else:
-        high = optimal.path(objective.path, "max", idle)[0]
-        low = 1.0 - optimal.path(objective.path, "max", idle, negate=True)[0]
+        high = optimal.path(path, "max", idle)[0]
+        low = 1.0 - optimal.path(path, "max", idle, negate=True)[0]
     high = np.clip(high, 0.0, 1.0)
     return np.minimum(np.clip(low, 0.0, 1.0), high), high
 
@@ -303,6 +309,8 @@ def _extremes_over_optimal(
 def _safety_breaker(optimal: Model, solution: Solution, objective: Objective) -> np.ndarray:
     """For G ψ: an optimal policy (memoryless) most likely to reach !ψ, the worst one for
     P(G ψ) (reaching !ψ is all that loses G ψ, and idling or not does not change it)."""
+    if objective.forbidden is None:
+        raise ValueError(f"{objective.text}: no forbidden states to reach")
     everywhere = np.ones(optimal.mdp.n_states, dtype=bool)
     found = optimal.until(everywhere, objective.forbidden, True)
     return _global_policy(solution, found.policy)
@@ -334,7 +342,8 @@ def _global_policy(solution: Solution, local_policy: np.ndarray | None) -> np.nd
 def _greatest_over_optimal(
     optimal: Model, solution: Solution, objective: Objective
 ) -> tuple[np.ndarray, np.ndarray]:
-    found = optimal.until(objective.left, objective.target, True, objective.steps)
+    left, target = objective.until_sets()
+    found = optimal.until(left, target, True, objective.steps)
     return found.values, _global_policy(solution, found.policy)
 
 
@@ -343,14 +352,15 @@ def _least_over_optimal(
 ):
     """Least probability of φ over optimal policies, a policy attaining it, and the set of
     states where reaching it violates φ."""
-    not_left = ~objective.left & ~objective.target
+    left, target = objective.until_sets()
+    not_left = ~left & ~target
     if reward.discount < 1.0 or objective.steps is not None:
-        found = optimal.until(objective.left, objective.target, False, objective.steps)
-        misses = absorbing_states(mdp) & ~objective.target
+        found = optimal.until(left, target, False, objective.steps)
+        misses = absorbing_states(mdp) & ~target
         return found.values, _global_policy(solution, found.policy), not_left | misses
     rest = _rest(mdp, reward, solution, objective)
     violation = not_left | rest
-    found = optimal.until(objective.left & ~objective.target, violation, True)
+    found = optimal.until(left & ~target, violation, True)
     return np.clip(1.0 - found.values, 0.0, 1.0), _global_policy(solution, found.policy), violation
 
 
@@ -452,7 +462,7 @@ def compare_rewards(
     started = time.perf_counter()
     mdp = env.mdp
     solutions = [optimal_solution(env.model, r, exact) for r in (first, second)]
-    witness = None
+    witness: dict[str, object] | None = None
     if solutions[0].unbounded or solutions[1].unbounded:
         same = solutions[0].unbounded and solutions[1].unbounded
         if not same:

@@ -153,7 +153,10 @@ def classify(
     satisfied = objective.satisfied(values[initial], optimum[initial]).all()
     gap = (optimum - values) if objective.maximize else (values - optimum)
 
-    goals, pursued, target_pursuit, entries = (), (), None, ()
+    goals: tuple[dict, ...] = ()
+    pursued: tuple[str, ...] = ()
+    target_pursuit: dict | None = None
+    entries: tuple[dict, ...] = ()
     notes = _notes(objective)
     reward_summary = None
     if reward is not None:
@@ -213,9 +216,12 @@ def _failure_path(chain: MDP, objective: Objective, start: int) -> tuple[int, ..
     is none."""
     if objective.kind != UNTIL:
         return ()
+    left, target = objective.until_sets()
+    if objective.forbidden is None:
+        raise ValueError(f"{objective.text}: an until objective without its forbidden states")
     closed = closed_states(chain.transitions)[2]
-    ends = (objective.forbidden | closed) & ~objective.target
-    through = objective.left & ~objective.target & ~ends
+    ends = (objective.forbidden | closed) & ~target
+    through = left & ~target & ~ends
     coo = chain.transitions.tocoo()
     found = most_likely_path(coo.row, coo.col, coo.data, through, start, ends)
     return tuple(found[0]) if found else ()
@@ -227,20 +233,22 @@ def _objective_values(model: Model, chain: Model, decisions: Decisions, objectiv
     mdp = model.mdp
     direction = "max" if objective.maximize else "min"
     if objective.kind == REWARD:
-        performance = objective.performance
+        performance = objective.reward_performance()
         expected = np.add.reduceat(decisions.choice_probs * performance.values, mdp.row_groups[:-1])
         values = chain_performance(chain.mdp, expected, performance)
         optimum = best_performance(model, performance, objective.maximize)
         method = f"performance {performance.name!r} by exact sparse solves on the induced chain"
         return values, values, values, optimum, method
     if objective.kind == UNTIL:
-        left, target, steps = objective.left, objective.target, objective.steps
+        left, target = objective.until_sets()
+        steps = objective.steps
         achieved = chain.until(left, target, None, steps)
         optimum = model.until(left, target, objective.maximize, steps).values
         method = f"induced Markov chain: {achieved.method}"
         return achieved.values, achieved.lower, achieved.upper, optimum, method
-    values, lower, upper = chain.path(objective.path, None)
-    optimum = model.path(objective.path, direction)[0]
+    path = objective.path_query()
+    values, lower, upper = chain.path(path, None)
+    optimum = model.path(path, direction)[0]
     method = "induced Markov chain checked by Storm's sound engine (certified bounds)"
     if objective.kind == PATH:
         method = "induced Markov chain checked by Storm's automaton product (sound engine)"
@@ -299,7 +307,7 @@ def _hazard_entries(mdp: MDP, chain: MDP, hazards: list[str]) -> tuple[dict, ...
             "state": mdp.valuation(s),
             "probability": float(probability[s]),
         }
-        for s in states
+        for s in states.tolist()
     )
 
 
@@ -339,7 +347,7 @@ def _goals(model: Model, chain: Model, competence: float, objective: Objective) 
     masks = [mdp.labels[goal] for goal in goals]
     achieved_all = chain.reach(masks, None)
     best_all = model.reach(masks, True)
-    rows = []
+    rows: list[dict] = []
     for goal, mask, achieved, best in zip(goals, masks, achieved_all, best_all, strict=True):
         achieved, best = achieved[initial], best[initial]
         ratio = np.divide(achieved, best, out=np.zeros_like(best), where=best > 0)
