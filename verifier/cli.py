@@ -14,6 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from verifier import __version__, progress
 from verifier.errors import BackendError, InputError, ResourceLimit
@@ -24,7 +25,7 @@ EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_LIMIT = 0, 1, 2, 3
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line and exits 2."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
@@ -545,6 +546,8 @@ def _policy(args: argparse.Namespace) -> int:
 
         for target, (env, report) in zip(_picture_paths(args.png, drawn), drawn, strict=True):
             title = f"{env.path.name}: {Path(args.policy).name} ({report.verdict})"
+            if report.decisions is None:
+                raise ValueError(f"{report.model}: a policy report without the policy's decisions")
             write_picture(
                 target,
                 env,

@@ -449,7 +449,7 @@ def _positions_expression(grid: Grid, on: np.ndarray, walls_free: bool = True) -
             c = end + 1
         by_ranges.setdefault(" | ".join(ranges), []).append(r)
     disjuncts = []
-    for ranges, rows in by_ranges.items():
+    for column_ranges, rows in by_ranges.items():
         rows_expression = " | ".join(f"row={r}" for r in rows)
-        disjuncts.append(f"(({rows_expression}) & ({ranges}))")
+        disjuncts.append(f"(({rows_expression}) & ({column_ranges}))")
     return " | ".join(disjuncts)

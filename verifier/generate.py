@@ -97,7 +97,9 @@ def random_maze(
         cells[LAVA] = Cell("lava", terminal=True)
     if keys:
         colors = [str(c) for c in rng.permutation(PALETTE) if c != exit_color]
-        colors = (colors + [exit_color])[:keys]
+        if exit_color is not None:
+            colors.append(exit_color)
+        colors = colors[:keys]
         doors = _place_doors(rng, parent, start, int(exit_cells[0]), keys, free)
         children = _children_graph(parent, order)
         for door, color in zip(doors, colors, strict=True):

@@ -14,6 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 from verifier.errors import InputError, ResourceLimit
 
@@ -96,9 +97,9 @@ def load_gym_spec(model: str | Path) -> GymSpec:
     problems += [
         f"{key}: unknown top-level key; only [gymnasium]" for key in doc if key != "gymnasium"
     ]
-    env_id = table.get("id")
-    if not isinstance(env_id, str) or not env_id.strip():
-        problems.append(f"gymnasium.id: must be an environment id string, got {env_id!r}")
+    toml_id = table.get("id")
+    if not isinstance(toml_id, str) or not toml_id.strip():
+        problems.append(f"gymnasium.id: must be an environment id string, got {toml_id!r}")
     seeds = _seeds(table, problems)
     kwargs = table.get("kwargs", {})
     if not isinstance(kwargs, dict):
@@ -125,7 +126,7 @@ def load_gym_spec(model: str | Path) -> GymSpec:
         raise InputError(text, "; ".join(problems))
     return GymSpec(
         source=text,
-        id=env_id.strip(),
+        id=cast(str, toml_id).strip(),  # a str: checked above, with the problems raised
         seeds=seeds,
         kwargs=dict(kwargs),
         wrappers=tuple(wrappers),

@@ -51,6 +51,8 @@ _CERTAIN = 1.0 - 1e-9
 _MAZE_STEPS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
 _FACING = np.array([(1, 0), (0, 1), (-1, 0), (0, -1)])
 _ARROW = "\u2192"
+# A legend line: (a glyph, "fill" or "path"; its color, or (color, alpha) for a fill; text).
+_LegendEntry = tuple[str, str | tuple[str, float], str]
 # MiniGrid actions other than `forward` (an arrow), as a glyph (mathtext) and a legend text.
 _MINIGRID_GLYPHS = {
     "left": ("\u21ba", "turn left"),
@@ -155,7 +157,7 @@ def draw_maze(
     height, width = maze.shape
     action, certain = _most_likely(mdp, choice_probs)
     failing = _state_mask(mdp, failing)
-    witness = _states(mdp, witness)
+    witness_states = _states(mdp, witness)
     row, col = (mdp.valuations[:, mdp.variables.index(v)] for v in ("row", "col"))
     held = mdp.valuations[:, [mdp.variables.index(f"key_{c}") for c in PALETTE]] != 0
     if keys is None:
@@ -190,12 +192,12 @@ def draw_maze(
         subtitle = "the policy's action in each cell, holding no key"
     else:
         subtitle = "the policy's action in each cell: with no key, else as first reached"
-    legend = [(_ARROW, MAZE_MARKS[0], "action taken")]
+    legend: list[_LegendEntry] = [(_ARROW, MAZE_MARKS[0], "action taken")]
     if not certain[drawn][arrows].all():
         legend.append((_ARROW, MAZE_MARKS[1], "most likely of a random choice"))
     if failing[drawn].any():
         legend.append(("fill", (FAILURE_COLOR, MAZE_FAILURE_ALPHA), "objective fails"))
-    if len(witness):
+    if len(witness_states):
         legend.append(("path", PATH_COLOR, "witness path (start \u25cf, end \u25a0)"))
     figure, axes = _figure(mpl, height, width, cell, title, subtitle, legend)
 
@@ -240,7 +242,7 @@ def draw_maze(
                     zorder=2,
                 )
             )
-    _path(axes, col[witness] + 0.5, row[witness] + 0.5, points)
+    _path(axes, col[witness_states] + 0.5, row[witness_states] + 0.5, points)
     if cell >= 8:
         for is_certain, color in ((True, MAZE_MARKS[0]), (False, MAZE_MARKS[1])):
             shown = arrows & (certain[drawn] == is_certain)
@@ -294,7 +296,7 @@ def draw_minigrid(
     width, height = env.grid.width, env.grid.height
     action, certain = _most_likely(mdp, choice_probs)
     failing = _state_mask(mdp, failing)
-    witness = _states(mdp, witness)
+    witness_states = _states(mdp, witness)
     x, y, facing, outcome = (
         mdp.valuations[:, mdp.variables.index(v)] for v in ("x", "y", "dir", "outcome")
     )
@@ -322,7 +324,7 @@ def draw_minigrid(
         if as_at_start[drawn].all()
         else "objects as at the start, or as first changed where the agent needs that"
     )
-    legend = []
+    legend: list[_LegendEntry] = []
     if (names == "forward").any():
         legend.append((_ARROW, MAZE_MARKS[0], "forward"))
     legend += [
@@ -336,7 +338,7 @@ def draw_minigrid(
         legend.append(
             ("fill", (FAILURE_COLOR, MINIGRID_FAILURE_ALPHA), "objective fails, facing that side")
         )
-    if len(witness):
+    if len(witness_states):
         legend.append(("path", PATH_COLOR, "witness path (start \u25cf, end \u25a0)"))
     figure, axes = _figure(mpl, height, width, cell, title, subtitle, legend)
 
@@ -361,14 +363,14 @@ def draw_minigrid(
         )
         axes.add_collection(
             mpl.PolyCollection(
-                triangles,
+                list(triangles),
                 facecolor=FAILURE_COLOR,
                 alpha=MINIGRID_FAILURE_ALPHA,
                 linewidth=0,
                 zorder=2,
             )
         )
-    _path(axes, x[witness] + 0.5, y[witness] + 0.5, points)
+    _path(axes, x[witness_states] + 0.5, y[witness_states] + 0.5, points)
     mark_x = x[drawn] + 0.5 + 0.3 * _FACING[facing[drawn], 0]
     mark_y = y[drawn] + 0.5 + 0.3 * _FACING[facing[drawn], 1]
     for is_certain, color in ((True, MINIGRID_MARKS[0]), (False, MINIGRID_MARKS[1])):

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from verifier.environment import Environment
 from verifier.errors import InputError
 from verifier.gym_observation import env_observations
+from verifier.maze import Maze
 from verifier.mdp import MDP
 from verifier.observation import (
     GRID_CHANNELS,
@@ -49,6 +50,7 @@ SB3_ZIP_REFUSED = (
 )
 BATCH_STATES = 4096
 BATCH_BYTES = 64 * 2**20  # observations per batch are capped to this many bytes
+_GRID_NEEDS_MAZE = "the grid observation exists for mazes only; use valuation"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -442,19 +444,21 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
     """float64 [n_states, n_actions]: the policy's outputs on every state."""
     mdp = env.mdp
     if policy.table is not None:
-        return _table_outputs(policy, mdp)
-    if policy.observation == "grid" and env.maze is None:
-        raise InputError(policy.path, "the grid observation exists for mazes only; use valuation")
+        return _table_outputs(policy, policy.table, mdp)
+    grid = None  # the maze and its static planes, for the grid observation
+    if policy.observation == "grid":
+        if env.maze is None:
+            raise InputError(policy.path, _GRID_NEEDS_MAZE)
+        grid = (env.maze, static_planes(env.maze))
     if policy.observation == "env" and env.gym is None:
         raise InputError(policy.path, "the env observation exists for Gymnasium models only")
-    planes = static_planes(env.maze) if policy.observation == "grid" else None
     starts = range(0, mdp.n_states, batch_states(policy, env))
 
     def compute(tick) -> np.ndarray:
         chunks = []
         for start in starts:
             states = np.arange(start, min(start + starts.step, mdp.n_states))
-            chunks.append(_run_batch(policy, env, states, planes))
+            chunks.append(_run_batch(policy, env, states, grid))
             tick()
         return np.concatenate(chunks) if chunks else np.zeros((0, len(policy.actions)))
 
@@ -475,6 +479,8 @@ def batch_states(policy: Policy, env: Environment) -> int:
     """States per batch: BATCH_STATES, fewer where observations are big (a grid of a
     301x301 maze is 6.9 MB), so that a batch of observations stays within BATCH_BYTES."""
     if policy.observation == "grid":
+        if env.maze is None:
+            raise InputError(policy.path, _GRID_NEEDS_MAZE)
         height, width = env.maze.shape
         per_state = len(GRID_CHANNELS) * height * width * 4
     else:
@@ -482,17 +488,24 @@ def batch_states(policy: Policy, env: Environment) -> int:
     return max(1, min(BATCH_STATES, BATCH_BYTES // max(per_state, 1)))
 
 
-def _run_batch(policy: Policy, env: Environment, states: np.ndarray, planes) -> np.ndarray:
-    """float64 [len(states), n_actions]: the network's outputs on a batch of states."""
-    if planes is not None:
-        batch = grid_observations(env.maze, env.mdp, states, planes)
+def _run_batch(
+    policy: Policy, env: Environment, states: np.ndarray, grid: tuple[Maze, np.ndarray] | None
+) -> np.ndarray:
+    """float64 [len(states), n_actions]: the network's outputs on a batch of states (`grid`:
+    the maze and its static planes, for the grid observation)."""
+    if policy.run is None:
+        raise ValueError(f"{policy.path}: a table policy has no network to run")
+    if grid is not None:
+        batch = grid_observations(grid[0], env.mdp, states, grid[1])
     elif policy.observation == "env":
         batch = env_observations(env, states)
     else:
         batch = valuation_observations(env.mdp, states)
     if isinstance(batch, dict):  # a dict observation: a dict of batches
         batch = {key: np.ascontiguousarray(value) for key, value in batch.items()}
-        shape = {key: value.shape for key, value in batch.items()}
+        shape: dict[str, tuple[int, ...]] | tuple[int, ...] = {
+            key: value.shape for key, value in batch.items()
+        }
     else:
         batch = np.ascontiguousarray(batch)
         shape = batch.shape
@@ -524,8 +537,7 @@ def _single_thread() -> None:
         torch.set_num_threads(1)
 
 
-def _table_outputs(policy: Policy, mdp: MDP) -> np.ndarray:
-    table = policy.table
+def _table_outputs(policy: Policy, table: np.ndarray, mdp: MDP) -> np.ndarray:
     if policy.keys == "state":
         if len(table) != mdp.n_states:
             raise InputError(
@@ -533,6 +545,8 @@ def _table_outputs(policy: Policy, mdp: MDP) -> np.ndarray:
             )
         return table
     keys = policy.valuations
+    if keys is None:
+        raise ValueError(f"{policy.path}: a table keyed by valuation without its valuations")
     if keys.shape[1] != mdp.valuations.shape[1]:
         raise InputError(
             policy.path,

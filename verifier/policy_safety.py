@@ -286,8 +286,9 @@ def _wait(pid: int, ticks: int, batches: int, timeout: float | None, progress) -
         data = os.read(ticks, 4096)
         if not data:
             break
-        for _ in range(len(data) if bar else 0):
-            next(bar, None)
+        if bar is not None:
+            for _ in range(len(data)):
+                next(bar, None)
     if bar is not None:
         for _ in bar:
             pass

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 _console = None  # a rich Console on stderr once enabled
-_display = None  # (rich Progress, task id) while a stage runs
+_display: tuple[Progress, TaskID] | None = None  # while a stage runs
 _stack: list[str] = []
 
 
@@ -74,6 +78,8 @@ def _enter(name: str) -> None:
 def _leave() -> None:
     global _display
     _stack.pop()
+    if _display is None:
+        raise RuntimeError("progress: leaving a stage that was never entered")
     display, task = _display
     if _stack:
         display.update(task, description=_stack[-1])

@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from verifier import __version__
@@ -302,11 +302,11 @@ def suite_table(suite, rows: Sequence, title: str | None = None, width: int | No
     heading += [f"objective {shared}"] if shared else []
     heading += [f"environments in {base}/"] if base else []
     table = Table(title=", ".join(heading), title_justify="left", box=None, pad_edge=False)
-    flexible = {"check": [], "environment": []}
+    flexible: dict[str, list[str]] = {"check": [], "environment": []}
     if not shared:
         flexible["objective"] = []
     flexible["verdict"] = []
-    fixed = {"status": [], "time": [], "MB": []}
+    fixed: dict[str, list[str]] = {"status": [], "time": [], "MB": []}
     for row in rows:
         data = row.to_dict()
         flexible["check"].append(data["check"])
@@ -331,7 +331,9 @@ def suite_table(suite, rows: Sequence, title: str | None = None, width: int | No
     return table
 
 
-def _column_widths(flexible: dict, fixed: dict, width: int | None) -> dict[str, int | None]:
+def _column_widths(
+    flexible: Mapping[str, list[str]], fixed: Mapping[str, list[str]], width: int | None
+) -> Mapping[str, int | None]:
     """Widths of the wrapping columns: their content's when it fits in `width`, else a share
     of the room left in proportion to it, never below the longest word of the verdicts (a
     verdict is never cut) nor 6 characters."""

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +101,7 @@ def _run_local(jobs: Sequence[Job], workers: int, on_done) -> list[Outcome]:
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
-    outcomes: list[Outcome | None] = [None] * len(jobs)
+    outcomes: dict[int, Outcome] = {}  # by job index
     workers = min(workers, len(jobs))
     with pebble.ProcessPool(
         max_workers=workers, context=context, initializer=_ignore_interrupts
@@ -109,9 +109,9 @@ def _run_local(jobs: Sequence[Job], workers: int, on_done) -> list[Outcome]:
         try:
             futures = {}
             for index, job in enumerate(jobs):
-                future = pool.schedule(execute, args=(job,), timeout=job.timeout)
+                future: Future[Outcome] = pool.schedule(execute, args=(job,), timeout=job.timeout)
                 futures[future] = index
-            pending = set(futures)
+            pending: set[Future[Outcome]] = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -121,7 +121,7 @@ def _run_local(jobs: Sequence[Job], workers: int, on_done) -> list[Outcome]:
         except BaseException:  # Ctrl-C in the caller: stop the workers, not wait for them
             pool.stop()
             raise
-    return outcomes  # type: ignore[return-value]
+    return [outcomes[i] for i in range(len(jobs))]
 
 
 def _ignore_interrupts() -> None:
@@ -154,7 +154,7 @@ def _run_dask(jobs: Sequence[Job], scheduler: str, on_done) -> list[Outcome]:
         client = Client(scheduler, timeout="10s")
     except OSError as exc:
         raise InputError("--scheduler", f"cannot reach {scheduler}: {_one_line(exc)}") from None
-    outcomes: list[Outcome | None] = [None] * len(jobs)
+    outcomes: dict[int, Outcome] = {}  # by job index
     with client:
         futures = [
             client.submit(execute_isolated, job, key=f"verify-{i}-{job.key}", pure=False)
@@ -169,7 +169,7 @@ def _run_dask(jobs: Sequence[Job], scheduler: str, on_done) -> list[Outcome]:
                 outcome = Outcome(job, "crash", message=f"Dask: {_one_line(exc)}")
             outcomes[index[future.key]] = outcome
             on_done(outcome)
-    return outcomes  # type: ignore[return-value]
+    return [outcomes[i] for i in range(len(jobs))]
 
 
 def execute(job: Job) -> Outcome:
@@ -227,7 +227,7 @@ def resolve(reference: str) -> Callable[..., dict]:
     if module_name.endswith(".py"):
         path = Path(module_name)
         spec = importlib.util.spec_from_file_location(f"_job_{path.stem}", path)
-        if spec is None or not path.is_file():
+        if spec is None or spec.loader is None or not path.is_file():
             raise InputError(module_name, "no such file")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -261,6 +261,8 @@ def _reset_peak_rss() -> None:
 
 
 def _timed_out(job: Job) -> Outcome:
+    if job.timeout is None:
+        raise ValueError(f"job {job.key!r} timed out without a timeout")
     return Outcome(job, "timeout", message=f"killed after {job.timeout:g} s", seconds=job.timeout)
 
 

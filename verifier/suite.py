@@ -183,7 +183,10 @@ def run_check(
         maze = random_maze(**generate)
         env = maze_environment(maze, maze.name, spec, max_states)
     else:
+        if model is None:
+            raise ValueError("run_check: give `model` or `generate`")
         env = load_environment(model, spec, const, max_states)
+    reports: list  # of the kind's reports, each with `to_dict()` and `passed`
     if kind == "check":
         from verifier.check import check_environment
 
@@ -191,11 +194,15 @@ def run_check(
     elif kind in ("reward", "compare"):
         from verifier.reward import reward_reports
 
+        if reward is None:
+            raise ValueError(f"run_check: a {kind} check needs `reward`")
         reports = reward_reports(env, reward, discount, exact, compare, epsilon)
     else:
         from verifier.policy import load_policy
         from verifier.verdict import COMPETENCE, policy_reports
 
+        if policy is None:
+            raise ValueError("run_check: a policy check needs `policy`")
         actions = tuple(policy["actions"]) if policy.get("actions") else None
         loaded = load_policy(
             policy["file"], policy.get("observation"), actions, policy.get("output")
@@ -214,6 +221,8 @@ def grade(suite: Suite, outcomes: list[Outcome]) -> list[Row]:
             ok = check.expect == outcome.status
             rows.append(Row(check, outcome, outcome.status, "", ok, None))
             continue
+        if outcome.result is None:
+            raise ValueError(f"job {outcome.job.key!r} is done without a result")
         for report in outcome.result["reports"]:
             verdict = report["verdict"]
             ok = verdict == check.expect if check.expect else report["passed"]
@@ -338,7 +347,7 @@ def _generated(spec, where, problems) -> list[tuple[str, dict]]:
         problems.append(f"{where}.seeds: a count or a list of integers, got {seeds!r}")
         return []
     options = {k: v for k, v in spec.items() if k not in ("size", "seeds")}
-    found = []
+    found: list[tuple[str, dict]] = []
     for size in sizes if isinstance(sizes, list) else [None]:
         height, sep, width = str(size).lower().partition("x")
         if not sep or not height.isdigit() or not width.isdigit():
