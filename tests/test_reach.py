@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from test_solve import random_mdps
 
 from verifier import reach, storm
+from verifier.compile import compile_maze
 from verifier.environment import load_environment
 from verifier.generate import maze_to_toml, random_maze
 from verifier.mdp import restrict
@@ -227,3 +228,18 @@ def test_optimum_matches_storm_sound_engine(case, data, maximize):
     assert (found.upper >= lower - 1e-12).all() and (found.lower <= upper + 1e-12).all()
     chain = replace(restrict(mdp, np.isin(np.arange(mdp.n_choices), found.policy)), kind="dtmc")
     assert np.allclose(reach.probabilities(chain, left, target, None).values, found.values)
+
+
+def test_random_walk_on_quarter_slips_is_within_narrow_bounds_of_the_exact_value():
+    """A uniformly random policy on a perfect maze with slip 0.25 (issue 12's slowly mixing
+    chain, smaller): every probability is a binary fraction (1/4 times 3/4 or 1/8), so the
+    chain is solved as it is meant and the bounds hold only the solve's own error: within
+    1e-12 everywhere, each holding the exact rational value."""
+    maze = random_maze(21, 21, 0, lava=2, slip=0.25)
+    mdp = compile_maze(maze)
+    uniform = 1.0 / np.diff(mdp.row_groups)[mdp.choice_states()]
+    chain = induced_chain(mdp, Decisions(uniform, np.zeros(mdp.n_states, dtype=bool)))
+    left, target = ~mdp.label("lava"), mdp.label("exit")
+    found = reach.probabilities(chain, left, target, None)
+    assert (found.upper - found.lower).max() <= 1e-12
+    assert_within(found, exact_until(intended_rows(chain.transitions), left, target))

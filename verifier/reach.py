@@ -33,9 +33,11 @@ from verifier.solve import ORDERING
 MAX_IMPROVEMENTS = 100  # policy improvements on the scheduler before Storm's sound engine
 REFINEMENTS = 4  # steps of iterative refinement; two already reach the float64 limit
 # The model's float64 probabilities are the intended ones (0.05 for slip 0.1) within a few
-# units of their last place: each row's entries and its values times x are off by at most
-# this much, which (I - Q)^-1 turns into this much times the expected number of steps.
+# units of their last place: each entry off by MODEL_ROUNDING relative at most, its row by
+# that much in all, which (I - Q)^-1 turns into that much times the expected number of steps.
+# A binary fraction of at most BINARY_DIGITS digits (0.25, 0.125, 0.75) is taken as meant.
 MODEL_ROUNDING = 4 * float(np.finfo(np.float64).eps)
+BINARY_DIGITS = 24
 _EPS = float(np.finfo(np.float64).eps)
 _EXTENDED_EPS = float(np.finfo(np.longdouble).eps)
 
@@ -77,28 +79,43 @@ def chain_until(
     if len(maybe):
         block = chain[maybe]
         inner = block[:, maybe].tocsc()
-        rhs = np.asarray(block[:, np.flatnonzero(surely)].sum(axis=1)).ravel()
-        x, x_error = _solve_transient(inner, rhs)
+        into = block[:, np.flatnonzero(surely)].astype(np.longdouble)
+        rhs = into @ np.ones(into.shape[1], dtype=np.longdouble)  # summed without rounding
+        x, x_error = _solve_transient(inner, rhs, _reading_error(block))
         values[maybe] = x
         error[maybe] = x_error
     return values, error
 
 
-def _solve_transient(inner: sp.csc_matrix, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x = (I - Q)^-1 rhs for a transient substochastic Q (csc [m, m]), with a componentwise
-    error bound. (I - Q)^-1 |r| <= ||r||_inf * t, t = (I - Q)^-1 1 the expected time to
+def _reading_error(block: sp.csr_matrix) -> float:
+    """The largest sum, over a row, of how far its float64 probabilities may be from the
+    ones meant: MODEL_ROUNDING relative, nothing for short binary fractions (so a chain of
+    quarters and eighths, a uniform policy on a slip of 0.25, is solved as it is meant)."""
+    data = block.data
+    scaled = data * 2.0**BINARY_DIGITS
+    deviation = np.where(scaled == np.round(scaled), 0.0, MODEL_ROUNDING * data)
+    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    return float(np.bincount(rows, weights=deviation, minlength=block.shape[0]).max(initial=0.0))
+
+
+def _solve_transient(
+    inner: sp.csc_matrix, rhs: np.ndarray, reading: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """x = (I - Q)^-1 rhs for a transient substochastic Q (csc [m, m]), rhs longdouble
+    [m], with a componentwise error bound, the model's probabilities read `reading` off per
+    row at most. (I - Q)^-1 |r| <= ||r||_inf * t, t = (I - Q)^-1 1 the expected time to
     absorption; t is itself solved and its error bounded by the same argument:
     ||t||_inf <= ||t_hat||_inf / (1 - ||r_t||_inf)."""
     m = inner.shape[0]
     factors = splu((sp.identity(m, format="csc") - inner).tocsc(), permc_spec=ORDERING)
     extended = inner.tocsr().astype(np.longdouble)
     x, x_residual = _refined(extended, factors, rhs)
-    t, t_residual = _refined(extended, factors, np.ones(m))
+    t, t_residual = _refined(extended, factors, np.ones(m, dtype=np.longdouble))
     if t_residual >= 1.0 or not np.isfinite(t).all():
         return np.clip(x.astype(np.float64), 0.0, 1.0), np.ones(m)
     t_norm = float(np.abs(t).max()) / (1.0 - t_residual)
     steps = np.abs(t).astype(np.float64) + t_norm * t_residual
-    error = (x_residual + MODEL_ROUNDING) * steps
+    error = (x_residual + reading) * steps
     solution = x.astype(np.float64)
     rounding = np.abs(x - solution.astype(np.longdouble)).astype(np.float64)
     return solution, error + rounding + _EPS * np.abs(solution)
@@ -110,7 +127,7 @@ def _refined(inner: sp.csr_matrix, factors, rhs: np.ndarray) -> tuple[np.ndarray
     I - Q in float64 would round its diagonal). The solution (longdouble) and a bound on
     the residual's norm, including the rounding of its own computation."""
     b = rhs.astype(np.longdouble)
-    x = factors.solve(rhs).astype(np.longdouble)
+    x = factors.solve(rhs.astype(np.float64)).astype(np.longdouble)
     for _ in range(REFINEMENTS):
         x += factors.solve((b - x + inner @ x).astype(np.float64))
     residual = np.abs(b - x + inner @ x)

@@ -7,16 +7,18 @@ Storm model comes back through its UMB export, whose binary arrays are Storm's o
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
 import re
 import tarfile
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import stormpy
@@ -156,7 +158,7 @@ class PrismProgram:
     (Storm's API does not keep that order; policies' observations depend on it) and its
     action names in order of first use."""
 
-    program: object
+    program: Any  # stormpy's PrismProgram
     variables: tuple[str, ...]
     actions: tuple[str, ...]
     source: str
@@ -368,7 +370,7 @@ class Property:
     steps: int | None = None
     discount: float | None = None
     problem: str | None = None
-    formula: object = field(default=None, repr=False)
+    formula: Any = field(default=None, repr=False)  # stormpy's Property
 
     def __str__(self) -> str:
         return self.text
@@ -465,9 +467,7 @@ def _probability_form(path) -> dict:
             return {"form": UNTIL, "left": left, "right": right, "steps": steps}
     safety = re.fullmatch(r"G (.*)", str(path))
     if safety and _is_state_formula(safety.group(1)):
-        inner = stormpy.parse_properties(f"P=? [ F {safety.group(1)} ]")[0].get_raw_formula()
-        invariant = inner.subformula.subformula
-        return {"form": GLOBALLY, "right": StateFormula(str(invariant), invariant)}
+        return {"form": GLOBALLY, "right": StateFormula(str(path.subformula), path.subformula)}
     return {"form": PATH}
 
 
@@ -511,7 +511,9 @@ def _split_operators(text: str) -> tuple[list[tuple[int, int]], str]:
 
 def _statements(text: str) -> list[tuple[int, str]]:
     """(first line, text) of each property: split at ';' and at line ends outside brackets."""
-    statements, current, first, depth = [], [], 1, 0
+    statements: list[tuple[int, str]] = []
+    current: list[str] = []
+    first, depth = 1, 0
     for number, line in enumerate(text.splitlines() or [""], 1):
         line = line.split("//", 1)[0]
         for piece_index, piece in enumerate(line.split(";")):
@@ -651,7 +653,7 @@ SUM_TOLERANCE = 1e-9
 
 def _rounding_only(message: str) -> bool:
     match = _SUM.search(message)
-    return bool(match) and abs(float(match.group(1)) - 1.0) <= SUM_TOLERANCE
+    return match is not None and abs(float(match.group(1)) - 1.0) <= SUM_TOLERANCE
 
 
 def _check_distributions(prism: PrismProgram, model) -> None:
@@ -801,13 +803,20 @@ def _read_umb_arrays(archive: Path) -> dict[str, np.ndarray]:
         "branch-to-probability.bin": np.float64,
     }
     with tarfile.open(archive) as tar:
-        index = json.loads(tar.extractfile("index.json").read())
+
+        def member(name: str) -> bytes:
+            file = tar.extractfile(name)
+            if file is None:
+                raise InputError(str(archive), f"{name} is not a regular file")
+            return file.read()
+
+        index = json.loads(member("index.json"))
         probability_type = index["transition-system"].get("branch-probability-type", {})
         if probability_type.get("type") != "double":
             raise InputError(str(archive), f"unsupported probability type {probability_type}")
         present = set(tar.getnames())
         return {
-            name: np.frombuffer(tar.extractfile(name).read(), dtype=dtype)
+            name: np.frombuffer(member(name), dtype=dtype)
             for name, dtype in dtypes.items()
             if name in present
         }
@@ -859,7 +868,7 @@ class PropertyResult:
     method: str
     direction: str | None = None
 
-    @property
+    @builtins.property  # the field `property` shadows the builtin in this class body
     def value(self) -> float:
         """The value over the initial states: the minimum where there are several."""
         return float(self.values.min())
@@ -1047,8 +1056,23 @@ class PathQuery:
 
 
 def path_query(model, prop: Property) -> PathQuery:
-    """`prop`'s path formula, its nested operators evaluated on `model` (the full model)."""
-    labels = {}
+    """`prop`'s path formula, its nested operators evaluated on `model` (the full model).
+    InputError for expressions over a PRISM model's variables in an LTL formula (they are
+    not checked on the restrictions and chains that the path formula is asked of); in G ψ,
+    ψ is evaluated here, and may have them."""
+    if prop.form == GLOBALLY and prop.right is not None:
+        invariant = satisfying_states(model, prop.right)
+        return PathQuery('G "__invariant"', {"__invariant": invariant})
+    try:
+        stormpy.parse_properties(f"P=? [ {prop.path} ]")
+    except Exception:
+        raise InputError(
+            prop.source,
+            f"{prop.text}: expressions over variables are supported in reach-avoid (U, F) and "
+            'G objectives; in other path formulas name them by a label (label "at3" = x=3; in '
+            'the PRISM file, then "at3")',
+        ) from None
+    labels: dict[str, np.ndarray] = {}
     pieces, position = [], 0
     for start, end in _split_operators(prop.path)[0]:
         name = f"__nested_{len(labels)}"
@@ -1166,7 +1190,96 @@ def check(model, prop: Property, source: str | None = None) -> PropertyResult:
 
 
 def _model_check(model, prop, text: str, source: str = "--spec"):
-    return _run(model, prop, text, source, environment=stormpy.environments.sound())
+    """`_run` with Storm's sound engine. On a model Storm built from PRISM, an expression over
+    its variables in a state formula (`x = 3`), which Storm looks up as a label of that name,
+    becomes one: evaluated on the state valuations, added in memory, and the check re-run."""
+    added: set[str] = set()
+    while True:
+        try:
+            return _run(model, prop, text, source, environment=stormpy.environments.sound())
+        except InputError as exc:
+            unknown = _UNKNOWN_LABEL.search(exc.message)
+            if unknown is None or unknown.group(1) in added or not model.has_state_valuations():
+                raise
+            name = unknown.group(1)
+            mask = _expression_mask(model, name)
+            if mask is None:
+                raise
+            add_labels(model, {name: mask})
+            added.add(name)
+
+
+_UNKNOWN_LABEL = re.compile(r"unknown label '(.+?)'")
+
+
+def _expression_mask(model, text: str) -> np.ndarray | None:
+    """bool [n_states]: where an expression over the model's variables holds, evaluated on
+    its state valuations with numpy; None when `text` is not such an expression."""
+    variables = [
+        v for v in model.state_valuations.get_all_variables() if v.name != OUT_OF_BOUNDS_VARIABLE
+    ]
+    if not variables:
+        return None
+    parser = stormpy.expressions.ExpressionParser(variables[0].manager)
+    parser.set_identifier_mapping({v.name: v.get_expression() for v in variables})
+    try:
+        expression = parser.parse_from_string(text)
+    except Exception:
+        return None
+    if not expression.has_boolean_type():
+        return None
+    names, values = _valuations(model, None)
+    columns = {name: values[:, i] for i, name in enumerate(names)}
+    result = _evaluate(expression, columns)
+    return np.broadcast_to(np.asarray(result, dtype=bool), (model.nr_states,)).copy()
+
+
+_NUMPY_OPERATORS: dict[str, Callable[..., Any]] = {
+    "AND": np.logical_and,
+    "OR": np.logical_or,
+    "XOR": np.logical_xor,
+    "IFF": np.equal,
+    "IMPLIES": lambda a, b: np.logical_or(np.logical_not(a), b),
+    "EQUAL": np.equal,
+    "NOT_EQUAL": np.not_equal,
+    "LESS": np.less,
+    "LESS_OR_EQUAL": np.less_equal,
+    "GREATER": np.greater,
+    "GREATER_OR_EQUAL": np.greater_equal,
+    "PLUS": np.add,
+    "TIMES": np.multiply,
+    "DIVIDE": np.true_divide,
+    "MODULO": np.mod,
+    "POWER": np.power,
+    "MIN": np.minimum,
+    "MAX": np.maximum,
+}
+
+
+def _evaluate(expression, columns: Mapping[str, np.ndarray]):
+    """A Storm expression evaluated on every state at once: variables are the valuation
+    columns, literals numbers; PRISM's operators as numpy's."""
+    if expression.is_variable():
+        return columns[expression.get_identifier()]
+    if not expression.is_function_application:
+        if expression.has_boolean_type():
+            return expression.evaluate_as_bool()
+        if expression.has_integer_type():
+            return expression.evaluate_as_int()
+        return expression.evaluate_as_double()
+    operator = expression.operator.name
+    operands = [_evaluate(expression.get_operand(i), columns) for i in range(expression.arity)]
+    if operator == "NOT":
+        return np.logical_not(operands[0])
+    if operator == "MINUS":
+        return np.negative(operands[0]) if len(operands) == 1 else operands[0] - operands[1]
+    if operator == "ITE":
+        return np.where(*operands)
+    if operator == "FLOOR":
+        return np.floor(operands[0])
+    if operator == "CEIL":
+        return np.ceil(operands[0])
+    return _NUMPY_OPERATORS[operator](*operands)
 
 
 # Storm's exceptions that mean the property does not fit the model (the user's to fix);
