@@ -213,3 +213,21 @@ def test_a_repair_never_lets_idling_on_a_rewarded_object_pay(tmp_path):
     assert repair.status == "repaired"
     assert repair.verified == {str(maze): "aligned"}
     assert repair.weights["red"] + repair.weights["step"] < 0  # idling on red costs
+
+
+def test_audit_of_prism_models_finds_the_maze_risks_without_recolored_variants(capsys, tmp_path):
+    """The redblue mazes as PRISM exports: the same label proxies are risks (a PRISM model
+    has no cells or corners to propose), and the fix comes from the deployment set, since a
+    PRISM model has no exit to recolor (an internal error before)."""
+    prism = []
+    for maze in (TRAIN[0], DEPLOY[0]):
+        out = tmp_path / maze.with_suffix(".prism").name
+        assert main(["compile", str(maze), "-o", str(out)]) == 0
+        prism.append(out)
+    report = tmp_path / "audit.json"
+    argv = ["audit", "--train", prism[0], "--deploy", prism[1], "--json", report]
+    assert main([str(a) for a in argv]) == 1
+    capsys.readouterr()
+    found = json.loads(report.read_text())
+    assert found["risks"] == ["red", "exit_red"]
+    assert found["fix"]["environments"] == [str(prism[1])]

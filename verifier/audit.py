@@ -381,11 +381,12 @@ def _smallest_cover(items: list[str], sets: dict[str, list[str]]) -> tuple[list[
 
 
 def _recolored_variants(train: list[Environment]):
-    """Each training maze with every exit recolored to each other palette color."""
+    """Each training maze with every exit recolored to each other palette color (a PRISM or
+    Gymnasium training model has no cells to recolor: it gives none)."""
     for env in train:
         maze = env.maze
         if maze is None:
-            raise ValueError(f"{env.path}: not a maze, so it has no exit to recolor")
+            continue
         exits = [char for char, cell in maze.cells.items() if cell.kind == "exit"]
         if not exits:
             continue
