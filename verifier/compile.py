@@ -239,23 +239,23 @@ OUTCOMES = 3  # successors of a choice at most: the intended move and two slips
 
 def _rows_to_csr(cols: np.ndarray, probs: np.ndarray, n_states: int) -> sp.csr_matrix:
     """CSR matrix from each row's OUTCOMES entries (int32 and float64 [OUTCOMES, n_rows],
-    entry k of row r at [k, r]): sorted within rows by a sorting network, equal columns
-    summed left to right, zeros dropped; linear in the entries, with no sort of the whole."""
-    c, q = list(cols), list(probs)
+    entry k of row r at [k, r], both overwritten): sorted within rows by a sorting network,
+    equal columns summed left to right, zeros dropped; in place, linear in the entries, with
+    no sort of the whole and no copy of it but the result."""
     for i, j in ((0, 1), (1, 2), (0, 1)):
-        swap = c[i] > c[j]
-        c[i], c[j] = np.where(swap, c[j], c[i]), np.where(swap, c[i], c[j])
-        q[i], q[j] = np.where(swap, q[j], q[i]), np.where(swap, q[i], q[j])
-    first, second = c[0] == c[1], c[1] == c[2]
-    q[0], q[1] = np.where(first, q[0] + q[1], q[0]), np.where(first, 0.0, q[1])
-    q[0] = np.where(second & first, q[0] + q[2], q[0])
-    q[1] = np.where(second & ~first, q[1] + q[2], q[1])
-    q[2] = np.where(second, 0.0, q[2])
-    data, indices = np.stack(q, axis=1).ravel(), np.stack(c, axis=1).ravel()
-    keep = data != 0.0
-    indptr = np.zeros(len(c[0]) + 1, dtype=np.int64)
-    np.cumsum(keep.reshape(-1, OUTCOMES).sum(axis=1), out=indptr[1:])
-    return sp.csr_matrix((data[keep], indices[keep], indptr), shape=(len(c[0]), n_states))
+        swap = cols[i] > cols[j]
+        cols[i, swap], cols[j, swap] = cols[j, swap], cols[i, swap]
+        probs[i, swap], probs[j, swap] = probs[j, swap], probs[i, swap]
+    first, second = cols[0] == cols[1], cols[1] == cols[2]
+    probs[0, first] += probs[1, first]
+    probs[1, first] = 0.0
+    probs[0, first & second] += probs[2, first & second]
+    probs[1, second & ~first] += probs[2, second & ~first]
+    probs[2, second] = 0.0
+    keep = (probs != 0.0).T  # [n_rows, OUTCOMES]: read row by row, as CSR stores them
+    indptr = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(keep.sum(axis=1), out=indptr[1:])
+    return sp.csr_matrix((probs.T[keep], cols.T[keep], indptr), shape=(len(keep), n_states))
 
 
 # Peak bytes per map cell of the grid arrays and one layer's search (scipy graph of 4 moves
