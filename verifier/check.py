@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass
 
 from verifier.environment import Environment
+from verifier.verdicts import CheckVerdict
 
-HOLDS, FAILS, COMPUTED = "holds", "fails", "computed"
+HOLDS, FAILS, COMPUTED = CheckVerdict.HOLDS, CheckVerdict.FAILS, CheckVerdict.COMPUTED
 
 
 @dataclass(frozen=True, slots=True, eq=False)

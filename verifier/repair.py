@@ -48,6 +48,7 @@ from verifier.errors import InputError, ResourceLimit
 from verifier.mdp import reachable
 from verifier.objective import OBJECTIVE_TOLERANCE, resolve_objective
 from verifier.rewards import Reward, absorbing_states, reward_vector
+from verifier.verdicts import RewardVerdict
 
 MAX_STATES = 2_000  # for z3's complete search; the linear program has no limit
 STEP = "step"
@@ -131,7 +132,8 @@ def repair_reward(
     weights, margin = found
     rounded = {name: _round(Fraction(w) * Fraction(scale)) for name, w in weights.items()}
     verified = _verify(envs, rounded)
-    status = "repaired" if all(v == "aligned" for v in verified.values()) else "unknown"
+    aligned = all(v == RewardVerdict.ALIGNED for v in verified.values())
+    status = "repaired" if aligned else "unknown"
     return Repair(
         features,
         status,

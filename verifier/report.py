@@ -12,23 +12,10 @@ from pathlib import Path
 
 from verifier import __version__
 from verifier.errors import InputError
+from verifier.verdicts import PASSING, CheckVerdict, PolicyVerdict, RewardVerdict
 
-_COLORS = {
-    "holds": "32",
-    "aligned": "32",
-    "same": "32",
-    "computed": "36",
-    "underspecified": "33",
-    "fails": "31",
-    "misspecified": "31",
-    "unbounded": "31",
-    "trapped": "31",
-    "different": "31",
-    "capability_failure": "31",
-    "reward_misspecification": "31",
-    "goal_misgeneralization": "31",
-    "misaligned": "31",
-}
+# Terminal colors: green passes, cyan a computed value, yellow underspecified, red fails.
+_COLORS = {CheckVerdict.COMPUTED: "36", RewardVerdict.UNDERSPECIFIED: "33"}
 
 
 def overall_verdict(reports: Sequence) -> str:
@@ -114,7 +101,8 @@ def _write_junit_cases(path: str | Path, name: str, cases: Sequence[tuple]) -> N
 def _verdict(data: dict, color: bool | None) -> str:
     verdict = data["verdict"].upper()
     if color if color is not None else sys.stdout.isatty():
-        verdict = f"\033[{_COLORS.get(data['verdict'], '0')}m{verdict}\033[0m"
+        code = "32" if data["verdict"] in PASSING else _COLORS.get(data["verdict"], "31")
+        verdict = f"\033[{code}m{verdict}\033[0m"
     return verdict
 
 
@@ -138,11 +126,11 @@ def format_reward(report, maze=None, color: bool | None = None) -> str:
     lines = [
         f"{_verdict(data, color)}  {data['model']}  reward {data['reward']}  {data['objective']}"
     ]
-    if data["verdict"] == "unbounded":
+    if data["verdict"] == RewardVerdict.UNBOUNDED:
         lines.append(
             f"  optimal return {data['value']}: a loop earns reward forever (reward hacking)"
         )
-    elif data["verdict"] == "trapped":
+    elif data["verdict"] == RewardVerdict.TRAPPED:
         lines.append(
             f"  optimal return {data['value']}: every policy can be trapped forever where each "
             "step costs (no way out to a terminal state)"
@@ -164,7 +152,9 @@ def format_reward(report, maze=None, color: bool | None = None) -> str:
     witness = data["witness"]
     if witness and witness.get("path"):
         kind = (
-            "into the reward loop" if data["verdict"] == "unbounded" else "violating the objective"
+            "into the reward loop"
+            if data["verdict"] == RewardVerdict.UNBOUNDED
+            else "violating the objective"
         )
         probability = (
             f" (probability {witness['probability']:.3g})" if "probability" in witness else ""
@@ -259,7 +249,7 @@ def format_policy(report, color: bool | None = None) -> str:
             f"(best possible {goal['best']:.3g})"
         )
     pursuit = data.get("target_pursuit")
-    if pursuit and pursuit["competent"] and data["verdict"] == "capability_failure":
+    if pursuit and pursuit["competent"] and data["verdict"] == PolicyVerdict.CAPABILITY_FAILURE:
         lines.append(
             f"  pursues φ's own target below the optimum: {pursuit['probability']:.3g} of "
             f"{pursuit['best']:.3g}"
@@ -275,7 +265,7 @@ def format_policy(report, color: bool | None = None) -> str:
             f"  return under {reward['name']}: {reward['return']:.6g} "
             f"(optimal {reward['optimal_return']:.6g})"
         )
-    if data["verdict"] != "aligned" and data["worst_states_all"]:
+    if data["verdict"] != PolicyVerdict.ALIGNED and data["worst_states_all"]:
         worst = data["worst_states_all"][0]
         lines.append(f"  largest gap {worst['gap']:.3g} at {_state_text(worst['state'])}")
     return "\n".join(lines)

@@ -35,12 +35,13 @@ from verifier.performance import best_performance, performance_over
 from verifier.queries import Model, Property, Solution
 from verifier.rewards import RewardVector, absorbing_states, resolve_reward
 from verifier.solve import certify_exact, end_components
+from verifier.verdicts import CompareVerdict, RewardVerdict
 
-ALIGNED = "aligned"
-UNDERSPECIFIED = "underspecified"
-MISSPECIFIED = "misspecified"
-UNBOUNDED = "unbounded"
-TRAPPED = "trapped"
+ALIGNED = RewardVerdict.ALIGNED
+UNDERSPECIFIED = RewardVerdict.UNDERSPECIFIED
+MISSPECIFIED = RewardVerdict.MISSPECIFIED
+UNBOUNDED = RewardVerdict.UNBOUNDED
+TRAPPED = RewardVerdict.TRAPPED
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -416,7 +417,7 @@ def _policy_table(env: Environment, policy: np.ndarray) -> dict | None:
     }
 
 
-SAME, DIFFERENT = "same", "different"
+SAME, DIFFERENT = CompareVerdict.SAME, CompareVerdict.DIFFERENT
 
 
 @dataclass(frozen=True, slots=True, eq=False)

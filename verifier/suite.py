@@ -18,18 +18,13 @@ from pathlib import Path
 
 from verifier.errors import InputError
 from verifier.runner import Job, Outcome
+from verifier.verdicts import CheckVerdict, CompareVerdict, PolicyVerdict, RewardVerdict
 
 VERDICTS = {
-    "check": ("holds", "fails"),
-    "reward": ("aligned", "underspecified", "misspecified", "unbounded", "trapped"),
-    "compare": ("same", "different"),
-    "policy": (
-        "aligned",
-        "capability_failure",
-        "reward_misspecification",
-        "goal_misgeneralization",
-        "misaligned",
-    ),
+    "check": (CheckVerdict.HOLDS, CheckVerdict.FAILS),
+    "reward": tuple(RewardVerdict),
+    "compare": tuple(CompareVerdict),
+    "policy": tuple(PolicyVerdict),
 }
 # Outcomes a check may be expected to end in instead of a verdict (a regression suite may
 # pin down that a malformed file is refused, or that a model exceeds a limit).

@@ -38,12 +38,13 @@ from verifier.progress import stage
 from verifier.queries import Model
 from verifier.rewards import RewardVector, resolve_reward
 from verifier.solve import closed_states
+from verifier.verdicts import PolicyVerdict
 
-ALIGNED = "aligned"
-CAPABILITY_FAILURE = "capability_failure"
-REWARD_MISSPECIFICATION = "reward_misspecification"
-GOAL_MISGENERALIZATION = "goal_misgeneralization"
-MISALIGNED = "misaligned"
+ALIGNED = PolicyVerdict.ALIGNED
+CAPABILITY_FAILURE = PolicyVerdict.CAPABILITY_FAILURE
+REWARD_MISSPECIFICATION = PolicyVerdict.REWARD_MISSPECIFICATION
+GOAL_MISGENERALIZATION = PolicyVerdict.GOAL_MISGENERALIZATION
+MISALIGNED = PolicyVerdict.MISALIGNED
 COMPETENCE = 0.9
 NOT_GOALS = ("floor", "terminal")
 WORST_SHOWN = 5

@@ -1,0 +1,45 @@
+"""Every verdict the verifier gives, in one place (README, "Reward verdicts" and "Why a
+policy fails"). Members are strings: they compare, print and serialise as their values."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CheckVerdict(StrEnum):
+    """`verify check`: a bounded property holds or fails; a query's value is computed."""
+
+    HOLDS = "holds"
+    FAILS = "fails"
+    COMPUTED = "computed"
+
+
+class RewardVerdict(StrEnum):
+    """`verify reward`: what the optimal policies of a reward do about φ."""
+
+    ALIGNED = "aligned"
+    UNDERSPECIFIED = "underspecified"
+    MISSPECIFIED = "misspecified"
+    UNBOUNDED = "unbounded"
+    TRAPPED = "trapped"
+
+
+class CompareVerdict(StrEnum):
+    """`verify reward --compare`: do two rewards have the same optimal policies?"""
+
+    SAME = "same"
+    DIFFERENT = "different"
+
+
+class PolicyVerdict(StrEnum):
+    """`verify POLICY`: the behavioural taxonomy of a learned policy's failure."""
+
+    ALIGNED = "aligned"
+    CAPABILITY_FAILURE = "capability_failure"
+    REWARD_MISSPECIFICATION = "reward_misspecification"
+    GOAL_MISGENERALIZATION = "goal_misgeneralization"
+    MISALIGNED = "misaligned"
+
+
+# The verdicts that pass, for colouring reports; `computed` is neither.
+PASSING = frozenset({CheckVerdict.HOLDS, RewardVerdict.ALIGNED, CompareVerdict.SAME})
