@@ -957,9 +957,16 @@ def optimize(
     memoryless policy: (float64 [n_states], int64 [n_states] global choice index), by
     Storm's sound engine, or its fast default one where the caller certifies the result.
     Step-bounded objectives need policies with memory: there the policy is None."""
+    return optimize_model(to_storm(mdp), formula_text, sound)
+
+
+def optimize_model(
+    model, formula_text: str, sound: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`optimize` on a model already in Storm (whose MDP the caller need not keep)."""
     environment = stormpy.environments.sound() if sound else _fast_environment()
     formula = stormpy.parse_properties(formula_text)[0].get_raw_formula()
-    values, _, _, policy = _optimum(to_storm(mdp), formula, formula_text, environment)
+    values, _, _, policy = _optimum(model, formula, formula_text, environment)
     return values, policy
 
 
