@@ -81,49 +81,52 @@ LAVA_ROOM = maze_text(
 )
 
 
-def test_one_policy_verdict_converts_the_model_to_storm_once(monkeypatch, tmp_path):
+@pytest.fixture
+def room(tmp_path):
+    """LAVA_ROOM loaded as an environment (its model not yet in Storm)."""
+    from verifier.maze import load_maze
+
+    path = tmp_path / "room.toml"
+    path.write_text(LAVA_ROOM)
+    return maze_environment(load_maze(path), path)
+
+
+@pytest.fixture
+def conversions(monkeypatch):
+    """Every MDP handed to storm.to_storm while the test runs, in order."""
+    converted: list = []
+    original = storm.to_storm
+    monkeypatch.setattr(storm, "to_storm", lambda mdp: converted.append(mdp) or original(mdp))
+    return converted
+
+
+def test_one_policy_verdict_converts_the_model_to_storm_once(room, conversions):
     """A failing policy (always down, into the lava row and the red object) asks for φ on
     its chain, φ's optimum and the goal analysis of every candidate label: the model goes to
     Storm once, and the chain never (its questions are direct solves)."""
-    path = tmp_path / "room.toml"
-    path.write_text(LAVA_ROOM)
-    from verifier.maze import load_maze
+    from verifier.objective import resolve_intended
 
-    env = maze_environment(load_maze(path), path)
-    conversions = []
-    original = storm.to_storm
-    monkeypatch.setattr(storm, "to_storm", lambda mdp: conversions.append(mdp) or original(mdp))
-    mdp = env.mdp
+    mdp = room.mdp
     down = np.array([a == "down" for a in mdp.actions] + [False])[mdp.choice_actions]
     single = np.diff(mdp.row_groups) == 1
     probs = (down | single[mdp.choice_states()]).astype(float)
-    from verifier.objective import resolve_intended
-
-    objective = resolve_intended(env, env.properties[0])
-    report = classify(env, "down", Decisions(probs, np.zeros(mdp.n_states, bool)), objective)
+    objective = resolve_intended(room, room.properties[0])
+    report = classify(room, "down", Decisions(probs, np.zeros(mdp.n_states, bool)), objective)
     assert report.verdict != "aligned" and report.goals
-    assert [c.n_states for c in conversions] == [mdp.n_states]
-    assert conversions[0] is mdp
+    assert conversions == [mdp]
 
 
 def test_a_discounted_reward_verdict_converts_the_model_and_its_optimal_restriction(
-    monkeypatch, tmp_path
+    room, conversions
 ):
     """Discount < 1: Storm computes V* on the model itself (its reward added in memory), and
     the least and greatest P(φ) on the MDP of optimal actions: two conversions."""
-    from verifier.maze import load_maze
     from verifier.reward import check_reward
 
-    path = tmp_path / "room.toml"
-    path.write_text(LAVA_ROOM)
-    env = maze_environment(load_maze(path), path)
-    conversions = []
-    original = storm.to_storm
-    monkeypatch.setattr(storm, "to_storm", lambda mdp: conversions.append(mdp) or original(mdp))
-    reward = reward_vector(env.mdp, Reward("exit", "t", 0.9, -0.01, {"exit": 1.0}))
-    check_reward(env, reward, env.properties[0])
+    reward = reward_vector(room.mdp, Reward("exit", "t", 0.9, -0.01, {"exit": 1.0}))
+    check_reward(room, reward, room.properties[0])
     assert len(conversions) == 2
-    assert conversions[0] is env.mdp and conversions[1].n_choices < env.mdp.n_choices
+    assert conversions[0] is room.mdp and conversions[1].n_choices < room.mdp.n_choices
 
 
 # --- the routes against Storm asked afresh ---------------------------------------------------
