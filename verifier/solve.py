@@ -71,7 +71,9 @@ class Solution:
     values     float64 [n_states]: V*, +inf/-inf where the optimum is infinite
     q_values   float64 [n_choices]: Q* = R + discount * P V*
     optimal    bool [n_choices]: Q* >= V* - tolerance
-    policy     int64 [n_states]: one optimal choice per state (global choice index)
+    policy     int64 [n_states]: one optimal choice per state (global choice index): an
+               optimal policy's, or where Storm's total reward answered, the first optimal
+               action of each state
     tolerance  the absolute tolerance that separated optimal from sub-optimal actions
     gap        the smallest V* - Q* among sub-optimal actions (inf if none): the margin
     residual   max |max_a Q* - V*| over finite states
@@ -136,8 +138,9 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0, storm_model=None
     """V*, Q* and optimal actions of `rewards` (float64 [n_choices]) with `discount` in (0, 1].
 
     `storm_model`: `mdp` in Storm, or a function returning it (asked only where Storm
-    answers: a discount below 1); by default `mdp` is converted where needed. A Markov
-    chain (one choice per state) is evaluated directly, without Storm."""
+    answers: a discount below 1, or non-negative rewards); by default `mdp` is converted
+    where needed. A Markov chain (one choice per state) is evaluated directly, without
+    Storm."""
     rewards = np.asarray(rewards, dtype=np.float64)
     chain = mdp.n_choices == mdp.n_states
     positive_loop = np.zeros(mdp.n_states, dtype=bool)
@@ -146,6 +149,11 @@ def solve(mdp: MDP, rewards: np.ndarray, discount: float = 1.0, storm_model=None
         positive_loop = sure_reward_loops(mdp, rewards)
         if positive_loop.any():
             return _unbounded(mdp, positive_loop)
+        if not chain and (rewards >= 0).all():  # no reward loop: Storm's total reward
+            model = storm_model() if callable(storm_model) else storm_model
+            found = _storm_total(mdp, rewards, model)
+            if found is not None:
+                return found
         component, resting = end_components(mdp, rewards == 0.0)
         finite, policy = _almost_sure_policy(mdp, component >= 0, resting)
         if not chain and not _may_loop(mdp, rewards):
@@ -264,7 +272,32 @@ def _storm_discounted(
     return solution, policy
 
 
-DISCOUNT_ERROR = 0.01  # largest |V - V*| of Storm's discounted values, of the tolerance
+def _storm_total(mdp: MDP, rewards: np.ndarray, model=None) -> Solution | None:
+    """V* of a non-negative total reward without reward loops (sure_reward_loops found
+    none) by Storm's sound engine, whose lower and upper bounds certify the values:
+    |V - V*| <= their width. None where that is too wide to tell optimal actions apart
+    (DISCOUNT_ERROR of the optimality tolerance): policy iteration answers then."""
+    values, lower, upper = storm.total_values(
+        storm.to_storm(mdp) if model is None else model, rewards
+    )
+    scale = max(1.0, float(np.abs(rewards).max(initial=0.0)), float(np.abs(values).max()))
+    error = float((upper - lower).max(initial=0.0)) + 8 * _EPS * scale
+    tolerance = TOLERANCE * scale
+    if not np.isfinite(error) or error > DISCOUNT_ERROR * tolerance:
+        return None
+    q_values = rewards + mdp.transitions @ values
+    best = np.maximum.reduceat(q_values, mdp.row_groups[:-1])
+    residual = float(np.abs(best - values).max(initial=0.0))
+    # The first optimal action of each state: Storm gives no scheduler for total rewards.
+    policy = _first_in_group(mdp, q_values >= values[mdp.choice_states()] - tolerance)
+    method = (
+        f"Storm's sound engine on the total reward (non-negative, no reward loop); "
+        f"|V - V*| <= {error:.1e} (its certified bounds), optimality tolerance {tolerance:.1e}"
+    )
+    return _solution(mdp, values, q_values, policy, 1.0, tolerance, residual, method)
+
+
+DISCOUNT_ERROR = 0.01  # largest |V - V*| of Storm's values, of the optimality tolerance
 _EPS = float(np.finfo(np.float64).eps)
 
 

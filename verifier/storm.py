@@ -1157,6 +1157,22 @@ def discounted_values(model, rewards: np.ndarray, discount: float) -> np.ndarray
     return np.asarray(result.get_value_vector(), dtype=np.float64)
 
 
+TOTAL_PRECISION = "1/1000000000000"
+
+
+@stage("solving for the optimal values")
+def total_values(model, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The greatest expected total reward (`rewards` float64 [n_choices], all >= 0, no end
+    component earning any) by Storm's sound engine at relative precision 1e-12: (values,
+    lower, upper), float64 [n_states] each. (Storm gives no scheduler for total rewards.)"""
+    text = 'R{"__reward"}max=? [ C ]'
+    formula = stormpy.parse_properties(text)[0].get_raw_formula()
+    environment = stormpy.environments.sound()
+    environment.solver().min_max().precision = stormpy.Rational(TOTAL_PRECISION)
+    rewarded = with_rewards(model, {"__reward": rewards})
+    return _values(_run(rewarded, formula, text, "--reward", environment=environment))
+
+
 def initial_states(model) -> np.ndarray:
     """int64 [k]: a Storm model's initial states, sorted."""
     return np.array(sorted(model.initial_states), dtype=np.int64)
