@@ -1,7 +1,7 @@
 """Runtime of the goal-misgeneralization audit (`verify audit`) on sets of 20 mazes.
 
 Ten training mazes have a red exit; ten deployment mazes have a blue exit and two colored
-objects. All are seeded random perfect mazes (`verifier.generate.random_maze`) of side n,
+objects. All are seeded random perfect mazes (`maze_generate.random_maze`) of side n,
 the odd number nearest sqrt(2 * target): about `target` states each. One run per size, in a
 fresh interpreter (so its peak RSS is its own), through the command line's own code path:
 `verify audit --train ... --deploy ... --json`, proxies, deployment checks and the fix from
@@ -35,7 +35,7 @@ MAZES_PER_SIDE = 10
 def write_mazes(target: int, directory: Path) -> tuple[list[str], list[str]]:
     """Ten red-exit training mazes and ten blue-exit deployment mazes of about `target`
     states, as TOML files in `directory`."""
-    from verifier.generate import maze_to_toml, random_maze
+    from verifier.inputs.maze_generate import maze_to_toml, random_maze
 
     side = round(math.sqrt(2 * target))
     side += side % 2 == 0
@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             directory = Path(scratch, str(target))
             directory.mkdir()
             train, deploy = write_mazes(target, directory)
-            from verifier.compile import compile_maze
-            from verifier.maze import load_maze
+            from verifier.inputs.maze import load_maze
+            from verifier.inputs.maze_compile import compile_maze
 
             states = [compile_maze(load_maze(p)).n_states for p in train + deploy]
             job = {"train": train, "deploy": deploy, "report": str(directory / "audit.json")}

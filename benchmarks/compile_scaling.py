@@ -134,8 +134,8 @@ def worker_ours(target: int, variant: str) -> dict:
     import numpy as np
     import scipy.sparse  # noqa: F401  (counted in the interpreter baseline)
 
-    from verifier.compile import compile_maze
-    from verifier.maze import parse_maze
+    from verifier.inputs.maze import parse_maze
+    from verifier.inputs.maze_compile import compile_maze
 
     rss_start = peak_rss_mb()
     maze, parse_first = clock(lambda: parse_maze(text, source=f"<{variant}-{target}>"))
@@ -202,8 +202,8 @@ def prism_build(text: str, prism_path: Path, prop: str | None = None) -> dict:
     parser (`load_prism`) and builder (`build_prism`); with `prop`, Storm builds the model for
     that property and checks it (`storm.check`), as a Storm user checking the export would."""
     from verifier import storm
-    from verifier.compile import to_prism
-    from verifier.maze import parse_maze
+    from verifier.inputs.maze import parse_maze
+    from verifier.inputs.maze_compile import to_prism
 
     maze = parse_maze(text)
     rss_start = peak_rss_mb()
@@ -267,7 +267,7 @@ def render(meta: dict, rows: list[dict], args) -> str:
         "room cut in thirds by two wall rows with a red and a blue door, both keys in the top "
         "third (4 inventory layers)",
         f"- property for (c): `{PROPERTY}`, Storm sparse engine with sound numerics "
-        "(`verifier.storm.check`)",
+        "(`verifier.storm.model_checking`)",
         f"- times are wall clock, the minimum of {REPEATS_SMALL} runs up to {REPEAT_LIMIT:,} "
         f"states and of {REPEATS_LARGE} above (first, cold runs are in the JSON as "
         "`*_first_s`); baseline (d) one run, in a subprocess killed after "

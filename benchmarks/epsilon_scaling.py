@@ -45,13 +45,14 @@ def worker(kind: str, variant: str, target: int) -> dict:
     """One measurement in this process (module docstring)."""
     import numpy as np
 
-    from verifier import near_optimal, storm
-    from verifier import reward as reward_module
-    from verifier.environment import maze_environment
-    from verifier.objective import resolve_objective
-    from verifier.reward import check_reward
-    from verifier.rewards import Reward, reward_vector
-    from verifier.solve import solve
+    from verifier import storm
+    from verifier.analyses import near_optimal
+    from verifier.analyses import reward_verdict as reward_module
+    from verifier.analyses.reward_verdict import check_reward
+    from verifier.engine.optimum import solve
+    from verifier.inputs.load import maze_environment
+    from verifier.spec.objective import resolve_objective
+    from verifier.spec.reward_file import Reward, reward_vector
 
     reward_module.MARGIN_STATES = 0  # `plain`: the verdict without the margin
     env = maze_environment(maze_for(variant, target), f"{variant}-{target}.toml")

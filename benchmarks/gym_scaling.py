@@ -1,15 +1,15 @@
 """Enumeration and policy verification on the largest MiniGrid levels we support.
 
 For each level (seed 0, all 7 actions) one run measures:
-  (a) enumeration: `verifier.environment.load_environment("gym:ID")`, i.e. the BFS through
+  (a) enumeration: `verifier.inputs.environment.load_environment("gym:ID")`, i.e. the BFS through
       the level's own `step`, the 100-sample deep-copy self-check and the conversion to
       Storm: states, transitions, wall and CPU seconds, `step` calls per second;
   (b) `Pmax=? [ !"lava" U "goal" ]` checked by Storm;
   (c) policy verification through the `env` observation: an SB3 PPO MlpPolicy (64-64 tanh,
       seeded, untrained: the cost does not depend on the weights) on FullyObsWrapper ->
-      ImgObsWrapper -> FlattenObservation, exported with verifier.export.export_sb3, then
-      `verifier.policy.decide` (observations of every state, in batches, and the network)
-      and `verifier.verdict.classify` (the induced chain checked by Storm).
+      ImgObsWrapper -> FlattenObservation, exported with verifier.policy.export.export_sb3, then
+      `verifier.policy.load.decide` (observations of every state, in batches, and the network)
+      and `verifier.analyses.policy_verdict.classify` (the induced chain checked by Storm).
 
     python benchmarks/gym_scaling.py            # the default levels, a few minutes
     python benchmarks/gym_scaling.py --levels MiniGrid-DoorKey-16x16-v0
@@ -43,12 +43,12 @@ def measure(level: str) -> dict:
     from stable_baselines3 import PPO
 
     from verifier import storm
-    from verifier.environment import load_environment
-    from verifier.export import export_sb3
-    from verifier.gym_model import make_instance
-    from verifier.objective import resolve_objective
-    from verifier.policy import decide, load_policy
-    from verifier.verdict import classify
+    from verifier.analyses.policy_verdict import classify
+    from verifier.inputs.gym import make_instance
+    from verifier.inputs.load import load_environment
+    from verifier.policy.export import export_sb3
+    from verifier.policy.load import decide, load_policy
+    from verifier.spec.objective import resolve_objective
 
     row: dict = {"level": level}
     wall, cpu = time.perf_counter(), time.process_time()

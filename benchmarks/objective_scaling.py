@@ -48,9 +48,11 @@ TIMEOUT = 900
 
 
 def worker(target: int, objective: str, discount: float) -> dict:
-    from verifier import generate, reward, solve
-    from verifier.environment import maze_environment
-    from verifier.rewards import Reward, reward_vector
+    from verifier.analyses import reward_verdict as reward
+    from verifier.engine import optimum as solve
+    from verifier.inputs import maze_generate as generate
+    from verifier.inputs.load import maze_environment
+    from verifier.spec.reward_file import Reward, reward_vector
 
     side = round(math.sqrt(2 * target))
     side += side % 2 == 0

@@ -13,7 +13,7 @@ written as TOML files to a scratch directory that every job reads), one run meas
            export
   reward   ours: `reward_reports(env, REWARD.toml)` with step -0.01 and exit +1, discount 1
            and 0.99, which Storm cannot compute (mixed signs); against Storm, on the
-           non-negative reward exit +1: our solver (`verifier.solve.solve`) and Storm's
+           non-negative reward exit +1: our solver (`verifier.engine.optimum.solve`) and Storm's
            `Rmax=? [ C ]` / `[ Cdiscount=0.99 ]`, both from the compiled MDP
   policy   an MLP on valuations; ours: `verify POLICY` through the library on every state;
            baseline: Storm's callback builder asking the network state by state (COOL-MC)
@@ -108,8 +108,8 @@ CHAIN_ROLES = ("ours", "sound", "exact")
 def compile_ours(maze: str) -> dict:
     """compile, ours: the TOML file -> `parse_maze` -> `compile_maze` -> `storm.to_storm`."""
     from verifier import storm
-    from verifier.compile import compile_maze
-    from verifier.maze import parse_maze
+    from verifier.inputs.maze import parse_maze
+    from verifier.inputs.maze_compile import compile_maze
 
     text, read_s = clock(lambda: Path(maze).read_text(encoding="utf-8"))
     parsed, parse_s = clock(lambda: parse_maze(text, source=maze))
@@ -165,8 +165,8 @@ def compile_storm(maze: str, prism: str) -> dict:
 
 def check_ours(maze: str) -> dict:
     """check, ours: `verify check --spec CHECK_PROPERTY` through the library."""
-    from verifier.check import check_environment
-    from verifier.environment import load_environment
+    from verifier.analyses.check import check_environment
+    from verifier.inputs.load import load_environment
 
     env, load_s = clock(lambda: load_environment(maze, CHECK_PROPERTY))
     (report,), check_s = clock(lambda: check_environment(env))
@@ -213,14 +213,14 @@ def check_storm(maze: str, prism: str) -> dict:
 def reward_ours(maze: str, reward: str) -> dict:
     """reward, ours: `verify reward --model MAZE --reward REWARD` through the library, with the
     time of policy iteration (`solve`) inside it."""
-    import verifier.queries
-    import verifier.reward
-    from verifier.environment import load_environment
+    import verifier.analyses.reward_verdict
+    import verifier.engine.query
+    from verifier.inputs.load import load_environment
 
     timers = Timers()
-    timers.wrap(verifier.queries, "solve")
+    timers.wrap(verifier.engine.query, "solve")
     env, load_s = clock(lambda: load_environment(maze))
-    (report,), check_s = clock(lambda: verifier.reward.reward_reports(env, reward))
+    (report,), check_s = clock(lambda: verifier.analyses.reward_verdict.reward_reports(env, reward))
     return {
         "states": report.states,
         "load_s": load_s,
@@ -247,8 +247,8 @@ def same_mdp(maze: str, prism: str, height: int, width: int) -> dict:
     import stormpy
 
     from verifier import storm
-    from verifier.compile import compile_maze
-    from verifier.maze import load_maze
+    from verifier.inputs.maze import load_maze
+    from verifier.inputs.maze_compile import compile_maze
 
     mdp = compile_maze(load_maze(maze))
     steps = np.where(mdp.labels["exit"][mdp.choice_states()], 0.0, 1.0)
@@ -325,9 +325,9 @@ def same_mdp(maze: str, prism: str, height: int, width: int) -> dict:
 def _random_walk(maze: str):
     """The maze's MDP and the Markov chain of the uniformly random policy on it, with the
     time `induced_chain` took."""
-    from verifier.compile import compile_maze
-    from verifier.maze import load_maze
-    from verifier.policy import Decisions, induced_chain
+    from verifier.inputs.maze import load_maze
+    from verifier.inputs.maze_compile import compile_maze
+    from verifier.policy.load import Decisions, induced_chain
 
     mdp = compile_maze(load_maze(maze))
     probabilities = 1.0 / np.diff(mdp.row_groups)[mdp.choice_states()]
@@ -339,7 +339,7 @@ def _random_walk(maze: str):
 def chain_ours(maze: str, values_path: str) -> dict:
     """The random walk's P[ !lava U exit ] by `reach.probabilities` (the chain's direct
     solve); values, lower and upper bounds of every state go to `values_path`."""
-    from verifier import reach
+    from verifier.engine import reach
 
     mdp, chain, chain_s = _random_walk(maze)
     left, target = ~mdp.labels["lava"], mdp.labels["exit"]
@@ -496,7 +496,7 @@ def write_reward(path: Path, discount: float) -> None:
 def chain_maze(target: int, lava: int):
     """The perfect maze of the chains: n x n characters, n the odd number nearest
     sqrt(2 * target) (rounded up; about half the cells are floor), seeded, slip 0.25."""
-    from verifier.generate import random_maze
+    from verifier.inputs.maze_generate import random_maze
 
     side = round(math.sqrt(2 * target))
     side += side % 2 == 0
@@ -675,7 +675,7 @@ def run_fresh(jobs, args, on_done) -> list:
 def run(args) -> dict:
     """Generate the mazes, run each size's jobs, cross-check, judge the goals: the JSON
     document."""
-    from verifier.generate import maze_to_toml
+    from verifier.inputs.maze_generate import maze_to_toml
     from verifier.runner import Job
 
     meta = versions({"torch": version("torch")})
@@ -797,7 +797,7 @@ def run(args) -> dict:
 
 def run_chain(target, variant, lava, scratch, args, stopped, on_done, log, loads) -> dict:
     """The three jobs of one slowly mixing chain, and their comparison."""
-    from verifier.generate import maze_to_toml
+    from verifier.inputs.maze_generate import maze_to_toml
     from verifier.runner import Job
 
     maze = chain_maze(target, lava)

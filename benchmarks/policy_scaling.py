@@ -6,14 +6,14 @@ up, down, left, right), random weights from `torch.manual_seed(0)`, saved as Tor
 its `verifier.json` metadata. On open rooms and random perfect mazes of about 10^2 .. 10^6
 states (slip 0.1) one run measures:
 
-  (a) ours:         `load_environment`, `verifier.policy.load_policy`, `verifier.policy.decide`
+  (a) ours:         `load_environment`, `load_policy`, `decide` (verifier.policy.load)
                     (the network on every state, in batches), `resolve_objective` and
-                    `verifier.verdict.classify` (the induced chain checked by Storm, and, when
+                    `policy_verdict.classify` (the induced chain checked by Storm, and, when
                     the policy fails, the goal analysis), each timed, with peak RSS
   (b) the CLI:      `python -m verifier.cli POLICY --model MAZE.toml --json FILE` (the `verify`
                     console script's code path) end to end in a subprocess: wall time, exit
                     code, peak RSS of that process
-  (c) incremental:  `verifier.compile.to_prism(maze)` written to a file, Storm's PRISM parser,
+  (c) incremental:  `maze_compile.to_prism(maze)` written to a file, Storm's PRISM parser,
                     then `stormpy.developer.make_explicit_model_builder(program, options,
                     StateValuationFunctionMask(f))` where f(valuation, action_index) runs the
                     network on that one state's valuation (cached per state; the cache lookups
@@ -79,7 +79,7 @@ def maze_for(variant: str, target: int):
     """open: an open room of side round(sqrt(target)); random: `random_maze(n, n, 0,
     objects=2, lava=2)`, n the odd number nearest sqrt(2 * target) (about half the cells of a
     perfect maze are floor). Same mazes as benchmarks/reward_scaling.py."""
-    from verifier import generate
+    from verifier.inputs import maze_generate as generate
 
     if variant == "open":
         side = max(round(math.sqrt(target)), 2)
@@ -128,11 +128,12 @@ class Timers:
 def worker_ours(maze_path: str, policy_path: str) -> dict:
     """(a) in this process: every step of `verify POLICY --model MAZE` through the library."""
     start = time.perf_counter()
+    import verifier.analyses.policy_verdict
     import verifier.storm
-    import verifier.verdict
-    from verifier.environment import load_environment
-    from verifier.objective import resolve_objective
-    from verifier.policy import decide, induced_chain, load_policy
+    import verifier.storm.model_checking
+    from verifier.inputs.load import load_environment
+    from verifier.policy.load import decide, induced_chain, load_policy
+    from verifier.spec.objective import resolve_objective
 
     imports_s = time.perf_counter() - start
     _, torch_import_s = clock(lambda: __import__("torch"))
@@ -146,16 +147,18 @@ def worker_ours(maze_path: str, policy_path: str) -> dict:
     timers = Timers()
     timers.wrap(verifier.storm, "to_storm")
     timers.wrap(verifier.storm, "until")
-    timers.wrap(verifier.storm, "_model_check")
-    timers.wrap(verifier.verdict, "_goals")
+    timers.wrap(verifier.storm.model_checking, "_model_check")
+    timers.wrap(verifier.analyses.policy_verdict, "_goals")
     report, classify_s = clock(
-        lambda: verifier.verdict.classify(env, policy_path, decisions, objective)
+        lambda: verifier.analyses.policy_verdict.classify(env, policy_path, decisions, objective)
     )
     rss_peak = peak_rss_mb()
 
     # Not part of the pipeline: the states the policy reaches (for the cross-check with the
     # incremental route) and `decide` again with one torch thread.
-    reachable = int(verifier.verdict._reachable(induced_chain(env.mdp, decisions)).sum())
+    reachable = int(
+        verifier.analyses.policy_verdict._reachable(induced_chain(env.mdp, decisions)).sum()
+    )
     threads = torch.get_num_threads()
     again, decide_warm_s = clock(lambda: decide(policy, env))
     torch.set_num_threads(1)
@@ -225,8 +228,8 @@ def worker_incremental(maze_path: str, policy_path: str, prism_path: str) -> dic
     import stormpy.developer
     import torch
 
-    from verifier.compile import VARIABLES, to_prism
-    from verifier.maze import load_maze
+    from verifier.inputs.maze import load_maze
+    from verifier.inputs.maze_compile import VARIABLES, to_prism
 
     stormpy.developer.set_log_level(stormpy.developer.LogLevel.OFF)
     rss_start = peak_rss_mb()
@@ -448,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker_incremental(args.maze, args.policy, args.scratch)))
         return 0
 
-    from verifier.generate import maze_to_toml
+    from verifier.inputs.maze_generate import maze_to_toml
 
     limit = min(args.max_states, QUICK_MAX) if args.quick else args.max_states
     targets = [t for t in TARGETS if t <= limit]

@@ -3,10 +3,10 @@
 For open rooms and random perfect mazes of about 10^3 .. 10^6 states (slip 0.1), one run
 measures:
 
-  (a) the check:  `verifier.environment.load_environment(maze.toml)`, the reward vector of
-                  "step -0.01, arrive exit +1" (`verifier.rewards.reward_vector`), then
-                  `verifier.reward.check_reward(env, reward, env.properties[0])`, with discount 1
-                  and 0.99: total time, the split between `verifier.solve.solve` (policy
+  (a) the check:  `verifier.inputs.environment.load_environment(maze.toml)`, the reward vector of
+                  "step -0.01, arrive exit +1" (`verifier.spec.reward_file.reward_vector`), then
+                  `reward_verdict.check_reward(env, reward, env.properties[0])`, with discount 1
+                  and 0.99: total time, the split between `verifier.engine.optimum.solve` (policy
                   iteration) and the rest, policy-iteration iterations, peak RSS, the verdict
   (b) vs Storm:   on the non-negative reward "arrive exit +1, step 0", our `solve` against
                   Storm's `R{"r"}max=? [ C ]` (discount 1) and `R{"r"}max=? [ Cdiscount=0.99 ]`
@@ -63,7 +63,7 @@ def maze_for(variant: str, target: int):
     """open: an open room of side round(sqrt(target)) (every inside cell a state, S top-left,
     blue exit bottom-right). random: `random_maze(n, n, SEED, objects=2, lava=2)`, n the odd
     number nearest sqrt(2 * target): about half the cells of a perfect maze are floor."""
-    from verifier import generate
+    from verifier.inputs import maze_generate as generate
 
     if variant == "open":
         side = max(round(math.sqrt(target)), 2)
@@ -106,11 +106,11 @@ def worker_check(path: str, discount: float) -> dict:
     start = time.perf_counter()
     import numpy as np
 
-    import verifier.queries
-    import verifier.reward
+    import verifier.analyses.reward_verdict
+    import verifier.engine.query
     import verifier.storm
-    from verifier.environment import load_environment
-    from verifier.rewards import Reward, reward_vector
+    from verifier.inputs.load import load_environment
+    from verifier.spec.reward_file import Reward, reward_vector
 
     imports_s = time.perf_counter() - start
     rss_start = peak_rss_mb()
@@ -124,13 +124,13 @@ def worker_check(path: str, discount: float) -> dict:
     reward_s = time.perf_counter() - start
 
     timers = Timers()
-    timers.wrap(verifier.queries, "solve")
-    timers.wrap(verifier.reward, "resolve_intended")
+    timers.wrap(verifier.engine.query, "solve")
+    timers.wrap(verifier.analyses.reward_verdict, "resolve_intended")
     timers.wrap(verifier.storm, "until")
     timers.wrap(verifier.storm, "check")
     timers.wrap(verifier.storm, "to_storm")
     start = time.perf_counter()
-    report = verifier.reward.check_reward(env, reward, env.properties[0])
+    report = verifier.analyses.reward_verdict.check_reward(env, reward, env.properties[0])
     check_s = time.perf_counter() - start
     solution = timers.last["solve"]
     mdp = env.mdp
@@ -164,9 +164,9 @@ def worker_check(path: str, discount: float) -> dict:
 
 def _nonnegative_model(path: str, discount: float):
     """The maze's MDP (parse + compile only) and the reward "arrive exit +1, step 0"."""
-    from verifier.compile import compile_maze
-    from verifier.maze import load_maze
-    from verifier.rewards import Reward, reward_vector
+    from verifier.inputs.maze import load_maze
+    from verifier.inputs.maze_compile import compile_maze
+    from verifier.spec.reward_file import Reward, reward_vector
 
     mdp = compile_maze(load_maze(path))
     return mdp, reward_vector(mdp, Reward("exit", "bench", discount, 0.0, {"exit": EXIT_BONUS}))
@@ -176,7 +176,7 @@ def worker_ours_nonnegative(path: str, discount: float, values_path: str) -> dic
     """(b), our side: `solve` on the non-negative reward; the values go to `values_path`."""
     import numpy as np
 
-    from verifier.solve import solve
+    from verifier.engine.optimum import solve
 
     mdp, reward = _nonnegative_model(path, discount)
     start = time.perf_counter()
@@ -262,7 +262,7 @@ def render(meta: dict, rows: list[dict], args) -> str:
         "",
         "## The reward check: `load_environment` -> `reward_vector` -> `check_reward`",
         "",
-        "load = `load_environment` (parse, compile, `to_storm`); solve = `verifier.solve.solve` "
+        "load = `load_environment` (parse, compile, `to_storm`); solve = `optimum.solve` "
         "(policy iteration); rest = the remainder of `check_reward` (objective, Storm on the "
         "MDP of optimal actions, witness); total = load + reward vector + check, from the TOML "
         f'file to the verdict; "< {GOAL_SECONDS:g} s" compares total + imports with the '
@@ -297,7 +297,7 @@ def render(meta: dict, rows: list[dict], args) -> str:
         "",
         "## Against Storm on a non-negative reward (arrive exit +1, step 0)",
         "",
-        "ours = `verifier.solve.solve` (policy iteration, exact sparse LU); Storm = "
+        "ours = `verifier.engine.optimum.solve` (policy iteration, exact sparse LU); Storm = "
         "`stormpy.model_checking` of the property on `to_storm` of the same MDP with the reward "
         "as a choice reward model, sparse engine, `environments.sound()`. Both start from the "
         "compiled MDP (their model building is not timed). ratio = ours / Storm check (a lower "
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from verifier.generate import maze_to_toml
+    from verifier.inputs.maze_generate import maze_to_toml
 
     limit = min(args.max_states, QUICK_MAX) if args.quick else args.max_states
     targets = [t for t in TARGETS if t <= limit]

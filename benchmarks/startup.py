@@ -29,7 +29,7 @@ from harness import ROOT, versions
 
 RESULTS = ROOT / "benchmarks" / "results"
 HEAVY = ("torch", "onnxruntime", "dask", "distributed", "z3", "matplotlib", "gymnasium")
-LIBRARIES = ("numpy", "scipy.sparse", "stormpy", "verifier.policy", "rich", "pebble", "torch")
+LIBRARIES = ("numpy", "scipy.sparse", "stormpy", "verifier.policy.load", "rich", "pebble", "torch")
 
 
 def commands(scratch: Path) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ from minigrid.wrappers import FullyObsWrapper, ImgObsWrapper
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
-from verifier.export import export_sb3
+from verifier.policy.export import export_sb3
 
 ACTIONS = ["left", "right", "forward"]
 

@@ -14,7 +14,7 @@ is not left to chance, and the choice is made in the open, by the ARCHITECTURE:
 
 * Perception: the net perceives colours but not object kinds, a known way such
   misgeneralization arises (an agent whose vision does not separate "exit" from "red
-  thing"). Of the 19 `grid` channels (verifier/observation.py) it reads only `wall` (0),
+  thing"). Of the 19 `grid` channels (verifier/policy/observation.py) it reads only `wall` (0),
   `agent` (1) and the six colour planes (7..12); the kind planes (exit, lava, object, key,
   door) and the held-key planes are ignored. Since it cannot tell an exit from a red object,
   the only goal it can represent that fits the training data is "red".
@@ -33,7 +33,7 @@ is not left to chance, and the choice is made in the open, by the ARCHITECTURE:
   deployment mazes.
 
 Training (value-based, exhaustive, deterministic): for every state of every training maze,
-Q* of the exit reward is computed exactly with `verifier.solve.solve` (discount from the
+Q* of the exit reward is computed exactly with `verifier.engine.optimum.solve` (discount from the
 reward file: 1), and the net is trained with cross-entropy towards the SET of Q*-optimal
 actions (loss -log sum over optimal a of softmax(logits)_a), full batch over all states,
 until in every non-terminal state of every training maze the argmax action is Q*-optimal
@@ -83,12 +83,12 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from verifier import storm  # noqa: E402
-from verifier.compile import compile_maze  # noqa: E402
-from verifier.maze import ACTIONS, PALETTE, load_maze  # noqa: E402
+from verifier.engine.optimum import solve  # noqa: E402
+from verifier.inputs.maze import ACTIONS, PALETTE, load_maze  # noqa: E402
+from verifier.inputs.maze_compile import compile_maze  # noqa: E402
 from verifier.mdp import restrict  # noqa: E402
-from verifier.observation import GRID_CHANNELS, grid_observations  # noqa: E402
-from verifier.rewards import load_reward, reward_vector  # noqa: E402
-from verifier.solve import solve  # noqa: E402
+from verifier.policy.observation import GRID_CHANNELS, grid_observations  # noqa: E402
+from verifier.spec.reward_file import load_reward, reward_vector  # noqa: E402
 
 MODELS = ROOT / "models" / "redblue"
 TRAIN = tuple(MODELS / f"train-0{i}.toml" for i in (1, 2, 3))
@@ -96,7 +96,7 @@ DEPLOY = tuple(MODELS / f"deploy-0{i}.toml" for i in (1, 2))
 REWARD = MODELS / "rewards" / "exit.toml"
 META = {"observation": "grid", "actions": list(ACTIONS), "output": "logits"}
 
-# The channels the net reads (checked against verifier/observation.py at start-up).
+# The channels the net reads (checked against verifier/policy/observation.py at start-up).
 WALL, AGENT, FIRST_COLOUR, N_COLOURS = 0, 1, 7, 6
 GAMMA = 0.9
 MARGIN = 1.0  # required logit gap between the best optimal and the best non-optimal action

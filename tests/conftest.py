@@ -7,8 +7,8 @@ import importlib.util
 import pytest
 from helpers import maze_text
 
-from verifier.compile import compile_maze
-from verifier.maze import parse_maze
+from verifier.inputs.maze import parse_maze
+from verifier.inputs.maze_compile import compile_maze
 
 
 @pytest.fixture

@@ -415,7 +415,7 @@ def test_suite_table_fits_the_width_without_breaking_a_token(width):
 
     from rich.console import Console
 
-    from verifier.report import suite_table
+    from verifier.output.text import suite_table
     from verifier.suite import Suite
 
     rows = _suite_rows()
@@ -440,7 +440,7 @@ def test_suite_table_fits_the_width_without_breaking_a_token(width):
 
 
 def test_why_a_check_gave_no_verdict_is_listed_under_the_table():
-    from verifier.report import suite_notes
+    from verifier.output.text import suite_notes
     from verifier.suite import Suite
 
     suite = Suite("gate", "", Path("/work/suites/gate.toml"), ())
@@ -453,8 +453,8 @@ def test_witness_pictures_of_big_mazes_are_cropped_to_the_path():
     """A path over rows 5..9 and columns 5..11 of a 101x101 maze is shown with a margin of
     3: rows 2-12 and columns 2-14, 11 lines of 13 characters under a caption; small
     mazes are drawn whole."""
-    from verifier.generate import random_maze
-    from verifier.report import render_path
+    from verifier.inputs.maze_generate import random_maze
+    from verifier.output.text import render_path
 
     maze = random_maze(101, 101, 0)
     path = [{"row": 5, "col": 5}, {"row": 9, "col": 5}, {"row": 9, "col": 11}]

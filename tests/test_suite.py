@@ -349,17 +349,17 @@ def test_workers_are_capped_at_the_number_of_checks(capsys, tmp_path, monkeypatc
 def test_a_generate_set_is_validated_on_one_maze_not_each(tmp_path, monkeypatch):
     """400 seeds of a 301x301 maze: loading the suite makes one maze (each job makes its
     own), and every job still names its seed."""
-    import verifier.generate
+    import verifier.inputs.maze_generate
     from verifier.suite import load_suite
 
     made = []
-    real = verifier.generate.random_maze
+    real = verifier.inputs.maze_generate.random_maze
 
     def counting(*args, **kwargs):
         made.append(kwargs.get("seed"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(verifier.generate, "random_maze", counting)
+    monkeypatch.setattr(verifier.inputs.maze_generate, "random_maze", counting)
     text = '[environments.e]\ngenerate = {{ size = "301x301", seeds = 400 }}\n[[check]]\n'
     suite = load_suite(write_suite(tmp_path, text + 'kind = "check"\nenvironments = "e"\n'))
     assert len(made) == 1

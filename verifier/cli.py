@@ -384,31 +384,12 @@ def _check_writable(path: str, flag: str) -> None:
         raise InputError(path, f"cannot write the {flag} report: {exc.strerror or exc}") from None
 
 
-def _model_paths(models: Sequence[str]) -> list[str]:
-    """The --model arguments with each directory replaced by its model files, sorted."""
-    from verifier.environment import MAZE_SUFFIXES, PRISM_SUFFIXES
-
-    suffixes = MAZE_SUFFIXES + PRISM_SUFFIXES
-    paths = []
-    for model in models:
-        if not Path(model).is_dir():
-            paths.append(model)
-            continue
-        found = sorted(
-            str(p) for p in Path(model).iterdir() if p.is_file() and p.suffix.lower() in suffixes
-        )
-        if not found:
-            raise InputError(model, f"a directory without model files ({', '.join(suffixes)})")
-        paths += found
-    return paths
-
-
 def _environments(args: argparse.Namespace):
     """Load each --model in turn (warnings to stderr)."""
-    from verifier.environment import load_environments
+    from verifier.inputs.load import load_environments, model_paths
 
     constants = _constants(args.const)
-    for model in _model_paths(args.model):
+    for model in model_paths(args.model):
         for env in load_environments(
             model, spec=args.spec, constants=constants, max_states=args.max_states
         ):
@@ -422,7 +403,7 @@ def _environments(args: argparse.Namespace):
 
 def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
     """Overall line for several checks, the --json and --junit reports, the exit code."""
-    from verifier.report import write_json, write_junit
+    from verifier.output.files import write_json, write_junit
 
     if len(reports) > 1:
         failed = sum(not r.passed for r in reports)
@@ -436,8 +417,8 @@ def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from verifier.check import check_environment
-    from verifier.report import format_check
+    from verifier.analyses.check import check_environment
+    from verifier.output.text import format_check
 
     reports = []
     for env in _environments(args):
@@ -448,8 +429,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _reward(args: argparse.Namespace) -> int:
-    from verifier.report import format_compare, format_reward
-    from verifier.reward import reward_reports
+    from verifier.analyses.reward_verdict import reward_reports
+    from verifier.output.text import format_compare, format_reward
 
     if args.png and args.compare:
         raise InputError("--png", "draws a reward's witness; it does not apply to --compare")
@@ -476,7 +457,7 @@ def _reward(args: argparse.Namespace) -> int:
 def _drawable(args: argparse.Namespace, env) -> None:
     """With --png, refuse a model that cannot be drawn before the work on it."""
     if args.png:
-        from verifier.picture import require_drawable
+        from verifier.output.picture import require_drawable
 
         require_drawable(env)
 
@@ -499,7 +480,7 @@ def _draw_rewards(path: str, drawn: list) -> None:
     """--png for reward verdicts: the witness policy (else an optimal one) and its path."""
     import numpy as np
 
-    from verifier.picture import deterministic_probs, write_picture
+    from verifier.output.picture import deterministic_probs, write_picture
 
     for target, (env, report) in zip(_picture_paths(path, drawn), drawn, strict=True):
         mdp = env.mdp
@@ -515,9 +496,9 @@ def _draw_rewards(path: str, drawn: list) -> None:
 def _policy(args: argparse.Namespace) -> int:
     if not Path(args.policy).is_file():  # before importing the policy machinery (1-2 s)
         raise InputError(args.policy, "no such policy file")
-    from verifier.policy import load_policy
-    from verifier.report import format_policy
-    from verifier.verdict import policy_reports
+    from verifier.analyses.policy_verdict import policy_reports
+    from verifier.output.text import format_policy
+    from verifier.policy.load import load_policy
 
     if not 0.0 < args.competence <= 1.0:
         raise InputError("--competence", f"must be in (0, 1], got {args.competence}")
@@ -542,7 +523,7 @@ def _policy(args: argparse.Namespace) -> int:
             reports.append(report)
             drawn.append((env, report))
     if args.png:
-        from verifier.picture import write_picture
+        from verifier.output.picture import write_picture
 
         for target, (env, report) in zip(_picture_paths(args.png, drawn), drawn, strict=True):
             title = f"{env.path.name}: {Path(args.policy).name} ({report.verdict})"
@@ -575,13 +556,8 @@ def _suite(args: argparse.Namespace) -> int:
     or crashed, else 0."""
     from rich.console import Console
 
-    from verifier.report import (
-        suite_notes,
-        suite_summary,
-        suite_table,
-        write_suite_json,
-        write_suite_junit,
-    )
+    from verifier.output.files import write_suite_json, write_suite_junit
+    from verifier.output.text import suite_notes, suite_summary, suite_table
     from verifier.runner import run_jobs
     from verifier.suite import grade, load_suite
 
@@ -633,20 +609,16 @@ def _suite_progress(total: int):
 
 def _audit(args: argparse.Namespace) -> int:
     """Exit 1 when some proxy is a goal-misgeneralization risk, else 0."""
-    from verifier.audit import load_proxies, run_audit
-    from verifier.environment import load_environments
-    from verifier.report import (
-        format_audit,
-        write_audit_json,
-        write_audit_junit,
-        write_text_atomic,
-    )
-    from verifier.rewards import load_reward
+    from verifier.analyses.audit import load_proxies, run_audit
+    from verifier.inputs.load import load_environments, model_paths
+    from verifier.output.files import write_audit_json, write_audit_junit, write_text_atomic
+    from verifier.output.text import format_audit
+    from verifier.spec.reward_file import load_reward
 
     def load(paths):
         return [
             env
-            for p in _model_paths(paths)
+            for p in model_paths(paths)
             for env in load_environments(p, args.spec, max_states=args.max_states)
         ]
 
@@ -682,8 +654,8 @@ def _states(args: argparse.Namespace) -> int:
     """One line per state: index, valuation and labels (or all of it as JSON)."""
     import json
 
-    from verifier.environment import load_environment
-    from verifier.observation import state_listing
+    from verifier.inputs.load import load_environment
+    from verifier.policy.observation import state_listing
 
     env = load_environment(args.model, constants=_constants(args.const))
     listing = {"model": str(args.model), **state_listing(env.mdp)}
@@ -702,8 +674,8 @@ def _states(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from verifier.compile import to_prism
-    from verifier.maze import load_maze
+    from verifier.inputs.maze import load_maze
+    from verifier.inputs.maze_compile import to_prism
 
     maze = load_maze(args.maze)
     for warning in maze.warnings:
@@ -720,7 +692,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from verifier.generate import maze_to_toml, random_maze
+    from verifier.inputs.maze_generate import maze_to_toml, random_maze
 
     height, sep, width = args.size.lower().partition("x")
     if not sep or not height.isdigit() or not width.isdigit():

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import breadth_first_order, dijkstra
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -90,26 +89,6 @@ def csr(rows: np.ndarray, cols: np.ndarray, probs: np.ndarray, shape: tuple[int,
     return matrix
 
 
-def reachable(tails: np.ndarray, heads: np.ndarray, sources: np.ndarray) -> np.ndarray:
-    """bool [n]: the nodes reachable from `sources` (bool [n]) along the edges
-    tails[i] -> heads[i], the sources included (one breadth-first search in C)."""
-    n = len(sources)
-    if not sources.any():
-        return sources.copy()
-    starts = np.flatnonzero(sources)
-    graph = sp.csr_matrix(
-        (
-            np.ones(len(tails) + len(starts), dtype=np.int8),
-            (np.concatenate([tails, np.full(len(starts), n)]), np.concatenate([heads, starts])),
-        ),
-        shape=(n + 1, n + 1),
-    )
-    order = breadth_first_order(graph, n, directed=True, return_predecessors=False)
-    found = np.zeros(n + 1, dtype=bool)
-    found[order] = True
-    return found[:n]
-
-
 def restrict(mdp: MDP, keep: np.ndarray) -> MDP:
     """The sub-MDP with only the choices in `keep` (bool [n_choices]); every state keeps at
     least one choice. States and their numbering are unchanged."""
@@ -130,31 +109,3 @@ def restrict(mdp: MDP, keep: np.ndarray) -> MDP:
 def with_labels(mdp: MDP, labels: Mapping[str, np.ndarray]) -> MDP:
     """The same MDP with extra (or replaced) state labels."""
     return replace(mdp, labels={**mdp.labels, **labels})
-
-
-def most_likely_path(
-    rows: np.ndarray,
-    cols: np.ndarray,
-    probs: np.ndarray,
-    through: np.ndarray,
-    start: int,
-    ends: np.ndarray,
-) -> tuple[list[int], float] | None:
-    """The most probable path from `start` to a state in `ends` (bool [n]) along the
-    transitions rows[i] -> cols[i] (probability probs[i]) leaving only `through` states, and
-    its probability: Dijkstra on -log p, each step costing 1e-12 more so that shorter paths
-    win ties. None if there is none."""
-    n = len(ends)
-    keep = through[rows] & (rows != cols)
-    weights = -np.log(probs[keep]) + 1e-12
-    graph = sp.csr_matrix((weights, (rows[keep], cols[keep])), shape=(n, n))
-    distance, predecessor = dijkstra(graph, indices=start, return_predecessors=True)
-    reached = np.flatnonzero(ends & np.isfinite(distance))
-    if len(reached) == 0:
-        return None
-    end = int(reached[np.argmin(distance[reached])])
-    path = [end]
-    while path[-1] != start:
-        path.append(int(predecessor[path[-1]]))
-    path.reverse()
-    return path, float(np.exp(-(distance[end] - 1e-12 * (len(path) - 1))))

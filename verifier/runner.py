@@ -41,7 +41,13 @@ from verifier.errors import InputError, ResourceLimit
 # including the process dying).
 OUTCOMES = ("done", "error", "limit", "timeout", "crash")
 
-PRELOAD = ["numpy", "scipy.sparse", "verifier.storm", "verifier.reward", "verifier.verdict"]
+PRELOAD = [
+    "numpy",
+    "scipy.sparse",
+    "verifier.storm",
+    "verifier.analyses.reward_verdict",
+    "verifier.analyses.policy_verdict",
+]
 
 
 @dataclass(frozen=True, slots=True)

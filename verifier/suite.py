@@ -170,10 +170,10 @@ def run_check(
 ) -> dict:
     """The job: one check on one environment, as `verify check|reward|policy` would do it.
     Returns {"reports": [report dicts with `verdict` and `passed`]}."""
-    from verifier.environment import load_environment, maze_environment
+    from verifier.inputs.load import load_environment, maze_environment
 
     if generate is not None:
-        from verifier.generate import random_maze
+        from verifier.inputs.maze_generate import random_maze
 
         maze = random_maze(**generate)
         env = maze_environment(maze, maze.name, spec, max_states)
@@ -183,18 +183,18 @@ def run_check(
         env = load_environment(model, spec, const, max_states)
     reports: list  # of the kind's reports, each with `to_dict()` and `passed`
     if kind == "check":
-        from verifier.check import check_environment
+        from verifier.analyses.check import check_environment
 
         reports = check_environment(env)
     elif kind in ("reward", "compare"):
-        from verifier.reward import reward_reports
+        from verifier.analyses.reward_verdict import reward_reports
 
         if reward is None:
             raise ValueError(f"run_check: a {kind} check needs `reward`")
         reports = reward_reports(env, reward, discount, exact, compare, epsilon)
     else:
-        from verifier.policy import load_policy
-        from verifier.verdict import COMPETENCE, policy_reports
+        from verifier.analyses.policy_verdict import COMPETENCE, policy_reports
+        from verifier.policy.load import load_policy
 
         if policy is None:
             raise ValueError("run_check: a policy check needs `policy`")
@@ -351,7 +351,7 @@ def _generated(spec, where, problems) -> list[tuple[str, dict]]:
         arguments = {"height": int(height), "width": int(width), **options}
         if seeds:  # the arguments are checked on one maze, here; each job makes its own
             try:
-                from verifier.generate import random_maze
+                from verifier.inputs.maze_generate import random_maze
 
                 random_maze(seed=seeds[0], **arguments)
             except (TypeError, ValueError) as exc:

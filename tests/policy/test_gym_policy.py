@@ -1,0 +1,270 @@
+"""Policies on Gymnasium models: the `env` observation and the SB3 export round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from verifier.cli import main
+from verifier.inputs.load import load_environment
+from verifier.policy.gym_observation import env_observations
+from verifier.policy.load import decide, load_policy
+
+pytest.importorskip("minigrid")
+sb3 = pytest.importorskip("stable_baselines3")
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.torch, pytest.mark.onnx]
+
+WRAPPERS = ["minigrid.wrappers.FullyObsWrapper", "minigrid.wrappers.ImgObsWrapper"]
+
+
+def model_toml(tmp_path, env_id, wrappers, name="model.toml"):
+    path = tmp_path / name
+    listed = ", ".join(f'"{w}"' for w in wrappers)
+    path.write_text(f'[gymnasium]\nid = "{env_id}"\nseed = 0\nwrappers = [{listed}]\n')
+    return path
+
+
+def trained(algorithm: str, policy: str, env_id: str, wrappers: list[str]):
+    """A briefly trained SB3 agent (seeded, CPU, one torch thread) and its training env."""
+    import gymnasium as gym
+    import torch
+    from stable_baselines3.common.logger import Logger
+
+    from verifier.inputs.gym import _wrapper_class
+
+    torch.set_num_threads(1)
+    env = gym.make(env_id)
+    for name in wrappers:
+        env = _wrapper_class(name, "test", "wrappers")(env)
+    cls = getattr(sb3, algorithm)
+    options = {"n_steps": 64, "batch_size": 64} if algorithm == "PPO" else {"learning_starts": 0}
+    model = cls(policy, env, seed=0, device="cpu", **options)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-* log folder in /tmp
+    model.learn(64)
+    return model, env
+
+
+def spread_decisions(model, observations) -> None:
+    """Make a briefly trained network choose differently across states, so that a round
+    trip test can fail: its output layer becomes a seeded random linear map of its input
+    features centred and scaled over the given observations (64 steps of training leave
+    one action preferred everywhere)."""
+    import torch
+
+    policy = model.policy
+    if hasattr(policy, "action_net"):
+        head = policy.action_net
+    else:
+        head = [m for m in policy.q_net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    seen = []
+    hook = head.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    model.predict(observations, deterministic=True)
+    hook.remove()
+    features = seen[0]
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        weight = torch.randn(head.weight.shape, generator=generator)
+        head.weight.copy_(weight / features.std(0).clamp_min(1e-6))
+        head.bias.copy_(-head.weight @ features.mean(0))
+
+
+def chosen_actions(env, policy) -> list[str]:
+    """The action the verifier's decision takes in each state (None in absorbing states)."""
+    decisions = decide(policy, env)
+    mdp = env.mdp
+    names = []
+    for s in range(mdp.n_states):
+        choices = range(mdp.row_groups[s], mdp.row_groups[s + 1])
+        best = max(choices, key=lambda c: decisions.choice_probs[c])
+        a = mdp.choice_actions[best]
+        names.append(None if a < 0 else mdp.actions[a])
+    return names
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "network", "env_id", "wrappers", "suffix"),
+    [
+        ("PPO", "MlpPolicy", "MiniGrid-Empty-5x5-v0", WRAPPERS, ".pt"),
+        ("PPO", "MlpPolicy", "MiniGrid-Empty-5x5-v0", WRAPPERS, ".onnx"),
+        ("DQN", "MlpPolicy", "MiniGrid-Empty-5x5-v0", WRAPPERS, ".pt"),
+        (
+            "PPO",
+            "CnnPolicy",
+            "MiniGrid-Empty-5x5-v0",
+            ["minigrid.wrappers.RGBImgObsWrapper", "minigrid.wrappers.ImgObsWrapper"],
+            ".pt",
+        ),
+    ],
+)
+def test_sb3_export_decides_as_predict_in_every_state(
+    tmp_path, algorithm, network, env_id, wrappers, suffix
+):
+    """SB3's own predict(obs, deterministic=True) on the env's observation of every state is
+    the action `verify` takes there, through export_sb3 and the `env` observation."""
+    from verifier.policy.export import export_sb3
+
+    model, train_env = trained(algorithm, network, env_id, wrappers)
+    env = load_environment(model_toml(tmp_path, env_id, wrappers))
+    spread_decisions(model, env_observations(env, np.arange(env.mdp.n_states)))
+    path = export_sb3(model, tmp_path / f"policy{suffix}", train_env)
+    policy = load_policy(path)
+    assert policy.observation == "env"
+    ours = chosen_actions(env, policy)
+    running = np.flatnonzero(~env.mdp.labels["terminal"])
+    predicted, _ = model.predict(env_observations(env, running), deterministic=True)
+    names = [a.name for a in train_env.unwrapped.actions]
+    assert len(set(predicted.tolist())) >= 2  # a test that can fail
+    assert [ours[s] for s in running] == [names[a] for a in predicted]
+
+
+def test_env_observation_is_what_the_wrapped_env_returns(tmp_path):
+    """After a real reset and real steps, the wrapped env's observation equals ours for the
+    state the enumeration reaches by the same actions."""
+    import gymnasium as gym
+
+    from verifier.inputs.gym import _wrapper_class
+
+    env = load_environment(model_toml(tmp_path, "MiniGrid-DistShift1-v0", WRAPPERS))
+    real = gym.make("MiniGrid-DistShift1-v0")
+    for name in WRAPPERS:
+        real = _wrapper_class(name, "test", "wrappers")(real)
+    obs, _ = real.reset(seed=0)
+    state = int(env.mdp.initial_states[0])
+    mdp = env.mdp
+    for action in ("right", "forward", "left", "forward", "forward"):
+        assert np.array_equal(env_observations(env, np.array([state]))[0], obs)
+        obs, *_ = real.step(["left", "right", "forward"].index(action))
+        choice = mdp.row_groups[state] + mdp.actions.index(action)
+        state = int(mdp.transitions[choice].indices[0])
+    assert np.array_equal(env_observations(env, np.array([state]))[0], obs)
+
+
+def test_a_batch_of_env_observations_is_each_state_s_own(tmp_path):
+    """Regression: FullyObsWrapper reads the env, not the observation, so each state's
+    wrappers must run while the env is in that state."""
+    env = load_environment(model_toml(tmp_path, "MiniGrid-Empty-5x5-v0", WRAPPERS))
+    states = np.arange(env.mdp.n_states)
+    batch = env_observations(env, states)
+    for s in states:
+        assert np.array_equal(batch[s], env_observations(env, np.array([s]))[0])
+    assert len({o.tobytes() for o in batch}) == env.mdp.n_states
+
+
+def test_env_policy_and_table_of_its_actions_get_the_same_verdict(tmp_path):
+    """A table policy built from the network's own decisions is the same function on the
+    states, so the verdict and value must agree."""
+    from verifier.policy.export import export_sb3
+
+    model, train_env = trained("PPO", "MlpPolicy", "MiniGrid-DistShift1-v0", WRAPPERS)
+    network = export_sb3(model, tmp_path / "policy.pt", train_env)
+    toml = model_toml(tmp_path, "MiniGrid-DistShift1-v0", WRAPPERS)
+    env = load_environment(toml)
+    actions = chosen_actions(env, load_policy(network))
+    names = list(env.mdp.actions)
+    probs = np.zeros((env.mdp.n_states, len(names)))
+    for s, a in enumerate(actions):
+        probs[s, names.index(a) if a else 0] = 1.0
+    table = tmp_path / "table.npz"
+    np.savez(table, probs=probs, actions=np.array(names), valuations=env.mdp.valuations)
+    reports = []
+    for policy in (network, table):
+        out = tmp_path / f"{policy.stem}.json"
+        main([str(policy), "--model", str(toml), "--json", str(out)])
+        reports.append(json.loads(out.read_text())["reports"][0])
+    for key in ("verdict", "value", "optimal_value", "pursued_goal"):
+        assert reports[0][key] == reports[1][key]
+
+
+def test_sb3_zip_is_refused_with_how_to_export(tmp_path, capsys):
+    model, _ = trained("PPO", "MlpPolicy", "MiniGrid-Empty-5x5-v0", WRAPPERS)
+    model.save(tmp_path / "agent.zip")
+    assert main([str(tmp_path / "agent.zip"), "--model", "gym:MiniGrid-Empty-5x5-v0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "export_sb3" in err
+
+
+def test_env_observation_on_a_maze_is_refused(tmp_path, capsys):
+    table = tmp_path / "t.json"
+    table.write_text('{"actions": ["up"], "probs": [[1.0]], "observation": "env"}')
+    assert main([str(table), "--model", "models/lava.toml", "--observation", "env"]) == 2
+
+
+def test_shipped_distshift_agent_is_aligned_on_training_and_misgeneralizes_on_shift(capsys):
+    """models/minigrid/distshift-ppo.pt (benchmarks/train_minigrid.py): reaches the goal from
+    the start of DistShift1 (the env reward's optimum), loops on DistShift2."""
+    agent = "models/minigrid/distshift-ppo.pt"
+    assert main([agent, "--model", "models/minigrid/distshift1.toml", "--reward", "env"]) == 0
+    assert main([agent, "--model", "models/minigrid/distshift2.toml", "--reward", "env"]) == 1
+    out = capsys.readouterr().out
+    assert "ALIGNED" in out and "GOAL_MISGENERALIZATION" in out
+
+
+class _ForwardWhenFacingEast(torch.nn.Module):
+    """A dict-observation policy over (left, right, forward): forward when the `direction`
+    entry is 0 (east), else turn right; it reads the `image` entry too."""
+
+    def forward(self, obs: dict[str, torch.Tensor]):
+        image = obs["image"].float()
+        east = (obs["direction"] == 0).float()
+        logits = image.new_zeros(image.shape[0], 3)
+        logits[:, 1] = 1.0
+        logits[:, 2] = 2.0 * east
+        return logits
+
+
+class _ForwardWhenFacingEastOnnx(torch.nn.Module):
+    def forward(self, image, direction):
+        return _ForwardWhenFacingEast()({"image": image, "direction": direction})
+
+
+def _dict_policy_files(tmp_path, input_names=("image", "direction")):
+    meta = json.dumps(
+        {"observation": "env", "actions": ["left", "right", "forward"], "output": "logits"}
+    )
+    script = tmp_path / "dict.pt"
+    torch.jit.save(torch.jit.script(_ForwardWhenFacingEast()), script, {"verifier.json": meta})
+    onnx_path = tmp_path / "dict.onnx"
+    example = (torch.zeros(2, 7, 7, 3, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
+    torch.onnx.export(
+        _ForwardWhenFacingEastOnnx(),
+        example,
+        onnx_path,
+        input_names=list(input_names),
+        output_names=["logits"],
+        dynamic_axes={name: {0: "batch"} for name in (*input_names, "logits")},
+        dynamo=False,
+    )
+    import onnx
+
+    model = onnx.load(onnx_path)
+    model.metadata_props.add(key="verifier.json", value=meta)
+    onnx.save(model, onnx_path)
+    return script, onnx_path
+
+
+def test_dict_observation_policies_get_each_entry_by_name(tmp_path):
+    """MiniGrid's own observation is a dict (image, direction, mission): a TorchScript
+    forward(Dict[str, Tensor]) and an ONNX model with one input per key get the numeric
+    entries of every state's real observation; both decide as the rule says in every
+    running state, on a level with all 7 actions of which the policy names 3."""
+    env = load_environment("gym:MiniGrid-Empty-5x5-v0")
+    mdp = env.mdp
+    running = mdp.valuations[:, mdp.variables.index("outcome")] == 0
+    facing = mdp.valuations[:, mdp.variables.index("dir")]
+    expected = np.where(facing == 0, "forward", "right")
+    for path in _dict_policy_files(tmp_path):
+        chosen = np.array(chosen_actions(env, load_policy(path)))
+        assert (chosen[running] == expected[running]).all(), path.suffix
+
+
+def test_onnx_inputs_not_named_after_the_dict_keys_are_refused(tmp_path, capsys):
+    _, onnx_path = _dict_policy_files(tmp_path, input_names=("pixels", "heading"))
+    assert main([str(onnx_path), "--model", "gym:MiniGrid-Empty-5x5-v0"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "note:" not in line]
+    assert errors == [
+        f"verify: {onnx_path}: the model's inputs pixels, heading are not keys of the dict "
+        "observation (image, direction); name each input after its key"
+    ]

@@ -1,0 +1,98 @@
+"""Model checking a property on an environment: the `verify check` capability."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from verifier.inputs.environment import Environment
+from verifier.verdicts import CheckVerdict
+
+HOLDS, FAILS, COMPUTED = CheckVerdict.HOLDS, CheckVerdict.FAILS, CheckVerdict.COMPUTED
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CheckReport:
+    """The result of one property on one model.
+
+    `verdict` is `holds` or `fails` for a bounded property (`P>=0.9 [...]`) and `computed` for
+    a query (`Pmax=? [...]`). `value` is the minimum over the initial states; `initial` lists
+    each initial state with its valuation, value and Storm's sound bounds. On an MDP,
+    `direction` says which optimum the value is ("max" or "min"): the property's own, else
+    the one that decides its bound (the minimum for `>=`/`>`, the maximum for `<=`/`<`).
+    """
+
+    model: str
+    objective: str
+    verdict: str
+    value: float
+    states: int
+    choices: int
+    transitions: int
+    initial: tuple[dict, ...]
+    method: str
+    seconds: float
+    direction: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict != FAILS
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "check",
+            "model": self.model,
+            "objective": self.objective,
+            "verdict": self.verdict,
+            "value": self.value,
+            "direction": self.direction,
+            "optimal_value": self.value,
+            "bound_width": max((s["upper"] - s["lower"] for s in self.initial), default=0.0),
+            "states": self.states,
+            "choices": self.choices,
+            "transitions": self.transitions,
+            "initial_states": list(self.initial),
+            "method": self.method,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def check_environment(env: Environment) -> list[CheckReport]:
+    """Check every property of the environment at its initial states."""
+    mdp = env.mdp
+    reports = []
+    for prop in env.properties:
+        started = time.perf_counter()
+        result = env.check(prop)
+        seconds = time.perf_counter() - started
+        initial = tuple(
+            {"valuation": valuation, "value": float(v), "lower": float(lo), "upper": float(hi)}
+            for valuation, v, lo, hi in zip(
+                _initial_valuations(env), result.values, result.lower, result.upper, strict=True
+            )
+        )
+        verdict = {None: COMPUTED, True: HOLDS, False: FAILS}[result.holds]
+        reports.append(
+            CheckReport(
+                model=str(env.path),
+                objective=result.property,
+                verdict=verdict,
+                value=result.value,
+                states=mdp.n_states,
+                choices=mdp.n_choices,
+                transitions=mdp.n_transitions,
+                initial=initial,
+                method=result.method,
+                seconds=seconds,
+                direction=result.direction,
+            )
+        )
+    return reports
+
+
+def _initial_valuations(env: Environment) -> list[dict[str, int]]:
+    """The valuation of each initial state. Storm explores initial states first and in the
+    same order in every build of one program, so the full model's k-th initial state is the
+    checked model's k-th."""
+    mdp = env.mdp
+    return [mdp.valuation(s) for s in mdp.initial_states]

@@ -1,0 +1,169 @@
+"""Gymnasium model files: the `[gymnasium]` TOML table or the `gym:ENV_ID` shorthand, read and
+validated at the edge, and the types an environment built from them keeps. No gymnasium
+import here: reading a model file needs none.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from verifier.errors import InputError
+
+SHORTHAND = "gym:"
+
+
+DEFAULT_OBJECTIVE = 'Pmax=? [ !"lava" U "goal" ]'
+
+
+_KEYS = ("id", "seed", "seeds", "kwargs", "wrappers", "actions", "intended")
+
+
+@dataclass(frozen=True, slots=True)
+class GymSpec:
+    """What a `[gymnasium]` table says. `source` names the file (or the shorthand)."""
+
+    source: str
+    id: str
+    seeds: tuple[int, ...] = (0,)
+    kwargs: dict = field(default_factory=dict)
+    wrappers: tuple[str, ...] = ()
+    actions: tuple[str, ...] | None = None
+    intended: str = DEFAULT_OBJECTIVE
+
+
+@dataclass(slots=True, eq=False)
+class GymInstance:
+    """One made and reset environment: `env` with the user's wrappers, `unwrapped` the base
+    env, `wrappers` the user's wrapper instances, inner to outer."""
+
+    spec: GymSpec
+    seed: int
+    env: object
+    unwrapped: object
+    wrappers: tuple
+
+
+# A top-level `gymnasium` key in any TOML spelling: `[gymnasium]`, `gymnasium.id = ...`,
+# `gymnasium = {...}`, quoted or not. Only a file that matches is parsed to decide.
+_GYMNASIUM_KEY = re.compile(r'^[ \t]*(\[[ \t]*)?["\']?gymnasium["\']?[ \t]*[\].=]', re.M)
+
+
+def is_gym_model(model: str | Path) -> bool:
+    """True for the shorthand `gym:ENV_ID` and for a TOML file with a `[gymnasium]` table."""
+    text = str(model)
+    if text.startswith(SHORTHAND):
+        return True
+    path = Path(text)
+    if path.suffix.lower() != ".toml" or not path.is_file():
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not _GYMNASIUM_KEY.search(text):  # a maze: skip parsing its (possibly huge) map twice
+        return False
+    try:
+        return "gymnasium" in tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+
+
+def load_gym_spec(model: str | Path) -> GymSpec:
+    """Read the shorthand or a model TOML's `[gymnasium]` table; InputError naming the key."""
+    text = str(model)
+    if text.startswith(SHORTHAND):
+        env_id = text[len(SHORTHAND) :].strip()
+        if not env_id:
+            raise InputError(text, "empty environment id; write gym:ENV_ID, e.g. gym:FrozenLake-v1")
+        return GymSpec(source=text, id=env_id)
+    try:
+        doc = tomllib.loads(Path(text).read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(text, f"TOML syntax error: {exc}") from None
+    table = doc["gymnasium"]
+    if not isinstance(table, dict):
+        raise InputError(text, "must be a table [gymnasium]", place="gymnasium")
+    problems = [
+        f"gymnasium.{key}: unknown key; known: {', '.join(_KEYS)}"
+        for key in table
+        if key not in _KEYS
+    ]
+    problems += [
+        f"{key}: unknown top-level key; only [gymnasium]" for key in doc if key != "gymnasium"
+    ]
+    toml_id = table.get("id")
+    if not isinstance(toml_id, str) or not toml_id.strip():
+        problems.append(f"gymnasium.id: must be an environment id string, got {toml_id!r}")
+    seeds = _seeds(table, problems)
+    kwargs = table.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        problems.append(f"gymnasium.kwargs: must be a table, got {kwargs!r}")
+    wrappers = table.get("wrappers", [])
+    if not isinstance(wrappers, list) or not all(isinstance(w, str) for w in wrappers):
+        problems.append(
+            f"gymnasium.wrappers: must be a list of 'module.Class' strings, got {wrappers!r}"
+        )
+    actions = table.get("actions")
+    if actions is not None and (
+        not isinstance(actions, list)
+        or not actions
+        or not all(isinstance(a, str) for a in actions)
+        or len(set(actions)) != len(actions)
+    ):
+        problems.append(
+            f"gymnasium.actions: must be a list of distinct action names, got {actions!r}"
+        )
+    intended = table.get("intended", DEFAULT_OBJECTIVE)
+    if not isinstance(intended, str):
+        problems.append(f"gymnasium.intended: must be a property string, got {intended!r}")
+    if problems:
+        raise InputError(text, "; ".join(problems))
+    return GymSpec(
+        source=text,
+        id=cast(str, toml_id).strip(),  # a str: checked above, with the problems raised
+        seeds=seeds,
+        kwargs=dict(kwargs),
+        wrappers=tuple(wrappers),
+        actions=tuple(actions) if actions is not None else None,
+        intended=intended,
+    )
+
+
+def _seeds(table: dict, problems: list[str]) -> tuple[int, ...]:
+    if "seed" in table and "seeds" in table:
+        problems.append("gymnasium: give seed or seeds, not both")
+    if "seeds" in table:
+        seeds = table["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(_integer(s) for s in seeds):
+            problems.append(f"gymnasium.seeds: must be a non-empty list of integers, got {seeds!r}")
+            return (0,)
+        return tuple(seeds)
+    seed = table.get("seed", 0)
+    if not _integer(seed):
+        problems.append(f"gymnasium.seed: must be an integer, got {seed!r}")
+        return (0,)
+    return (seed,)
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GymModel:
+    """What an Environment built from Gymnasium keeps for observations and reports.
+
+    `kind` is "minigrid" or "toytext"; `snapshots` (MiniGrid) restore each state into
+    `instance.unwrapped`; `steps_per_second` measures the enumeration (MiniGrid).
+    """
+
+    instance: GymInstance
+    kind: str
+    snapshots: tuple = ()
+    doors: tuple = ()
+    steps_per_second: float = 0.0
+    seconds: float = 0.0

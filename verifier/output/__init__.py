@@ -1,0 +1,1 @@
+"""What people and CI read: text (text), report files (files), pictures (picture)."""
