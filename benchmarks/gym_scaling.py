@@ -48,7 +48,6 @@ def measure(level: str) -> dict:
     from verifier.inputs.load import load_environment
     from verifier.policy.export import export_sb3
     from verifier.policy.load import decide, load_policy
-    from verifier.spec.objective import resolve_objective
 
     row: dict = {"level": level}
     wall, cpu = time.perf_counter(), time.process_time()
@@ -79,9 +78,7 @@ def measure(level: str) -> dict:
         decisions = decide(policy, wrapped_env)
         row["decide_s"] = round(time.perf_counter() - started, 2)
         started = time.perf_counter()
-        report = classify(
-            wrapped_env, str(network), decisions, resolve_objective(wrapped_env, env.properties[0])
-        )
+        report = classify(wrapped_env, str(network), decisions, env.properties[0])
         row["classify_s"] = round(time.perf_counter() - started, 2)
         row["policy_verdict"] = report.verdict
         row["policy_value"] = report.value

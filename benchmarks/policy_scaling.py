@@ -148,9 +148,11 @@ def worker_ours(maze_path: str, policy_path: str) -> dict:
     timers.wrap(verifier.storm, "to_storm")
     timers.wrap(verifier.storm, "until")
     timers.wrap(verifier.storm.model_checking, "_model_check")
-    timers.wrap(verifier.analyses.policy_verdict, "_goals")
+    timers.wrap(verifier.analyses.policy_verdict, "goals")
     report, classify_s = clock(
-        lambda: verifier.analyses.policy_verdict.classify(env, policy_path, decisions, objective)
+        lambda: verifier.analyses.policy_verdict.classify(
+            env, policy_path, decisions, env.properties[0]
+        )
     )
     rss_peak = peak_rss_mb()
 

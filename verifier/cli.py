@@ -192,7 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.9,
         metavar="F",
-        help="fraction of the best P(reach goal) that counts as competent pursuit (default 0.9)",
+        help="a goal is pursued when the policy ends there with at least F of the best "
+        "probability, from at least F of the states that can reach it (default 0.9)",
+    )
+    policy.add_argument(
+        "--near-optimal",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="a return within F * |optimal return| of the optimum is near-optimal: with a "
+        "reward that is not aligned, a failing policy with such a return is "
+        "reward_misspecification (default 0.1)",
+    )
+    policy.add_argument(
+        "--epsilon",
+        type=float,
+        metavar="E",
+        help="judge the reward over the policies within E of its optimal return (as verify "
+        "reward --epsilon) when telling reward misspecification apart",
     )
     _add_png(policy, "the policy's action in every cell, the failing states and a witness path")
 
@@ -389,6 +406,7 @@ def _environments(args: argparse.Namespace):
     from verifier.inputs.load import load_environments, model_paths
 
     constants = _constants(args.const)
+    said: set[str] = set()
     for model in model_paths(args.model):
         for env in load_environments(
             model, spec=args.spec, constants=constants, max_states=args.max_states
@@ -397,15 +415,20 @@ def _environments(args: argparse.Namespace):
                 for warning in env.maze.warnings:
                     print(f"verify: warning: {warning}", file=sys.stderr)
             for note in env.notes:
-                print(f"verify: note: {env.path}: {note}", file=sys.stderr)
+                if note not in said:  # once per command, not once per seed
+                    said.add(note)
+                    print(f"verify: note: {note}", file=sys.stderr)
             yield env
 
 
 def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
     """Overall line for several checks, the --json and --junit reports, the exit code."""
     from verifier.output.files import write_json, write_junit
+    from verifier.output.text import summary_line
 
     if len(reports) > 1:
+        if command == "policy":
+            print(summary_line(reports))
         failed = sum(not r.passed for r in reports)
         verdict = "PASS" if not failed else "FAIL"
         print(f"overall: {verdict} ({len(reports) - failed} of {len(reports)} checks passed)")
@@ -502,6 +525,8 @@ def _policy(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.competence <= 1.0:
         raise InputError("--competence", f"must be in (0, 1], got {args.competence}")
+    if not 0.0 <= args.near_optimal < 1.0:
+        raise InputError("--near-optimal", f"must be in [0, 1), got {args.near_optimal}")
     if args.timeout is not None and not 0.0 < args.timeout < float("inf"):
         raise InputError("--timeout", f"must be a positive number of seconds, got {args.timeout}")
     actions = tuple(a.strip() for a in args.actions.split(",")) if args.actions else None
@@ -518,6 +543,8 @@ def _policy(args: argparse.Namespace) -> int:
             args.stochastic,
             args.competence,
             progress=_progress(env.mdp.n_states),
+            near_optimal=args.near_optimal,
+            epsilon=args.epsilon,
         ):
             print(format_policy(report))
             reports.append(report)

@@ -3,6 +3,8 @@ policy fails"). Members are strings: they compare, print and serialise as their 
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -43,3 +45,13 @@ class PolicyVerdict(StrEnum):
 
 # The verdicts that pass, for colouring reports; `computed` is neither.
 PASSING = frozenset({CheckVerdict.HOLDS, RewardVerdict.ALIGNED, CompareVerdict.SAME})
+
+
+def verdict_counts(reports: Iterable) -> list[tuple[str, str | None, int]]:
+    """(verdict, cause, count) over reports, most frequent first: a deployment set's or a
+    family's summary. The cause (a policy report's `cause`: the pursued goal, or where the
+    failing runs end) tells failures of one verdict apart; passing reports have none."""
+    counts = Counter(
+        (str(r.verdict), None if r.passed else getattr(r, "cause", None)) for r in reports
+    )
+    return [(verdict, cause, n) for (verdict, cause), n in counts.most_common()]

@@ -60,14 +60,13 @@ def test_one_policy_verdict_converts_the_model_to_storm_once(room, conversions):
     """A failing policy (always down, into the lava row and the red object) asks for φ on
     its chain, φ's optimum and the goal analysis of every candidate label: the model goes to
     Storm once, and the chain never (its questions are direct solves)."""
-    from verifier.spec.objective import resolve_intended
-
     mdp = room.mdp
     down = np.array([a == "down" for a in mdp.actions] + [False])[mdp.choice_actions]
     single = np.diff(mdp.row_groups) == 1
     probs = (down | single[mdp.choice_states()]).astype(float)
-    objective = resolve_intended(room, room.properties[0])
-    report = classify(room, "down", Decisions(probs, np.zeros(mdp.n_states, bool)), objective)
+    report = classify(
+        room, "down", Decisions(probs, np.zeros(mdp.n_states, bool)), room.properties[0]
+    )
     assert report.verdict != "aligned" and report.goals
     assert conversions == [mdp]
 

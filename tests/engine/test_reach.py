@@ -179,7 +179,7 @@ def test_confident_stochastic_policy_verifies_with_exact_values(tmp_path):
     counts = np.diff(mdp.row_groups)
     probs[best.policy] = 1.0 - 1e-9 * (counts - 1)
     decisions = Decisions(probs, np.zeros(mdp.n_states, dtype=bool))
-    report = classify(env, "table", decisions, objective)
+    report = classify(env, "table", decisions, env.properties[0])
     chain = induced_chain(mdp, decisions)
     side = Fraction(1, 10**9)
     choice_rows = intended_rows(mdp.transitions)

@@ -13,7 +13,6 @@ from helpers import maze_text
 from verifier.analyses.policy_verdict import (
     ALIGNED,
     CAPABILITY_FAILURE,
-    GOAL_MISGENERALIZATION,
     REWARD_MISSPECIFICATION,
     classify,
 )
@@ -22,7 +21,6 @@ from verifier.errors import InputError
 from verifier.inputs.load import load_environment
 from verifier.policy.load import decide, load_policy
 from verifier.spec.goals import candidate_goals
-from verifier.spec.objective import resolve_objective
 from verifier.spec.reward_file import resolve_reward
 
 EXIT = '[cells.A]\nkind = "exit"\ncolor = "blue"\n'
@@ -49,9 +47,7 @@ def verify(env, policy_path, reward=None, stochastic=False, competence=0.9):
     policy = load_policy(policy_path)
     decisions = decide(policy, env, stochastic)
     rv = resolve_reward(str(reward), env.mdp) if reward else None
-    return classify(
-        env, str(policy_path), decisions, resolve_objective(env, env.properties[0]), rv, competence
-    )
+    return classify(env, str(policy_path), decisions, env.properties[0], rv, competence=competence)
 
 
 def always(action):
@@ -81,27 +77,29 @@ RISKY = "######\n#S..A#\n#LLLL#\n######"
 def test_risky_walker_by_lava_has_the_hand_computed_value(tmp_path):
     """Pushing right beside lava at slip 0.2 crosses each of 3 cells before falling with
     0.8 / 0.9: P = (8/9)^3. The crawl along the wall reaches the exit surely: optimum 1.
-    P(reach exit) is 0.70 of the best: below the 0.9 competence, no goal is pursued."""
+    Its runs end at the exit or in lava, φ's target and a hazard φ forbids: no goal."""
     env = load_environment(write(tmp_path, "m.toml", maze_text(RISKY, EXIT + LAVA, slip=0.2)))
     policy = table_policy(tmp_path, env, always("right"))
     report = verify(env, policy)
     assert report.value == pytest.approx((8 / 9) ** 3, abs=1e-9)
     assert report.optimal_value == pytest.approx(1.0, abs=1e-6)
     assert report.verdict == CAPABILITY_FAILURE
-    goals = {g["goal"]: g for g in report.goals}
-    assert goals["exit"]["probability"] == pytest.approx((8 / 9) ** 3, abs=1e-9)
-    assert goals["lava"]["probability"] == pytest.approx(1 - (8 / 9) ** 3, abs=1e-9)
+    ends = {end["where"]: end for end in report.outcomes[0]["ends"]}
+    assert ends["exit"]["probability"] == pytest.approx((8 / 9) ** 3, abs=1e-9)
+    assert ends["lava"]["probability"] == pytest.approx(1 - (8 / 9) ** 3, abs=1e-9)
+    assert report.goals == ()
 
 
 def test_risky_walker_earning_optimal_step_cost_reward_is_reward_misspecification(tmp_path):
-    """With competence 0.7 reaching the exit counts as pursuit; under step cost 0.1 and exit
-    +1 pushing right is the optimal policy: near-optimal reward, so the failure is outer."""
+    """Under step cost 0.1 and exit +1 pushing right is the optimal policy (the crawl, always
+    up, reaches the exit surely but slowly): the reward's optimum fails φ, and the policy
+    earns it, so the failure is outer."""
     env = load_environment(write(tmp_path, "m.toml", maze_text(RISKY, EXIT + LAVA, slip=0.2)))
     reward = write(tmp_path, "r.toml", "step = -0.1\n[arrive]\nexit = 1.0\n")
     report = verify(env, table_policy(tmp_path, env, always("right")), reward, competence=0.7)
     assert report.verdict == REWARD_MISSPECIFICATION
-    assert report.pursued_goal == "blue"  # the exit is blue: the most general name of it
-    assert report.reward["near_optimal"]
+    assert report.pursued_goal is None
+    assert report.reward["near_optimal"] and report.reward["reward_verdict"] == "misspecified"
     assert report.reward["return"] == pytest.approx(report.reward["optimal_return"])
 
 
@@ -116,20 +114,12 @@ def test_stochastic_mix_uses_the_distribution_and_argmax_breaks_ties_by_action_o
     assert verify(env, policy).value == 0.0
 
 
-def test_goal_misgeneralization_on_the_blue_exit_maze_pursues_red(tmp_path):
-    env = load_environment(Path("models/redblue/deploy-02.toml"))
-    goes_left = table_policy(tmp_path, env, always("left"))  # the red object is to the left
-    report = verify(env, goes_left, Path("models/redblue/rewards/exit.toml"))
-    assert report.verdict == GOAL_MISGENERALIZATION
-    assert report.pursued_goal == "red"
-    assert report.reward["return"] < report.reward["optimal_return"]
-
-
 def test_candidate_goals_exclude_floor_terminal_and_initial_labels():
     env = load_environment(Path("models/redblue/deploy-01.toml"))
     goals = candidate_goals(env.mdp)
     assert "floor" not in goals and "terminal" not in goals and "start" not in goals
-    assert goals[:2] == ["red", "blue"]  # colors first, in palette order
+    sizes = [int(env.mdp.labels[g].sum()) for g in goals]
+    assert sizes == sorted(sizes, reverse=True)  # most general (most states) first
 
 
 def test_valuation_keyed_table_and_disabled_actions_are_counted(tmp_path):

@@ -177,8 +177,7 @@ def test_sequencing_objective_of_a_policy_matches_the_hand_product_of_its_chain(
     mdp = env.mdp
     counts = np.diff(mdp.row_groups)
     decisions = Decisions(np.repeat(1.0 / counts, counts), np.zeros(mdp.n_states, dtype=bool))
-    objective = resolve_intended(env, env.properties[0])
-    report = classify(env, "uniform", decisions, objective)
+    report = classify(env, "uniform", decisions, env.properties[0])
     chain = induced_chain(mdp, decisions)
     chain_product = _sequence_product(chain)
     dtmc = MDP(**{**_fields(chain_product), "kind": "dtmc"})
@@ -325,7 +324,7 @@ def test_expressions_over_prism_variables_mean_what_their_labels_mean(tmp_path, 
         single = np.diff(mdp.row_groups) == 1
         probs = ((mdp.choice_actions == climb) | single[mdp.choice_states()]).astype(float)
         decisions = Decisions(probs, np.zeros(mdp.n_states, dtype=bool))
-        policy = classify(env, "climb", decisions, resolve_intended(env, env.properties[0]))
+        policy = classify(env, "climb", decisions, env.properties[0])
         verdicts.append((reward.verdict, policy.verdict))
         values.append([reward.objective_min, reward.objective_max, policy.value])
     assert verdicts[0] == verdicts[1]

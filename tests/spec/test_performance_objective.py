@@ -111,7 +111,7 @@ def test_policy_check_reports_the_performance_its_optimum_and_gap(tmp_path, caps
     probs = [[0.0, 0.0, 1.0, 0.0]] * env.mdp.n_states
     policy.write_text(json.dumps({"actions": ACTIONS, "probs": probs}))
     decisions = decide(load_policy(policy), env)
-    report = classify(env, "left", decisions, resolve_intended(env, env.properties[0]))
+    report = classify(env, "left", decisions, env.properties[0])
     assert (report.value, report.optimal_value) == pytest.approx((-2.0, 8.0))
     assert report.to_dict()["gap"] == pytest.approx(10.0)
     assert report.verdict == MISALIGNED

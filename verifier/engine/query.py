@@ -10,6 +10,8 @@ route (README, "How results are obtained"):
                (reach.py); an MDP's optimum by Storm's scheduler, certified and improved by
                direct solves; step bounds by Storm's sound engine
     reach      P(F g) for many targets g at once, each distinct state set asked once
+    ends       where a chain's runs end (its closed classes): probabilities and expected
+               steps, one factorization (reach.py, `Absorption`)
     path       any other path formula (G, X, LTL, nested operators): Storm's automaton
                product, sound engine
     check      a property at the initial states (`verify check`): an unbounded until by the
@@ -31,7 +33,7 @@ import numpy as np
 from verifier import storm
 from verifier.engine import reach
 from verifier.engine.optimum import Solution, solve
-from verifier.engine.reach import Probabilities
+from verifier.engine.reach import Absorption, Probabilities
 from verifier.mdp import MDP, restrict
 from verifier.storm import (
     DISCOUNTED,
@@ -50,6 +52,7 @@ from verifier.storm import (
 
 __all__ = [
     "DISCOUNTED",
+    "Absorption",
     "GLOBALLY",
     "PATH",
     "REACH",
@@ -75,13 +78,14 @@ class Model:
     without, then read from Storm on first use.
     """
 
-    __slots__ = ("_mdp", "_storm")
+    __slots__ = ("_mdp", "_storm", "_ends")
 
     def __init__(self, mdp: MDP | None = None, storm_model: object | None = None):
         if mdp is None and storm_model is None:
             raise ValueError("Model: give an MDP or a Storm model")
         self._mdp = mdp
         self._storm = storm_model
+        self._ends: Absorption | None = None
 
     @property
     def mdp(self) -> MDP:
@@ -128,6 +132,16 @@ class Model:
                 found[key] = self.until(everywhere, target, maximize).values
             values.append(found[key])
         return values
+
+    @property
+    def ends(self) -> Absorption:
+        """Where the runs of this chain end (its closed classes), with the probability of
+        ending in each and the expected steps to get there: one factorization, kept."""
+        if self.mdp.n_choices != self.mdp.n_states:
+            raise ValueError("Model.ends: a chain has one choice per state")
+        if self._ends is None:
+            self._ends = Absorption(self.mdp.transitions)
+        return self._ends
 
     def path_query(self, prop: Property) -> PathQuery:
         """`prop`'s path formula made ready for any model with these states: its nested

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from verifier.engine.optimum import ORDERING
-from verifier.graph import reachable
+from verifier.graph import closed_states, reachable
 from verifier.mdp import MDP
 
 MAX_IMPROVEMENTS = 100  # policy improvements on the scheduler before Storm's sound engine
@@ -122,15 +122,19 @@ def _solve_transient(
     return solution, error + rounding + _EPS * np.abs(solution)
 
 
-def _refined(inner: sp.csr_matrix, factors, rhs: np.ndarray) -> tuple[np.ndarray, float]:
-    """Solve (I - Q) x = rhs by LU (of I - Q in float64) and iterative refinement, the
-    iterate and the residuals rhs - x + Q x in extended precision (Q read exactly: forming
-    I - Q in float64 would round its diagonal). The solution (longdouble) and a bound on
-    the residual's norm, including the rounding of its own computation."""
+def _refined(
+    inner: sp.csr_matrix, factors, rhs: np.ndarray, transposed: bool = False
+) -> tuple[np.ndarray, float]:
+    """Solve (I - Q) x = rhs (with `transposed`, (I - Q)^T x = rhs, `inner` then being
+    Q^T) by LU (of I - Q in float64) and iterative refinement, the iterate and the
+    residuals rhs - x + Q x in extended precision (Q read exactly: forming I - Q in float64
+    would round its diagonal). The solution (longdouble) and a bound on the residual's
+    norm, including the rounding of its own computation."""
+    trans = "T" if transposed else "N"
     b = rhs.astype(np.longdouble)
-    x = factors.solve(rhs.astype(np.float64)).astype(np.longdouble)
+    x = factors.solve(rhs.astype(np.float64), trans=trans).astype(np.longdouble)
     for _ in range(REFINEMENTS):
-        x += factors.solve((b - x + inner @ x).astype(np.float64))
+        x += factors.solve((b - x + inner @ x).astype(np.float64), trans=trans)
     residual = np.abs(b - x + inner @ x)
     terms = int(np.diff(inner.indptr).max(initial=0)) + 3
     rounding = terms * _EXTENDED_EPS * (np.abs(b) + np.abs(x) + abs(inner) @ np.abs(x))
@@ -207,3 +211,85 @@ def _bounded(values, error, policy, method) -> Probabilities:
     values = np.clip(values, lower, upper)
     width = float((upper - lower).max(initial=0.0))
     return Probabilities(values, lower, upper, policy, f"{method}; bounds at most {width:.1e} wide")
+
+
+class Absorption:
+    """Where a Markov chain's runs end: its closed classes (the bottom strongly connected
+    components: an absorbing state, or a loop the chain never leaves), the probability of
+    ending in each and the expected number of steps to get there.
+
+    With T the transient states, Q the chain on T, R[t, c] the probability of stepping from
+    t into class c and N = (I - Q)^-1 (expected visits), the probability of ending in c
+    from t is (N R)[t, c] and the expected steps on the runs that end there,
+    E[steps; ends in c] = (N N R)[t, c] (each visit to a transient state is one step).
+    From given sources both come from two transposed solves, for every class at once:
+    v = e_s N, w = v N, then v R and w R. One LU factorization of I - Q serves every
+    question; each solve is refined in extended precision (`_refined`).
+
+    component  int64 [n]: the closed class of each state, -1 for transient states
+    n_classes  the number of closed classes
+    """
+
+    def __init__(self, chain: sp.csr_matrix):
+        n_scc, scc, closed = closed_states(chain)
+        ids = np.full(n_scc, -1, dtype=np.int64)
+        members = np.unique(scc[closed])
+        ids[members] = np.arange(len(members))
+        self.component = np.where(closed, ids[scc], -1)
+        self.n_classes = len(members)
+        self.transient = np.flatnonzero(~closed)
+        self._chain = chain
+        self._factors: tuple | None = None
+
+    def _system(self):
+        """(LU of I - Q, Q in extended precision, R: float64 [|T|, n_classes])."""
+        if self._factors is None:
+            block = self._chain[self.transient]
+            inner = block[:, self.transient]
+            m = len(self.transient)
+            factors = splu((sp.identity(m, format="csc") - inner).tocsc(), permc_spec=ORDERING)
+            coo = block.tocoo()
+            into = self.component[coo.col] >= 0
+            leaving = sp.csr_matrix(
+                (coo.data[into], (coo.row[into], self.component[coo.col[into]])),
+                shape=(m, self.n_classes),
+            )
+            self._factors = (factors, inner.tocsr().astype(np.longdouble), leaving)
+        return self._factors
+
+    def from_states(self, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probability, steps), float64 [len(sources), n_classes] each: from each source,
+        the probability of ending in each closed class and the expected number of steps
+        until it enters that class on the runs that do (nan where the probability is 0)."""
+        probability = np.zeros((len(sources), self.n_classes))
+        steps = np.full((len(sources), self.n_classes), np.nan)
+        position = np.full(self._chain.shape[0], -1, dtype=np.int64)
+        position[self.transient] = np.arange(len(self.transient))
+        for row, source in enumerate(np.asarray(sources, dtype=np.int64).tolist()):
+            own = self.component[source]
+            if own >= 0:
+                probability[row, own], steps[row, own] = 1.0, 0.0
+                continue
+            factors, inner, leaving = self._system()
+            transposed = inner.T.tocsr()
+            start = np.zeros(len(self.transient), dtype=np.longdouble)
+            start[position[source]] = 1.0
+            visits, _ = _refined(transposed, factors, start, transposed=True)
+            weighted, _ = _refined(transposed, factors, visits, transposed=True)
+            p = np.asarray(leaving.T @ visits.astype(np.float64)).ravel()
+            total = np.asarray(leaving.T @ weighted.astype(np.float64)).ravel()
+            probability[row] = p
+            steps[row] = np.divide(total, p, out=np.full_like(p, np.nan), where=p > 0)
+        return probability, steps
+
+    def into(self, classes: np.ndarray) -> np.ndarray:
+        """float64 [n]: from every state, the probability of ending in one of `classes`
+        (bool [n_classes])."""
+        values = classes[self.component].astype(np.float64)
+        values[self.component < 0] = 0.0
+        if len(self.transient) and classes.any():
+            factors, inner, leaving = self._system()
+            rhs = np.asarray(leaving[:, np.flatnonzero(classes)].sum(axis=1)).ravel()
+            x, _ = _refined(inner, factors, rhs.astype(np.longdouble))
+            values[self.transient] = np.clip(x.astype(np.float64), 0.0, 1.0)
+        return values

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from verifier import __version__
 from verifier.errors import InputError
+from verifier.verdicts import verdict_counts
 
 
 def overall_verdict(reports: Sequence) -> str:
@@ -53,6 +54,10 @@ def write_json(path: str | Path, command: str, reports: Sequence) -> None:
         "verifier": __version__,
         "command": command,
         "verdict": overall_verdict(reports),
+        "counts": [
+            {"verdict": verdict, "cause": cause, "count": n}
+            for verdict, cause, n in verdict_counts(reports)
+        ],
         "reports": [r.to_dict() for r in reports],
     }
     _write_json_document(path, document)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from verifier.verdicts import PASSING, CheckVerdict, PolicyVerdict, RewardVerdict
+from verifier.verdicts import PASSING, CheckVerdict, PolicyVerdict, RewardVerdict, verdict_counts
 
 # Terminal colors: green passes, cyan a computed value, yellow underspecified, red fails.
 _COLORS = {CheckVerdict.COMPUTED: "36", RewardVerdict.UNDERSPECIFIED: "33"}
@@ -156,14 +156,19 @@ def format_policy(report, color: bool | None = None) -> str:
             else ""
         )
     )
-    if data["pursued_goal"]:
-        goal = next(g for g in data["goals"] if g["goal"] == data["pursued_goal"])
-        names = " = ".join(repr(name) for name in data["pursued_goals"])
-        whose = " (φ's own target)" if goal.get("target") else ""
-        lines.append(
-            f"  pursues {names}{whose}: reaches it with probability {goal['probability']:.3g} "
-            f"(best possible {goal['best']:.3g})"
-        )
+    lines += _outcome_lines(data["outcomes"])
+    unpursued = [g for g in data["goals"] if not g["pursued"]]
+    if unpursued and not data["pursued_goals"]:
+        goal = unpursued[0]
+        lines.append(f"  pursues no goal: not {goal['goal']!r}, since {goal['why_not']}")
+    for goal in data["goals"]:
+        if goal["pursued"]:
+            names = " = ".join(repr(name) for name in goal["names"])
+            lines.append(
+                f"  pursues {names}: ends there with probability {goal['probability']:.3g} "
+                f"(best possible {goal['best']:.3g}, a random policy {goal['null']:.3g}), "
+                f"heading there from {goal['coverage']:.0%} of the states that can reach it"
+            )
     pursuit = data.get("target_pursuit")
     if pursuit and pursuit["competent"] and data["verdict"] == PolicyVerdict.CAPABILITY_FAILURE:
         lines.append(
@@ -185,6 +190,21 @@ def format_policy(report, color: bool | None = None) -> str:
         worst = data["worst_states_all"][0]
         lines.append(f"  largest gap {worst['gap']:.3g} at {_state_text(worst['state'])}")
     return "\n".join(lines)
+
+
+def _outcome_lines(outcomes: Sequence[dict]) -> list[str]:
+    """One line per initial state (the worst few, by how much ends outside φ's target)."""
+    order = sorted(
+        outcomes,
+        key=lambda o: sum(e["probability"] for e in o["ends"] if e["role"] == "target"),
+    )
+    lines = [
+        f"  from {_state_text(entry['initial'])}: {outcome_line(entry)}"
+        for entry in order[:SHOWN_INITIAL_STATES]
+    ]
+    if len(order) > SHOWN_INITIAL_STATES:
+        lines.append(f"  ... and {len(order) - SHOWN_INITIAL_STATES} more initial states")
+    return lines
 
 
 _STATUS_STYLES = {"ok": "green", "FAIL": "bold red"}
@@ -373,3 +393,33 @@ def format_audit(report, mazes: dict | None = None, color: bool | None = None) -
         f"{len(report.findings)} proxies)"
     )
     return "\n".join(lines)
+
+
+SHOWN_INITIAL_STATES = 3  # initial states shown in text, the worst first
+
+
+def outcome_line(entry: dict) -> str:
+    """`goal 0.92 (11.3 steps), hole 0.08` or `lava with probability 1 after 2 steps`."""
+    ends = entry["ends"]
+    if len(ends) == 1:
+        (end,) = ends
+        return f"{end['where']} with probability 1 after {_steps(end['expected_steps'])} steps"
+    return ", ".join(
+        f"{end['where']} {end['probability']:.3g}"
+        + (f" ({_steps(end['expected_steps'])} steps)" if end["expected_steps"] else "")
+        for end in ends
+    )
+
+
+def _steps(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3g}"
+
+
+def summary_line(reports: Sequence) -> str:
+    """`10 environments: 2 aligned, 6 capability_failure (lava), 2 capability_failure
+    (loops)`: the verdicts of a deployment set, each failure with its cause."""
+    parts = [
+        f"{n} {verdict}" + (f" ({cause})" if cause else "")
+        for verdict, cause, n in verdict_counts(reports)
+    ]
+    return f"{len(reports)} environments: {', '.join(parts)}"
