@@ -107,7 +107,17 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "lavagap_rollouts.md").write_text(text, encoding="utf-8")
-    meta = versions({"agent": f"{AGENT.relative_to(ROOT)}.zip"})
+    import gymnasium
+    import minigrid
+    import stable_baselines3
+
+    libraries = {
+        "gymnasium": gymnasium.__version__,
+        "minigrid": minigrid.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "torch": torch.__version__,
+    }
+    meta = versions({"agent": f"{AGENT.relative_to(ROOT)}.zip", **libraries})
     (RESULTS / "lavagap_rollouts.json").write_text(
         json.dumps({"meta": meta, "rollouts": runs}, indent=2) + "\n", encoding="utf-8"
     )
