@@ -297,3 +297,42 @@ def test_onnx_inputs_not_named_after_the_dict_keys_are_refused(tmp_path, capsys)
         f"verify: {onnx_path}: the model's inputs pixels, heading are not keys of the dict "
         "observation (image, direction); name each input after its key"
     ]
+
+
+def _gymnasium_end(agent, env_id: str, seed: int) -> str:
+    """How the exported network's deterministic episode from `reset(seed=seed)` ends in the
+    real env (egocentric view, flattened; actions left, right, forward): goal, lava, timeout."""
+    import gymnasium as gym
+    from minigrid.wrappers import ImgObsWrapper
+
+    env = gym.wrappers.FlattenObservation(ImgObsWrapper(gym.make(env_id)))
+    obs, _ = env.reset(seed=seed)
+    while True:
+        with torch.no_grad():
+            action = int(agent(torch.as_tensor(obs[None])).argmax(dim=1)[0])
+        obs, reward, terminated, truncated, _ = env.step(action)
+        if terminated:
+            return "goal" if reward > 0 else "lava"
+        if truncated:
+            return "timeout"
+
+
+def test_shipped_lavagap_agent_values_agree_with_its_gymnasium_rollouts(tmp_path):
+    """models/minigrid/lavagap-ppo.pt (benchmarks/train_lavagap.py): on each of LavaGapS6's
+    seeds 0..9 the value of `!"lava" U "goal"` from the start is 1 exactly where the real
+    episode ends at the goal; the seeds cover all three real endings (results:
+    benchmarks/results/lavagap_rollouts.md); LavaGapS5, where it was trained, is solved."""
+    torch.set_num_threads(1)
+    agent = "models/minigrid/lavagap-ppo.pt"
+    network = torch.jit.load(agent)
+    out = tmp_path / "lavagap6.json"
+    main([agent, "--model", "models/minigrid/lavagap6.toml", "--json", str(out)])
+    reports = json.loads(out.read_text())["reports"]
+    assert [r["model"] for r in reports] == [
+        f"models/minigrid/lavagap6.toml@seed={seed}" for seed in range(10)
+    ]
+    ends = [_gymnasium_end(network, "MiniGrid-LavaGapS6-v0", seed) for seed in range(10)]
+    assert {"goal", "lava", "timeout"} <= set(ends)
+    assert [r["value"] for r in reports] == [1.0 if end == "goal" else 0.0 for end in ends]
+    assert _gymnasium_end(network, "MiniGrid-LavaGapS5-v0", 0) == "goal"
+    assert main([agent, "--model", "models/minigrid/lavagap5.toml"]) == 0
