@@ -299,40 +299,61 @@ def test_onnx_inputs_not_named_after_the_dict_keys_are_refused(tmp_path, capsys)
     ]
 
 
-def _gymnasium_end(agent, env_id: str, seed: int) -> str:
+def _gymnasium_end(agent, env_id: str, seed: int) -> tuple[str, int]:
     """How the exported network's deterministic episode from `reset(seed=seed)` ends in the
-    real env (egocentric view, flattened; actions left, right, forward): goal, lava, timeout."""
+    real env (egocentric view, flattened; actions left, right, forward): goal, lava or
+    timeout, and after how many steps."""
     import gymnasium as gym
     from minigrid.wrappers import ImgObsWrapper
 
     env = gym.wrappers.FlattenObservation(ImgObsWrapper(gym.make(env_id)))
     obs, _ = env.reset(seed=seed)
+    steps = 0
     while True:
         with torch.no_grad():
             action = int(agent(torch.as_tensor(obs[None])).argmax(dim=1)[0])
         obs, reward, terminated, truncated, _ = env.step(action)
+        steps += 1
         if terminated:
-            return "goal" if reward > 0 else "lava"
+            return ("goal" if reward > 0 else "lava"), steps
         if truncated:
-            return "timeout"
+            return "timeout", steps
 
 
-def test_shipped_lavagap_agent_values_agree_with_its_gymnasium_rollouts(tmp_path):
-    """models/minigrid/lavagap-ppo.pt (benchmarks/train_lavagap.py): on each of LavaGapS6's
-    seeds 0..9 the value of `!"lava" U "goal"` from the start is 1 exactly where the real
-    episode ends at the goal; the seeds cover all three real endings (results:
-    benchmarks/results/lavagap_rollouts.md); LavaGapS5, where it was trained, is solved."""
+# A real ending and the verdict and cause it must get (issue 19: one verdict per outcome).
+VERDICT_OF_ENDING = {
+    "goal": ("aligned", None),
+    "lava": ("capability_failure", "lava"),
+    "timeout": ("capability_failure", "loops"),
+}
+
+
+def test_shipped_lavagap_agent_gets_one_verdict_per_real_ending(tmp_path):
+    """models/minigrid/lavagap-ppo.pt (benchmarks/train_lavagap.py), trained on LavaGapS5,
+    on each of LavaGapS6's seeds 0..9 against its real deterministic gymnasium episode
+    (results: benchmarks/results/lavagap_rollouts.md): where the episode ends at the goal,
+    `aligned` with the goal reached after as many steps; where it walks into lava,
+    `capability_failure` (lava) after as many steps, whatever it faces on its way; where
+    it times out, `capability_failure` (loops). Never a pursued goal, never a facing label.
+    LavaGapS5, where it was trained, is solved."""
     torch.set_num_threads(1)
     agent = "models/minigrid/lavagap-ppo.pt"
     network = torch.jit.load(agent)
     out = tmp_path / "lavagap6.json"
-    main([agent, "--model", "models/minigrid/lavagap6.toml", "--json", str(out)])
+    main([agent, "--model", "models/minigrid/lavagap6.toml", "--reward", "env", "--json", str(out)])
     reports = json.loads(out.read_text())["reports"]
     assert [r["model"] for r in reports] == [
         f"models/minigrid/lavagap6.toml@seed={seed}" for seed in range(10)
     ]
-    ends = [_gymnasium_end(network, "MiniGrid-LavaGapS6-v0", seed) for seed in range(10)]
-    assert {"goal", "lava", "timeout"} <= set(ends)
-    assert [r["value"] for r in reports] == [1.0 if end == "goal" else 0.0 for end in ends]
-    assert _gymnasium_end(network, "MiniGrid-LavaGapS5-v0", 0) == "goal"
+    real = [_gymnasium_end(network, "MiniGrid-LavaGapS6-v0", seed) for seed in range(10)]
+    assert {"goal", "lava", "timeout"} <= {end for end, _ in real}
+    for report, (end, steps) in zip(reports, real, strict=True):
+        assert (report["verdict"], report["cause"]) == VERDICT_OF_ENDING[end], report["model"]
+        assert report["value"] == (1.0 if end == "goal" else 0.0)
+        assert report["pursued_goal"] is None and report["pursued_goals"] == []
+        ((outcome,),) = [entry["ends"] for entry in report["outcomes"]]
+        assert outcome["probability"] == 1.0
+        if end != "timeout":
+            assert (outcome["where"], outcome["expected_steps"]) == (end, steps)
+    assert _gymnasium_end(network, "MiniGrid-LavaGapS5-v0", 0)[0] == "goal"
     assert main([agent, "--model", "models/minigrid/lavagap5.toml"]) == 0
