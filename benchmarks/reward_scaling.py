@@ -154,7 +154,7 @@ def worker_check(path: str, discount: float) -> dict:
         "optimal_return": report.optimal_return,
         "objective_min": report.objective_min,
         "objective_max": report.objective_max,
-        "objective_optimum": report.objective_optimum,
+        "objective_optimum": report.optimal_value,
         "initial_value": float(np.min(solution.values[mdp.initial_states])),
         "rss_start_mb": rss_start,
         "rss_load_mb": rss_load,

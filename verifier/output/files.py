@@ -1,4 +1,5 @@
-"""Report files: complete JSON and JUnit XML for CI systems, written whole or not at all."""
+"""Report files: complete JSON and JUnit XML for CI systems, written whole or not at all,
+and the pictures of reports (--png)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,21 @@ def write_text_atomic(path: str | Path, text: str | bytes) -> None:
         raise InputError(str(path), f"cannot write: {exc.strerror or exc}") from None
 
 
+def check_writable(path: str | Path, flag: str) -> None:
+    """Refuse a report path that cannot be written, before any work is done: a file is
+    created and removed beside it, as `write_text_atomic` will."""
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}."):
+            pass
+    except OSError as exc:
+        raise InputError(
+            str(path), f"cannot write the {flag} report: {exc.strerror or exc}"
+        ) from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -64,7 +80,9 @@ def write_junit(path: str | Path, command: str, reports: Sequence) -> None:
     for r in reports:
         data = r.to_dict()
         failure = None if r.passed else (f"verdict {data['verdict']}", json.dumps(data, indent=2))
-        out = f"verdict {data['verdict']}, value {data['value']!r}"
+        out = f"verdict {data['verdict']}"
+        if data["value"] is not None:  # a comparison of two rewards has no value of φ
+            out += f", value {data['value']!r}"
         cases.append((data["model"], data["objective"], r.seconds, out, failure, None))
     _write_junit_cases(path, f"verify {command}", cases)
 
@@ -93,23 +111,16 @@ def _write_junit_cases(path: str | Path, name: str, cases: Sequence[tuple]) -> N
     write_text_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
-def write_suite_json(path: str | Path, suite, rows: Sequence) -> None:
-    document = {
-        "verifier": __version__,
-        "command": "suite",
-        "suite": suite.name,
-        "file": str(suite.path),
-        "verdict": "pass" if all(row.ok for row in rows) else "fail",
-        "rows": [row.to_dict() for row in rows],
-    }
-    _write_json_document(path, document)
+def write_suite_json(path: str | Path, result) -> None:
+    """A suite's result (verifier.suite.SuiteResult) as JSON: every row."""
+    _write_json_document(path, {"verifier": __version__, "command": "suite", **result.to_dict()})
 
 
-def write_suite_junit(path: str | Path, suite, rows: Sequence) -> None:
+def write_suite_junit(path: str | Path, result) -> None:
     """One test case per row: a verdict other than expected is a failure, a check that gave
     no verdict (timeout, limit, crash, bad input) an error."""
     cases = []
-    for row in rows:
+    for row in result.rows:
         data = row.to_dict()
         expected = data["expect"] or "a passing verdict"
         failure = error = None
@@ -121,7 +132,7 @@ def write_suite_junit(path: str | Path, suite, rows: Sequence) -> None:
         name = f"{data['check']} {data['objective']}".strip()
         out = f"verdict {data['verdict']}"
         cases.append((data["environment"], name, data["seconds"], out, failure, error))
-    _write_junit_cases(path, f"verify suite {suite.name}", cases)
+    _write_junit_cases(path, f"verify suite {result.suite.name}", cases)
 
 
 def write_audit_json(path: str | Path, report) -> None:
@@ -144,3 +155,50 @@ def write_audit_junit(path: str | Path, report) -> None:
         )
         cases.append((f"proxy {item['kind']}", item["proxy"], 0.0, out, failure, None))
     _write_junit_cases(path, "verify audit", cases)
+
+
+def write_pictures(path: str | Path, drawn: Sequence[tuple]) -> list[str]:
+    """--png: draw each (environment, report) pair, a reward's witness policy (else an
+    optimal one) and its path, or a policy's action in every cell, its failing states and
+    its witness path. One pair: `path`; several: `path-<model>[-<k>].png`, k counting the
+    properties of one model. The paths written."""
+    import numpy as np
+
+    from verifier.output.picture import deterministic_probs, write_picture
+
+    targets = _picture_paths(path, drawn)
+    for target, (env, report) in zip(targets, drawn, strict=True):
+        if report.kind == "reward":
+            probs, failing, path_ = (
+                np.zeros(env.mdp.n_choices),
+                report.violation,
+                report.witness_path,
+            )
+            if report.witness_policy is not None:  # else not memoryless, or a loop: the path
+                probs = deterministic_probs(env.mdp, report.witness_policy)
+            title = f"{env.path.name}: reward {report.reward} ({report.verdict})"
+        else:
+            if report.decisions is None:
+                raise ValueError(f"{report.model}: a policy report without the policy's decisions")
+            probs, failing, path_ = (
+                report.decisions.choice_probs,
+                report.failing,
+                report.witness_states,
+            )
+            title = f"{env.path.name}: {Path(report.policy).name} ({report.verdict})"
+        write_picture(target, env, probs, failing, path_, title)
+    return targets
+
+
+def _picture_paths(path: str | Path, drawn: Sequence[tuple]) -> list[str]:
+    """One picture: `path`; several: `path-<model>[-<k>].png`, k counting the properties."""
+    if len(drawn) == 1:
+        return [str(path)]
+    target = Path(path)
+    seen: dict[str, int] = {}
+    paths = []
+    for env, _ in drawn:
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in env.path.stem)
+        seen[stem] = seen.get(stem, 0) + 1
+        paths.append(f"{target.stem}-{stem}" + (f"-{seen[stem]}" if seen[stem] > 1 else ""))
+    return [str(target.with_name(name + target.suffix)) for name in paths]
