@@ -164,8 +164,11 @@ def compile_storm(maze: str, prism: str) -> dict:
 
 
 def check_ours(maze: str) -> dict:
-    """check, ours: `verify check --spec CHECK_PROPERTY` through the library."""
+    """check, ours: `verify check --spec CHECK_PROPERTY` through the library (its modules
+    imported first: the API imports them on first use)."""
     import verifier
+    import verifier.analyses.check
+    import verifier.inputs.load
 
     (env,), load_s = clock(lambda: verifier.load_environments(maze, CHECK_PROPERTY))
     (report,), check_s = clock(lambda: verifier.check(env))
@@ -213,7 +216,9 @@ def reward_ours(maze: str, reward: str) -> dict:
     """reward, ours: `verify reward --model MAZE --reward REWARD` through the library, with the
     time of policy iteration (`solve`) inside it (timed where the query layer calls it)."""
     import verifier
+    import verifier.analyses.reward_verdict
     import verifier.engine.query
+    import verifier.inputs.load
 
     timers = Timers()
     timers.wrap(verifier.engine.query, "solve")

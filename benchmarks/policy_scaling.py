@@ -130,6 +130,8 @@ def worker_ours(maze_path: str, policy_path: str) -> dict:
     """(a) in this process: every step of `verify POLICY --model MAZE` through the library."""
     start = time.perf_counter()
     import verifier.analyses.policy_verdict
+    import verifier.inputs.load
+    import verifier.policy.live
     import verifier.storm
     import verifier.storm.model_checking
     from verifier import load_environments, load_policy

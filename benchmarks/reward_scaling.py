@@ -108,6 +108,7 @@ def worker_check(path: str, discount: float) -> dict:
 
     import verifier.analyses.reward_verdict
     import verifier.engine.query
+    import verifier.inputs.load
     import verifier.storm
     from verifier import load_environments
     from verifier.spec.reward_file import Reward, reward_vector
