@@ -10,6 +10,7 @@ its code (verifier/errors.py).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -17,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from verifier import __version__, progress
+from verifier import __version__, commands, progress
 from verifier.errors import InputError, VerifierError
+from verifier.output import files, text
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_LIMIT = 0, 1, 2, 3
 
@@ -327,11 +329,9 @@ def _main(argv: list[str]) -> int:
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
         return int(exc.code or 0)
     try:
-        from verifier.output.files import check_writable
-
         for flag in ("json", "junit", "repaired", "png"):
             if getattr(args, flag, None):
-                check_writable(args.__dict__[flag], f"--{flag}")
+                files.check_writable(args.__dict__[flag], f"--{flag}")
         if sys.stderr.isatty() and args.command != "suite":  # a suite shows its own progress
             progress.enable()
         return _HANDLERS[args.command](args)
@@ -359,45 +359,35 @@ def _say(text: str) -> None:
 
 def _environments(args: argparse.Namespace):
     """Each --model in turn, loaded as it is reached (verifier.commands.environments)."""
-    from verifier.commands import environments
-
     constants = _constants(args.const)
-    return environments(
+    return commands.environments(
         args.model, args.spec, constants=constants, max_states=args.max_states, notify=_say
     )
 
 
 def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
     """Overall line for several checks, the --json and --junit reports, the exit code."""
-    from verifier.output.files import write_json, write_junit
-
     if len(reports) > 1:
         failed = sum(not r.passed for r in reports)
         verdict = "PASS" if not failed else "FAIL"
         print(f"overall: {verdict} ({len(reports) - failed} of {len(reports)} checks passed)")
     if args.json:
-        write_json(args.json, command, reports)
+        files.write_json(args.json, command, reports)
     if args.junit:
-        write_junit(args.junit, command, reports)
+        files.write_junit(args.junit, command, reports)
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
 
 
 def _check(args: argparse.Namespace) -> int:
-    from verifier.commands import check
-    from verifier.output.text import format_check
-
     reports = []
     for env in _environments(args):
-        for report in check(env):
-            print(format_check(report))
+        for report in commands.check(env):
+            print(text.format_check(report))
             reports.append(report)
     return _finish(args, "check", reports)
 
 
 def _reward(args: argparse.Namespace) -> int:
-    from verifier.commands import compare_rewards, verify_reward
-    from verifier.output.text import format_compare, format_reward
-
     if args.png and args.compare:
         raise InputError("--png", "draws a reward's witness; it does not apply to --compare")
     if args.compare and args.epsilon is not None:
@@ -407,13 +397,13 @@ def _reward(args: argparse.Namespace) -> int:
     for env in _environments(args):
         _drawable(args, env)
         if args.compare:
-            for comparison in compare_rewards(
+            for comparison in commands.compare_rewards(
                 env, args.reward, args.compare, discount=args.discount, exact=args.exact
             ):
-                print(format_compare(comparison))
+                print(text.format_compare(comparison))
                 reports.append(comparison)
             continue
-        for report in verify_reward(
+        for report in commands.verify_reward(
             env,
             args.reward,
             discount=args.discount,
@@ -421,7 +411,7 @@ def _reward(args: argparse.Namespace) -> int:
             exact=args.exact,
             tradeoff=args.json is not None,
         ):
-            print(format_reward(report, env.maze))
+            print(text.format_reward(report, env.maze))
             reports.append(report)
             drawn.append((env, report))
     _pictures(args.png, drawn)
@@ -431,7 +421,7 @@ def _reward(args: argparse.Namespace) -> int:
 def _drawable(args: argparse.Namespace, env) -> None:
     """With --png, refuse a model that cannot be drawn before the work on it."""
     if args.png:
-        from verifier.output.picture import require_drawable
+        from verifier.output.png import require_drawable
 
         require_drawable(env)
 
@@ -439,18 +429,15 @@ def _drawable(args: argparse.Namespace, env) -> None:
 def _pictures(path: str | None, drawn: list) -> None:
     """--png: one picture per (environment, report)."""
     if path:
-        from verifier.output.files import write_pictures
+        from verifier.output.png import write_pictures
 
         for written in write_pictures(path, drawn):
             print(f"wrote {written}")
 
 
 def _policy(args: argparse.Namespace) -> int:
-    from verifier.commands import load_policy, verify_policy
-    from verifier.output.text import format_policy
-
     actions = [a.strip() for a in args.actions.split(",")] if args.actions else None
-    policy = load_policy(
+    policy = commands.load_policy(
         args.policy,
         observation=args.observation,
         actions=actions,
@@ -461,7 +448,7 @@ def _policy(args: argparse.Namespace) -> int:
     drawn: list = []
     for env in _environments(args):
         _drawable(args, env)
-        for report in verify_policy(
+        for report in commands.verify_policy(
             policy,
             env,
             reward=args.reward,
@@ -471,7 +458,7 @@ def _policy(args: argparse.Namespace) -> int:
             name=args.policy,
             progress=progress.batches(env.mdp.n_states),
         ):
-            print(format_policy(report))
+            print(text.format_policy(report))
             reports.append(report)
             drawn.append((env, report))
     _pictures(args.png, drawn)
@@ -484,8 +471,6 @@ def _suite(args: argparse.Namespace) -> int:
     or crashed, else 0."""
     from rich.console import Console
 
-    from verifier.output.files import write_suite_json, write_suite_junit
-    from verifier.output.text import suite_notes, suite_summary, suite_table
     from verifier.suite import load_suite, run_suite
 
     suite = load_suite(args.suite, args.timeout, args.max_states, tradeoff=bool(args.json))
@@ -493,14 +478,14 @@ def _suite(args: argparse.Namespace) -> int:
         result = run_suite(suite, workers=args.workers, scheduler=args.scheduler, on_done=on_done)
     rows = result.rows
     console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(suite_table(suite, rows, width=console.width))
-    for note in suite_notes(suite, rows):
+    console.print(text.suite_table(suite, rows, width=console.width))
+    for note in text.suite_notes(suite, rows):
         console.print(note, highlight=False, markup=False, soft_wrap=True)
-    console.print(suite_summary(suite, rows), highlight=False)
+    console.print(text.suite_summary(suite, rows), highlight=False)
     if args.json:
-        write_suite_json(args.json, result)
+        files.write_suite_json(args.json, result)
     if args.junit:
-        write_suite_junit(args.junit, result)
+        files.write_suite_junit(args.junit, result)
     missed = {row.status for row in rows if not row.ok}
     if "FAIL" in missed:
         return EXIT_FAIL
@@ -511,15 +496,11 @@ def _suite(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     """Exit 1 when some proxy is a goal-misgeneralization risk, else 0."""
-    from verifier.commands import audit, load_environments
-    from verifier.output.files import write_audit_json, write_audit_junit, write_text_atomic
-    from verifier.output.text import format_audit
-
     options = {"max_states": args.max_states, "notify": _say}
-    train = load_environments(args.train, args.spec, **options)
-    deploy = load_environments(args.deploy, args.spec, **options)
+    train = commands.load_environments(args.train, args.spec, **options)
+    deploy = commands.load_environments(args.deploy, args.spec, **options)
     features = [f.strip() for f in (args.features or "").split(",") if f.strip()]
-    report = audit(
+    report = commands.audit(
         train,
         deploy,
         proxies=args.proxies,
@@ -529,53 +510,41 @@ def _audit(args: argparse.Namespace) -> int:
         max_states=args.max_states,
     )
     mazes = {str(env.path): env.maze for env in train + deploy if env.maze is not None}
-    print(format_audit(report, mazes))
+    print(text.format_audit(report, mazes))
     if args.json:
-        write_audit_json(args.json, report)
+        files.write_audit_json(args.json, report)
     if args.junit:
-        write_audit_junit(args.junit, report)
+        files.write_audit_junit(args.junit, report)
     if args.repaired and report.repair is not None and report.repair.status == "repaired":
-        write_text_atomic(args.repaired, report.repair.toml())
+        files.write_text_atomic(args.repaired, report.repair.toml())
         print(f"wrote {args.repaired}")
     return EXIT_OK if report.passed else EXIT_FAIL
 
 
 def _states(args: argparse.Namespace) -> int:
     """One line per state: index, valuation and labels (or all of it as JSON)."""
-    import json
-
-    from verifier.commands import state_listing
-    from verifier.output.files import write_text_atomic
-    from verifier.output.text import format_states
-
-    listing = state_listing(args.model, _constants(args.const))
+    listing = commands.state_listing(args.model, _constants(args.const))
     if args.json:
-        write_text_atomic(args.json, json.dumps(listing) + "\n")
+        files.write_text_atomic(args.json, json.dumps(listing) + "\n")
         print(f"wrote {args.json} ({len(listing['states'])} states)")
     else:
-        print(format_states(listing))
+        print(text.format_states(listing))
     return EXIT_OK
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from verifier.commands import compile_maze
-
-    output, props = compile_maze(args.maze, args.output, notify=_say)
+    output, props = commands.compile_maze(args.maze, args.output, notify=_say)
     print(f"wrote {output} and {props}")
     return EXIT_OK
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from verifier.commands import generate_maze
-
     options = ("seed", "objects", "keys", "lava", "exit_color", "slip")
-    text = generate_maze(args.size, **{key: getattr(args, key) for key in options})
+    maze = commands.generate_maze(args.size, **{key: getattr(args, key) for key in options})
     if not args.output:
-        sys.stdout.write(text)
+        sys.stdout.write(maze)
         return EXIT_OK
-    from verifier.output.files import write_text_atomic
-
-    write_text_atomic(args.output, text)
+    files.write_text_atomic(args.output, maze)
     print(f"wrote {args.output}")
     return EXIT_OK
 

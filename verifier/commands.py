@@ -130,17 +130,15 @@ def load_policy(
     """
     if timeout is not None and not 0.0 < timeout < float("inf"):
         raise InputError("--timeout", f"must be a positive number of seconds, got {timeout}")
-    if isinstance(policy, str | os.PathLike):
-        if not Path(policy).is_file():  # before importing the policy machinery
-            raise InputError(os.fspath(policy), "no such policy file")
-        from verifier.policy.load import load_policy as read_policy
-
-        names = tuple(actions) if actions else None
-        return read_policy(Path(policy), observation, names, output, timeout)
+    if isinstance(policy, str | os.PathLike) and not Path(policy).is_file():
+        raise InputError(os.fspath(policy), "no such policy file")  # before importing torch
+    from verifier.policy import load as policy_file
     from verifier.policy.live import is_live, live_policy
-    from verifier.policy.load import Policy
 
-    if isinstance(policy, Policy):
+    if isinstance(policy, str | os.PathLike):
+        names = tuple(actions) if actions else None
+        return policy_file.load_policy(Path(policy), observation, names, output, timeout)
+    if isinstance(policy, policy_file.Policy):
         return policy
     if not is_live(policy):
         raise InputError(

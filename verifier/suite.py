@@ -17,10 +17,10 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from verifier import commands, runner
 from verifier.errors import InputError
-from verifier.inputs.environment import Environment
 from verifier.runner import Job, Outcome
 from verifier.verdicts import (
     AuditVerdict,
@@ -29,6 +29,9 @@ from verifier.verdicts import (
     PolicyVerdict,
     RewardVerdict,
 )
+
+if TYPE_CHECKING:
+    from verifier.inputs.environment import Environment
 
 VERDICTS = {
     "check": (CheckVerdict.HOLDS, CheckVerdict.FAILS),
