@@ -2,8 +2,9 @@
 all call (README, "Python API").
 
 Each takes models as `environments` resolves them, runs one analysis on each environment
-and returns typed reports (`.passed`, `.verdict`, `.to_dict()`); none prints, exits or
-writes a file, and bad input raises an InputError naming the flag or file. What a person
+and returns typed reports (`.passed`, `.verdict`, `.to_dict()`); none prints or exits, none
+but `compile_maze` writes a file, and bad input raises an InputError naming the flag or
+file. What a person
 should be told about an input (a maze's warnings, how a Gymnasium model was abstracted) goes
 to `notify(text)`, by default as a Python warning. The analyses are imported by the command
 that needs them, so that `verify check` starts without the policy and audit machinery.
@@ -131,7 +132,7 @@ def load_policy(
     if timeout is not None and not 0.0 < timeout < float("inf"):
         raise InputError("--timeout", f"must be a positive number of seconds, got {timeout}")
     if isinstance(policy, str | os.PathLike) and not Path(policy).is_file():
-        raise InputError(os.fspath(policy), "no such policy file")  # before importing torch
+        raise InputError(os.fspath(policy), "no such policy file")  # before the machinery
     from verifier.policy import load as policy_file
     from verifier.policy.live import is_live, live_policy
 
