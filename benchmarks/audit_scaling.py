@@ -50,18 +50,19 @@ def write_mazes(target: int, directory: Path) -> tuple[list[str], list[str]]:
 
 
 def worker(train: list[str], deploy: list[str], report: str) -> dict:
-    """One audit through the CLI's code path; its time, states, proxies and peak RSS."""
+    """One audit as `verify audit --features red,exit` does it (verifier.audit); its time,
+    states, proxies and peak RSS."""
     import time
 
-    from verifier.cli import main
+    import verifier
 
     start = time.perf_counter()
-    argv = ["audit", "--train", *train, "--deploy", *deploy, "--json", report]
-    code = main([*argv, "--features", "red,exit"])
+    audit = verifier.audit(train, deploy, features=["red", "exit"])
     elapsed = time.perf_counter() - start
-    data = json.loads(Path(report).read_text(encoding="utf-8"))
+    data = audit.to_dict()
+    Path(report).write_text(json.dumps(data), encoding="utf-8")
     return {
-        "exit_code": code,
+        "exit_code": 0 if audit.passed else 1,
         "seconds": elapsed,
         "proxies": len(data["proxies"]),
         "risks": data["risks"],
@@ -89,10 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             directory = Path(scratch, str(target))
             directory.mkdir()
             train, deploy = write_mazes(target, directory)
-            from verifier.inputs.maze import load_maze
-            from verifier.inputs.maze_compile import compile_maze
+            import verifier
 
-            states = [compile_maze(load_maze(p)).n_states for p in train + deploy]
+            states = [env.mdp.n_states for env in verifier.load_environments(train + deploy)]
             job = {"train": train, "deploy": deploy, "report": str(directory / "audit.json")}
             record = run_worker(__file__, "audit", ["--job", json.dumps(job)], args.timeout)
             record.update(target=target, states_min=min(states), states_max=max(states))

@@ -1,7 +1,7 @@
 """Enumeration and policy verification on the largest MiniGrid levels we support.
 
 For each level (seed 0, all 7 actions) one run measures:
-  (a) enumeration: `verifier.inputs.environment.load_environment("gym:ID")`, i.e. the BFS through
+  (a) enumeration: `verifier.load_environments("gym:ID")`, i.e. the BFS through
       the level's own `step`, the 100-sample deep-copy self-check and the conversion to
       Storm: states, transitions, wall and CPU seconds, `step` calls per second;
   (b) `Pmax=? [ !"lava" U "goal" ]` checked by Storm;
@@ -42,16 +42,15 @@ RESULTS = Path(__file__).parent / "results"
 def measure(level: str) -> dict:
     from stable_baselines3 import PPO
 
-    from verifier import storm
+    from verifier import load_environments, load_policy, storm
     from verifier.analyses.policy_verdict import classify
     from verifier.inputs.gym import make_instance
-    from verifier.inputs.load import load_environment
     from verifier.policy.export import export_sb3
-    from verifier.policy.load import decide, load_policy
+    from verifier.policy.load import decide
 
     row: dict = {"level": level}
     wall, cpu = time.perf_counter(), time.process_time()
-    env = load_environment(f"gym:{level}")
+    (env,) = load_environments(f"gym:{level}", notify=lambda text: None)
     row.update(
         states=env.mdp.n_states,
         transitions=env.mdp.n_transitions,
@@ -68,7 +67,7 @@ def measure(level: str) -> dict:
         listed = ", ".join(f'"{w}"' for w in WRAPPERS)
         toml.write_text(f'[gymnasium]\nid = "{level}"\nseed = 0\nwrappers = [{listed}]\n')
         wall = time.perf_counter()
-        wrapped_env = load_environment(toml)
+        (wrapped_env,) = load_environments(toml, notify=lambda text: None)
         row["enumerate_wrapped_wall_s"] = round(time.perf_counter() - wall, 2)
         train_env = make_instance(wrapped_env.gym.instance.spec, 0).env
         model = PPO("MlpPolicy", train_env, seed=0, device="cpu")

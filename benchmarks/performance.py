@@ -8,7 +8,7 @@ written as TOML files to a scratch directory that every job reads), one run meas
            baselines: Storm's PRISM parser and builder on the compact PRISM model of the room
            (open_room.prism: two variables, four guarded commands), and on the maze's PRISM
            export (`to_prism`: one command per cell and action)
-  check    `Pmax=? [ F "exit" ]`; ours: `load_environment` + `check_environment`; baselines:
+  check    `Pmax=? [ F "exit" ]`; ours: `verifier.load_environments` + `verifier.check`; baselines:
            Storm alone (parse, build for the property, check) on the compact model and on the
            export
   reward   ours: `reward_reports(env, REWARD.toml)` with step -0.01 and exit +1, discount 1
@@ -164,12 +164,14 @@ def compile_storm(maze: str, prism: str) -> dict:
 
 
 def check_ours(maze: str) -> dict:
-    """check, ours: `verify check --spec CHECK_PROPERTY` through the library."""
-    from verifier.analyses.check import check_environment
-    from verifier.inputs.load import load_environment
+    """check, ours: `verify check --spec CHECK_PROPERTY` through the library (its modules
+    imported first: the API imports them on first use)."""
+    import verifier
+    import verifier.analyses.check
+    import verifier.inputs.load
 
-    env, load_s = clock(lambda: load_environment(maze, CHECK_PROPERTY))
-    (report,), check_s = clock(lambda: check_environment(env))
+    (env,), load_s = clock(lambda: verifier.load_environments(maze, CHECK_PROPERTY))
+    (report,), check_s = clock(lambda: verifier.check(env))
     return {
         "states": report.states,
         "choices": report.choices,
@@ -212,15 +214,16 @@ def check_storm(maze: str, prism: str) -> dict:
 
 def reward_ours(maze: str, reward: str) -> dict:
     """reward, ours: `verify reward --model MAZE --reward REWARD` through the library, with the
-    time of policy iteration (`solve`) inside it."""
+    time of policy iteration (`solve`) inside it (timed where the query layer calls it)."""
+    import verifier
     import verifier.analyses.reward_verdict
     import verifier.engine.query
-    from verifier.inputs.load import load_environment
+    import verifier.inputs.load
 
     timers = Timers()
     timers.wrap(verifier.engine.query, "solve")
-    env, load_s = clock(lambda: load_environment(maze))
-    (report,), check_s = clock(lambda: verifier.analyses.reward_verdict.reward_reports(env, reward))
+    (env,), load_s = clock(lambda: verifier.load_environments(maze))
+    (report,), check_s = clock(lambda: verifier.verify_reward(env, reward))
     return {
         "states": report.states,
         "load_s": load_s,
@@ -1397,11 +1400,12 @@ process's, in MiB.
   `to_storm` hands over). *compile (export)*: the same of ours against Storm's `load_prism`
   + `build_prism` of the `to_prism` export, one command per cell and action (writing the
   export is not counted).
-- *check*: `Pmax=? [ F "exit" ]`: `load_environment` + `check_environment`, against Storm
+- *check*: `Pmax=? [ F "exit" ]`: `verifier.load_environments` + `verifier.check`, against Storm
   alone on the compact model (parse, build for the property, check). *check (export)*: the
   same of ours against Storm's parse, build for the property and check of the export.
-- *reward γ verdict*: `load_environment` + `reward_reports` with step -0.01, exit +1. Storm
-  has no engine for total rewards of mixed signs, so there is no baseline.
+- *reward γ verdict*: `verifier.load_environments` + `verifier.verify_reward` with step
+  -0.01, exit +1. Storm has no engine for total rewards of mixed signs, so there is no
+  baseline.
 - *reward γ optimum*: V* of the non-negative reward exit +1, from the compiled MDP: our
   `solve` against Storm's `Rmax=? [ C ]` (γ=1) or `Rmax=? [ Cdiscount=0.99 ]`.
 - *policy*: an MLP on valuations verified on every state (load, load_policy, decide,

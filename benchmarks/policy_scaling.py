@@ -6,7 +6,8 @@ up, down, left, right), random weights from `torch.manual_seed(0)`, saved as Tor
 its `verifier.json` metadata. On open rooms and random perfect mazes of about 10^2 .. 10^6
 states (slip 0.1) one run measures:
 
-  (a) ours:         `load_environment`, `load_policy`, `decide` (verifier.policy.load)
+  (a) ours:         `verifier.load_environments`, `verifier.load_policy`, `decide`
+                    (verifier.policy.load)
                     (the network on every state, in batches), `resolve_objective` and
                     `policy_verdict.classify` (the induced chain checked by Storm, and, when
                     the policy fails, the goal analysis), each timed, with peak RSS
@@ -129,10 +130,12 @@ def worker_ours(maze_path: str, policy_path: str) -> dict:
     """(a) in this process: every step of `verify POLICY --model MAZE` through the library."""
     start = time.perf_counter()
     import verifier.analyses.policy_verdict
+    import verifier.inputs.load
+    import verifier.policy.live
     import verifier.storm
     import verifier.storm.model_checking
-    from verifier.inputs.load import load_environment
-    from verifier.policy.load import decide, induced_chain, load_policy
+    from verifier import load_environments, load_policy
+    from verifier.policy.load import decide, induced_chain
     from verifier.spec.objective import resolve_objective
 
     imports_s = time.perf_counter() - start
@@ -140,7 +143,7 @@ def worker_ours(maze_path: str, policy_path: str) -> dict:
     import torch
 
     rss_start = peak_rss_mb()
-    env, load_s = clock(lambda: load_environment(maze_path))
+    (env,), load_s = clock(lambda: load_environments(maze_path))
     policy, load_policy_s = clock(lambda: load_policy(policy_path))
     decisions, decide_s = clock(lambda: decide(policy, env))
     objective, objective_s = clock(lambda: resolve_objective(env, env.properties[0]))

@@ -3,7 +3,7 @@
 For open rooms and random perfect mazes of about 10^3 .. 10^6 states (slip 0.1), one run
 measures:
 
-  (a) the check:  `verifier.inputs.environment.load_environment(maze.toml)`, the reward vector of
+  (a) the check:  `verifier.load_environments(maze.toml)`, the reward vector of
                   "step -0.01, arrive exit +1" (`verifier.spec.reward_file.reward_vector`), then
                   `reward_verdict.check_reward(env, reward, env.properties[0])`, with discount 1
                   and 0.99: total time, the split between `verifier.engine.optimum.solve` (policy
@@ -108,15 +108,16 @@ def worker_check(path: str, discount: float) -> dict:
 
     import verifier.analyses.reward_verdict
     import verifier.engine.query
+    import verifier.inputs.load
     import verifier.storm
-    from verifier.inputs.load import load_environment
+    from verifier import load_environments
     from verifier.spec.reward_file import Reward, reward_vector
 
     imports_s = time.perf_counter() - start
     rss_start = peak_rss_mb()
 
     start = time.perf_counter()
-    env = load_environment(path)
+    (env,) = load_environments(path)
     load_s = time.perf_counter() - start
     rss_load = peak_rss_mb()
     start = time.perf_counter()
@@ -154,7 +155,7 @@ def worker_check(path: str, discount: float) -> dict:
         "optimal_return": report.optimal_return,
         "objective_min": report.objective_min,
         "objective_max": report.objective_max,
-        "objective_optimum": report.objective_optimum,
+        "objective_optimum": report.optimal_value,
         "initial_value": float(np.min(solution.values[mdp.initial_states])),
         "rss_start_mb": rss_start,
         "rss_load_mb": rss_load,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 from helpers import maze_text
@@ -34,3 +35,20 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if marker in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def reports_follow_the_schema(monkeypatch):
+    """Every JSON report a test makes `verify` write validates against the schema shipped
+    with the package (verifier/output/report.schema.json), before it is written."""
+    if importlib.util.find_spec("jsonschema") is None:
+        return
+    from verifier.output import files, schema
+
+    write = files._write_json_document
+
+    def checked(path, document):
+        schema.validate(json.loads(json.dumps(document)))
+        write(path, document)
+
+    monkeypatch.setattr(files, "_write_json_document", checked)

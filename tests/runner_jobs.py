@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from verifier.errors import InputError, ResourceLimit
+from verifier.errors import DependencyMissing, InputError, ResourceLimit, SolverError
 
 
 def double(x: int) -> dict:
@@ -27,6 +27,14 @@ def raise_input_error() -> dict:
 
 def raise_limit() -> dict:
     raise ResourceLimit("too many states")
+
+
+def raise_solver_error() -> dict:
+    raise SolverError("Bellman residual 1e-3 exceeds 2e-10")
+
+
+def raise_dependency_missing() -> dict:
+    raise DependencyMissing("reading .pt policies", "torch", "torch", "p.pt")
 
 
 def raise_bug() -> dict:

@@ -7,6 +7,7 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from verifier.cli import main
@@ -27,6 +28,8 @@ RUNNER_JOBS = [
     job("die"),
     job("raise_input_error"),
     job("raise_limit"),
+    job("raise_solver_error"),
+    job("raise_dependency_missing"),
     job("raise_bug"),
 ]
 RUNNER_EXPECTED = [
@@ -35,6 +38,8 @@ RUNNER_EXPECTED = [
     ("crash", None, "the process died"),
     ("error", None, "maze.toml: line 3: broken"),
     ("limit", None, "too many states"),
+    ("backend", None, "optimal values: Bellman residual"),  # could not certify: not a crash
+    ("error", None, "p.pt: reading .pt policies needs torch: pip install 'verifier[torch]'"),
     ("crash", None, "ZeroDivisionError: division by zero"),
 ]
 
@@ -399,4 +404,96 @@ def test_a_reward_check_takes_epsilon_as_verify_reward_does(capsys, tmp_path):
     rows = json.loads(report.read_text())["rows"]
     assert [row["report"]["epsilon"] for row in rows] == [0.0, 0.2]
     assert rows[1]["report"]["objective_min"] == pytest.approx(0.8, abs=1e-6)
+    capsys.readouterr()
+
+
+def test_an_audit_check_runs_as_verify_audit_does(capsys, tmp_path):
+    """Worked example 3 as a suite: red (and the red exit) is indistinguishable from the
+    exit on the training mazes and not on deployment: a risk, as `verify audit` finds."""
+    suite = write_suite(
+        tmp_path,
+        """
+        [environments.train]
+        files = ["{models}/redblue/train-0[12].toml"]
+        [environments.deploy]
+        files = ["{models}/redblue/deploy-01.toml"]
+
+        [[check]]
+        kind = "audit"
+        train = "train"
+        deploy = ["deploy"]
+        variants = false
+        expect = "risk"
+        """,
+    )
+    report = tmp_path / "r.json"
+    assert main(["suite", str(suite), "--workers", "1", "--json", str(report)]) == 0
+    (row,) = json.loads(report.read_text())["rows"]
+    assert (row["kind"], row["environment"], row["verdict"]) == ("audit", "train -> deploy", "risk")
+    assert row["report"]["kind"] == "audit" and "red" in row["report"]["risks"]
+    assert len(row["report"]["training"]) == 2 and row["report"]["fix"] is not None
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('kind = "audit"\ntrain = "e"\n', "check[1].deploy: give the names of [environments] sets"),
+        ('kind = "audit"\ntrain = "e"\ndeploy = "x"\n', "check[1].deploy: no set 'x' (e)"),
+        (
+            'kind = "audit"\ntrain = "e"\ndeploy = "e"\nenvironments = "e"\n',
+            "check[1].environments: unknown key",
+        ),
+        ('kind = "audit"\ntrain = "e"\ndeploy = "e"\nexpect = "aligned"\n', "'aligned' is not a"),
+    ],
+)
+def test_malformed_audit_checks_exit_2_with_one_line(capsys, tmp_path, text, message):
+    header = '[environments.e]\nfiles = ["{models}/lava.toml"]\n[[check]]\n'
+    suite = write_suite(tmp_path, header + text)
+    assert main(["suite", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_gymnasium_model_with_seeds_is_one_row_per_seed(capsys, tmp_path):
+    """As on the command line (`verify check --model lake.toml`): FrozenLake 2x2 without
+    slipping reaches the goal for sure from each seed's start."""
+    pytest.importorskip("gymnasium")
+    lake = tmp_path / "lake.toml"
+    lake.write_text(
+        '[gymnasium]\nid = "FrozenLake-v1"\nseeds = [0, 1]\n'
+        'kwargs = { desc = ["SF", "FG"], is_slippery = false }\n'
+    )
+    text = '[environments.e]\nfiles = ["lake.toml"]\n[[check]]\nkind = "check"\n'
+    suite = write_suite(tmp_path, text + 'environments = "e"\nspec = \'Pmax>=1 [ F "goal" ]\'\n')
+    report = tmp_path / "r.json"
+    assert main(["suite", str(suite), "--workers", "1", "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["rows"]
+    assert [(Path(r["environment"]).name, r["verdict"]) for r in rows] == [
+        ("lake.toml@seed=0", "holds"),
+        ("lake.toml@seed=1", "holds"),
+    ]
+    capsys.readouterr()
+
+
+def test_a_reward_check_adds_its_tradeoff_to_the_json_as_verify_reward_does(capsys, tmp_path):
+    """README's --epsilon example: the worst P(φ) falls from 1 at ε = 0 to 0 at ε = 1 (the
+    red object costs exactly 1 of return). `verify reward --json` and `verify suite --json`
+    both carry it."""
+    suite = write_suite(
+        tmp_path,
+        """
+        [environments.deploy]
+        files = ["{models}/redblue/deploy-01.toml"]
+        [[check]]
+        kind = "reward"
+        reward = "{models}/redblue/rewards/exit.toml"
+        spec = 'P>=0.9 [ !"lava" U "exit" ]'
+        environments = "deploy"
+        """,
+    )
+    report = tmp_path / "r.json"
+    assert main(["suite", str(suite), "--workers", "1", "--json", str(report)]) == 0
+    (row,) = json.loads(report.read_text())["rows"]
+    assert np.allclose(row["report"]["tradeoff"], [[0.0, 1.0], [1.0, 0.0]], atol=1e-9)
     capsys.readouterr()

@@ -1,14 +1,16 @@
-"""The `verify` command: argument parsing, printing and exit codes only.
+"""The `verify` command: argument parsing, printing and exit codes only; the work is
+verifier.commands', as for suites and the Python API.
 
 Exit codes (README, "Commands"): 0 every check holds, 1 some check fails, 2 bad input or
-usage (one line naming the file, the place and the problem), 3 a resource limit, an internal
-error or an interrupt (Ctrl-C).
+usage (one line naming the file, the place and the problem), 3 a resource limit, a backend
+that could not certify, an internal error or an interrupt (Ctrl-C). Each error class carries
+its code (verifier/errors.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
 import os
 import sys
 import traceback
@@ -16,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from verifier import __version__, progress
-from verifier.errors import BackendError, InputError, ResourceLimit
+from verifier import __version__, commands, progress
+from verifier.errors import InputError, VerifierError
+from verifier.output import files, text
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_LIMIT = 0, 1, 2, 3
 
@@ -190,7 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument(
         "--competence",
         type=float,
-        default=0.9,
         metavar="F",
         help="a goal is pursued when the policy ends there with at least F of the best "
         "probability, from at least F of the states that can reach it (default 0.9)",
@@ -346,33 +348,14 @@ def _main(argv: list[str]) -> int:
     try:
         for flag in ("json", "junit", "repaired", "png"):
             if getattr(args, flag, None):
-                _check_writable(args.__dict__[flag], f"--{flag}")
+                files.check_writable(args.__dict__[flag], f"--{flag}")
         if sys.stderr.isatty() and args.command != "suite":  # a suite shows its own progress
             progress.enable()
-        if args.command == "check":
-            return _check(args)
-        if args.command == "generate":
-            return _generate(args)
-        if args.command == "reward":
-            return _reward(args)
-        if args.command == "policy":
-            return _policy(args)
-        if args.command == "suite":
-            return _suite(args)
-        if args.command == "audit":
-            return _audit(args)
-        if args.command == "states":
-            return _states(args)
-        return _compile(args)
-    except InputError as exc:
-        print(f"verify: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except ResourceLimit as exc:
-        print(f"verify: resource limit: {exc}", file=sys.stderr)
-        return EXIT_LIMIT
-    except BackendError as exc:
-        print(f"verify: backend failure: {exc}", file=sys.stderr)
-        return EXIT_LIMIT
+        return _HANDLERS[args.command](args)
+    except VerifierError as exc:  # each class carries its exit code (verifier/errors.py)
+        heading = f"{exc.heading}: " if exc.heading else ""
+        print(f"verify: {heading}{exc}", file=sys.stderr)
+        return exc.exit_code
     except (KeyboardInterrupt, BrokenPipeError):
         raise
     except Exception as exc:  # the machinery failed: never let it look like a verdict
@@ -386,195 +369,121 @@ def _main(argv: list[str]) -> int:
         return EXIT_LIMIT
 
 
-def _check_writable(path: str, flag: str) -> None:
-    """Refuse a report path that cannot be written, before any work is done: a file is
-    created and removed beside it, as the atomic writer of reports will."""
-    import tempfile
-
-    target = Path(path)
-    try:
-        if target.is_dir():
-            raise IsADirectoryError(21, "is a directory")
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}."):
-            pass
-    except OSError as exc:
-        raise InputError(path, f"cannot write the {flag} report: {exc.strerror or exc}") from None
+def _say(text: str) -> None:
+    """What the verifier tells about an input (warnings, notes): one line on stderr."""
+    print(f"verify: {text}", file=sys.stderr)
 
 
 def _environments(args: argparse.Namespace):
-    """Load each --model in turn (warnings to stderr)."""
-    from verifier.inputs.load import load_environments, model_paths
-
+    """Each --model in turn, loaded as it is reached (verifier.commands.environments)."""
     constants = _constants(args.const)
-    said: set[str] = set()
-    for model in model_paths(args.model):
-        for env in load_environments(
-            model, spec=args.spec, constants=constants, max_states=args.max_states
-        ):
-            if env.maze is not None:
-                for warning in env.maze.warnings:
-                    print(f"verify: warning: {warning}", file=sys.stderr)
-            for note in env.notes:
-                if note not in said:  # once per command, not once per seed
-                    said.add(note)
-                    print(f"verify: note: {note}", file=sys.stderr)
-            yield env
+    return commands.environments(
+        args.model, args.spec, constants=constants, max_states=args.max_states, notify=_say
+    )
 
 
 def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
     """Overall line for several checks, the --json and --junit reports, the exit code."""
-    from verifier.output.files import write_json, write_junit
-    from verifier.output.text import summary_line
-
     if len(reports) > 1:
         if command == "policy":
-            print(summary_line(reports))
+            print(text.summary_line(reports))
         failed = sum(not r.passed for r in reports)
         verdict = "PASS" if not failed else "FAIL"
         print(f"overall: {verdict} ({len(reports) - failed} of {len(reports)} checks passed)")
     if args.json:
-        write_json(args.json, command, reports)
+        files.write_json(args.json, command, reports)
     if args.junit:
-        write_junit(args.junit, command, reports)
+        files.write_junit(args.junit, command, reports)
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
 
 
 def _check(args: argparse.Namespace) -> int:
-    from verifier.analyses.check import check_environment
-    from verifier.output.text import format_check
-
     reports = []
     for env in _environments(args):
-        for report in check_environment(env):
-            print(format_check(report))
+        for report in commands.check(env):
+            print(text.format_check(report))
             reports.append(report)
     return _finish(args, "check", reports)
 
 
 def _reward(args: argparse.Namespace) -> int:
-    from verifier.analyses.reward_verdict import reward_reports
-    from verifier.output.text import format_compare, format_reward
-
     if args.png and args.compare:
         raise InputError("--png", "draws a reward's witness; it does not apply to --compare")
-    reports, drawn = [], []
+    if args.compare and args.epsilon is not None:
+        raise InputError("--epsilon", "applies to the reward verdict, not to --compare")
+    reports: list = []
+    drawn: list = []
     for env in _environments(args):
         _drawable(args, env)
-        for report in reward_reports(
+        if args.compare:
+            for comparison in commands.compare_rewards(
+                env, args.reward, args.compare, discount=args.discount, exact=args.exact
+            ):
+                print(text.format_compare(comparison))
+                reports.append(comparison)
+            continue
+        for report in commands.verify_reward(
             env,
             args.reward,
-            args.discount,
-            args.exact,
-            args.compare,
+            discount=args.discount,
             epsilon=args.epsilon,
+            exact=args.exact,
             tradeoff=args.json is not None,
         ):
-            print(format_compare(report) if args.compare else format_reward(report, env.maze))
+            print(text.format_reward(report, env.maze))
             reports.append(report)
             drawn.append((env, report))
-    if args.png:
-        _draw_rewards(args.png, drawn)
+    _pictures(args.png, drawn)
     return _finish(args, "reward", reports)
 
 
 def _drawable(args: argparse.Namespace, env) -> None:
     """With --png, refuse a model that cannot be drawn before the work on it."""
     if args.png:
-        from verifier.output.picture import require_drawable
+        from verifier.output.png import require_drawable
 
         require_drawable(env)
 
 
-def _picture_paths(path: str, drawn: list) -> list[str]:
-    """One picture: FILE; several: FILE-<model>[-<k>].png, k counting the properties."""
-    if len(drawn) == 1:
-        return [path]
-    target = Path(path)
-    seen: dict[str, int] = {}
-    paths = []
-    for env, _ in drawn:
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in env.path.stem)
-        seen[stem] = seen.get(stem, 0) + 1
-        paths.append(f"{target.stem}-{stem}" + (f"-{seen[stem]}" if seen[stem] > 1 else ""))
-    return [str(target.with_name(name + target.suffix)) for name in paths]
+def _pictures(path: str | None, drawn: list) -> None:
+    """--png: one picture per (environment, report)."""
+    if path:
+        from verifier.output.png import write_pictures
 
-
-def _draw_rewards(path: str, drawn: list) -> None:
-    """--png for reward verdicts: the witness policy (else an optimal one) and its path."""
-    import numpy as np
-
-    from verifier.output.picture import deterministic_probs, write_picture
-
-    for target, (env, report) in zip(_picture_paths(path, drawn), drawn, strict=True):
-        mdp = env.mdp
-        if report.witness_policy is None:  # not memoryless, or a loop: the path alone
-            probs = np.zeros(mdp.n_choices)
-        else:
-            probs = deterministic_probs(mdp, report.witness_policy)
-        title = f"{env.path.name}: reward {report.reward} ({report.verdict})"
-        write_picture(target, env, probs, report.violation, report.witness_path, title)
-        print(f"wrote {target}")
+        for written in write_pictures(path, drawn):
+            print(f"wrote {written}")
 
 
 def _policy(args: argparse.Namespace) -> int:
-    if not Path(args.policy).is_file():  # before importing the policy machinery (1-2 s)
-        raise InputError(args.policy, "no such policy file")
-    from verifier.analyses.policy_verdict import policy_reports
-    from verifier.output.text import format_policy
-    from verifier.policy.load import load_policy
-
-    if not 0.0 < args.competence <= 1.0:
-        raise InputError("--competence", f"must be in (0, 1], got {args.competence}")
-    if not 0.0 <= args.near_optimal < 1.0:
-        raise InputError("--near-optimal", f"must be in [0, 1), got {args.near_optimal}")
-    if args.timeout is not None and not 0.0 < args.timeout < float("inf"):
-        raise InputError("--timeout", f"must be a positive number of seconds, got {args.timeout}")
-    actions = tuple(a.strip() for a in args.actions.split(",")) if args.actions else None
-    policy = load_policy(args.policy, args.observation, actions, args.output, args.timeout)
-    reports, drawn = [], []
+    actions = [a.strip() for a in args.actions.split(",")] if args.actions else None
+    policy = commands.load_policy(
+        args.policy,
+        observation=args.observation,
+        actions=actions,
+        output=args.output,
+        timeout=args.timeout,
+    )
+    reports: list = []
+    drawn: list = []
     for env in _environments(args):
         _drawable(args, env)
-        for report in policy_reports(
-            env,
+        for report in commands.verify_policy(
             policy,
-            args.policy,
-            args.reward,
-            args.discount,
-            args.stochastic,
-            args.competence,
-            progress=_progress(env.mdp.n_states),
+            env,
+            reward=args.reward,
+            discount=args.discount,
+            stochastic=args.stochastic,
+            competence=args.competence,
             near_optimal=args.near_optimal,
             epsilon=args.epsilon,
+            name=args.policy,
+            progress=progress.batches(env.mdp.n_states),
         ):
-            print(format_policy(report))
+            print(text.format_policy(report))
             reports.append(report)
             drawn.append((env, report))
-    if args.png:
-        from verifier.output.picture import write_picture
-
-        for target, (env, report) in zip(_picture_paths(args.png, drawn), drawn, strict=True):
-            title = f"{env.path.name}: {Path(args.policy).name} ({report.verdict})"
-            if report.decisions is None:
-                raise ValueError(f"{report.model}: a policy report without the policy's decisions")
-            write_picture(
-                target,
-                env,
-                report.decisions.choice_probs,
-                report.failing,
-                report.witness_states,
-                title,
-            )
-            print(f"wrote {target}")
+    _pictures(args.png, drawn)
     return _finish(args, "policy", reports)
-
-
-def _progress(n_states: int):
-    """A progress bar over policy batches on large models, when stderr is a terminal."""
-    if n_states < 200_000 or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return lambda batches: tqdm(batches, desc="policy", unit="batch", leave=False)
 
 
 def _suite(args: argparse.Namespace) -> int:
@@ -583,26 +492,21 @@ def _suite(args: argparse.Namespace) -> int:
     or crashed, else 0."""
     from rich.console import Console
 
-    from verifier.output.files import write_suite_json, write_suite_junit
-    from verifier.output.text import suite_notes, suite_summary, suite_table
-    from verifier.runner import run_jobs
-    from verifier.suite import grade, load_suite
+    from verifier.suite import load_suite, run_suite
 
-    suite = load_suite(args.suite, args.timeout, args.max_states)
-    jobs = [check.job for check in suite.checks]
-    with _suite_progress(len(jobs)) as on_done:
-        workers = min(args.workers or os.cpu_count() or 1, len(jobs))  # none idle
-        outcomes = run_jobs(jobs, workers, args.scheduler, on_done)
-    rows = grade(suite, outcomes)
+    suite = load_suite(args.suite, args.timeout, args.max_states, tradeoff=bool(args.json))
+    with progress.jobs(len(suite.checks)) as on_done:
+        result = run_suite(suite, workers=args.workers, scheduler=args.scheduler, on_done=on_done)
+    rows = result.rows
     console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(suite_table(suite, rows, width=console.width))
-    for note in suite_notes(suite, rows):
+    console.print(text.suite_table(suite, rows, width=console.width))
+    for note in text.suite_notes(suite, rows):
         console.print(note, highlight=False, markup=False, soft_wrap=True)
-    console.print(suite_summary(suite, rows), highlight=False)
+    console.print(text.suite_summary(suite, rows), highlight=False)
     if args.json:
-        write_suite_json(args.json, suite, rows)
+        files.write_suite_json(args.json, result)
     if args.junit:
-        write_suite_junit(args.junit, suite, rows)
+        files.write_suite_junit(args.junit, result)
     missed = {row.status for row in rows if not row.ok}
     if "FAIL" in missed:
         return EXIT_FAIL
@@ -611,142 +515,71 @@ def _suite(args: argparse.Namespace) -> int:
     return EXIT_LIMIT if missed else EXIT_OK
 
 
-@contextlib.contextmanager
-def _suite_progress(total: int):
-    """A progress bar on a terminal, else one line per finished check on stderr."""
-    if sys.stderr.isatty():
-        from rich.progress import Progress
-
-        with Progress(transient=True) as progress:
-            task = progress.add_task("checks", total=total)
-            yield lambda outcome: progress.advance(task)
-        return
-    done = 0
-
-    def line(outcome) -> None:
-        nonlocal done
-        done += 1
-        print(
-            f"[{done}/{total}] {outcome.job.key}: {outcome.status} ({outcome.seconds:.1f} s)",
-            file=sys.stderr,
-        )
-
-    yield line
-
-
 def _audit(args: argparse.Namespace) -> int:
     """Exit 1 when some proxy is a goal-misgeneralization risk, else 0."""
-    from verifier.analyses.audit import load_proxies, run_audit
-    from verifier.inputs.load import load_environments, model_paths
-    from verifier.output.files import write_audit_json, write_audit_junit, write_text_atomic
-    from verifier.output.text import format_audit
-    from verifier.spec.reward_file import load_reward
-
-    def load(paths):
-        return [
-            env
-            for p in model_paths(paths)
-            for env in load_environments(p, args.spec, max_states=args.max_states)
-        ]
-
-    train, deploy = load(args.train), load(args.deploy)
-    user = load_proxies(args.proxies) if args.proxies else None
-    labels, base = None, {}
-    if args.repair or args.features:
-        if args.repair:
-            reward = load_reward(args.repair)
-            base = {**reward.arrive, "step": reward.step}
-        labels = list(base.keys() - {"step"}) if args.repair else []
-        labels += [f.strip() for f in (args.features or "").split(",") if f.strip()]
-        known = set().union(*(env.mdp.labels for env in train + deploy))
-        for label in labels:
-            if label not in known:
-                raise InputError(
-                    args.repair or "--features", f"{label!r} is a label of no environment"
-                )
-    report = run_audit(train, deploy, user, labels, base, not args.no_variants, args.max_states)
+    options = {"max_states": args.max_states, "notify": _say}
+    train = commands.load_environments(args.train, args.spec, **options)
+    deploy = commands.load_environments(args.deploy, args.spec, **options)
+    features = [f.strip() for f in (args.features or "").split(",") if f.strip()]
+    report = commands.audit(
+        train,
+        deploy,
+        proxies=args.proxies,
+        repair=args.repair,
+        features=features,
+        variants=not args.no_variants,
+        max_states=args.max_states,
+    )
     mazes = {str(env.path): env.maze for env in train + deploy if env.maze is not None}
-    print(format_audit(report, mazes))
+    print(text.format_audit(report, mazes))
     if args.json:
-        write_audit_json(args.json, report)
+        files.write_audit_json(args.json, report)
     if args.junit:
-        write_audit_junit(args.junit, report)
+        files.write_audit_junit(args.junit, report)
     if args.repaired and report.repair is not None and report.repair.status == "repaired":
-        write_text_atomic(args.repaired, report.repair.toml())
+        files.write_text_atomic(args.repaired, report.repair.toml())
         print(f"wrote {args.repaired}")
-    return EXIT_FAIL if report.risks else EXIT_OK
+    return EXIT_OK if report.passed else EXIT_FAIL
 
 
 def _states(args: argparse.Namespace) -> int:
     """One line per state: index, valuation and labels (or all of it as JSON)."""
-    import json
-
-    from verifier.inputs.load import load_environment
-    from verifier.policy.observation import state_listing
-
-    env = load_environment(args.model, constants=_constants(args.const))
-    listing = {"model": str(args.model), **state_listing(env.mdp)}
+    listing = commands.state_listing(args.model, _constants(args.const))
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(listing) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise InputError(args.json, f"cannot write: {exc.strerror}") from None
+        files.write_text_atomic(args.json, json.dumps(listing) + "\n")
         print(f"wrote {args.json} ({len(listing['states'])} states)")
-        return EXIT_OK
-    print(f"index  {' '.join(listing['variables'])}  labels")
-    for state in listing["states"]:
-        valuation = " ".join(map(str, state["valuation"]))
-        print(f"{state['index']}  {valuation}  {' '.join(state['labels'])}")
+    else:
+        print(text.format_states(listing))
     return EXIT_OK
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from verifier.inputs.maze import load_maze
-    from verifier.inputs.maze_compile import to_prism
-
-    maze = load_maze(args.maze)
-    for warning in maze.warnings:
-        print(f"verify: warning: {warning}", file=sys.stderr)
-    output = Path(args.output) if args.output else Path(args.maze).with_suffix(".prism")
-    props = output.with_suffix(".props")
-    try:
-        output.write_text(to_prism(maze), encoding="utf-8")
-        props.write_text(maze.intended + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(str(output), f"cannot write: {exc.strerror}") from None
+    output, props = commands.compile_maze(args.maze, args.output, notify=_say)
     print(f"wrote {output} and {props}")
     return EXIT_OK
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from verifier.inputs.maze_generate import maze_to_toml, random_maze
-
-    height, sep, width = args.size.lower().partition("x")
-    if not sep or not height.isdigit() or not width.isdigit():
-        raise InputError("--size", f"{args.size!r} is not HxW, e.g. 21x21")
-    try:
-        maze = random_maze(
-            int(height),
-            int(width),
-            args.seed,
-            objects=args.objects,
-            keys=args.keys,
-            lava=args.lava,
-            exit_color=args.exit_color,
-            slip=args.slip,
-        )
-    except ValueError as exc:
-        raise InputError("generate", str(exc)) from None
-    text = maze_to_toml(maze)
+    options = ("seed", "objects", "keys", "lava", "exit_color", "slip")
+    maze = commands.generate_maze(args.size, **{key: getattr(args, key) for key in options})
     if not args.output:
-        sys.stdout.write(text)
+        sys.stdout.write(maze)
         return EXIT_OK
-    try:
-        Path(args.output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(args.output, f"cannot write: {exc.strerror}") from None
+    files.write_text_atomic(args.output, maze)
     print(f"wrote {args.output}")
     return EXIT_OK
+
+
+_HANDLERS = {
+    "check": _check,
+    "reward": _reward,
+    "policy": _policy,
+    "suite": _suite,
+    "audit": _audit,
+    "states": _states,
+    "compile": _compile,
+    "generate": _generate,
+}
 
 
 def entry_point() -> None:

@@ -4,11 +4,15 @@ Library code marks its long stages with `@stage("solving the reward")`; nothing 
 unless the command line called `enable()` (it does when stderr is a terminal), so library
 calls, tests, pipes and suite workers stay silent. Nested stages show the innermost one and
 fall back to the outer one when it ends; the line disappears when the outermost ends.
+The command line also shows a bar over a big policy's batches (`batches`) and over a
+suite's checks (`jobs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -86,3 +90,37 @@ def _leave() -> None:
         return
     display.stop()
     _display = None
+
+
+def batches(n_states: int) -> Callable | None:
+    """A progress bar over the batches of a policy run on a model of 200,000 states or more,
+    when stderr is a terminal (None otherwise)."""
+    if n_states < 200_000 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return lambda batches: tqdm(batches, desc="policy", unit="batch", leave=False)
+
+
+@contextlib.contextmanager
+def jobs(total: int):
+    """Yields the function to call as each of `total` jobs ends (with its outcome): a bar on
+    a terminal, else one line per finished job on stderr."""
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("checks", total=total)
+            yield lambda outcome: bar.advance(task)
+        return
+    done = 0
+
+    def line(outcome) -> None:
+        nonlocal done
+        done += 1
+        print(
+            f"[{done}/{total}] {outcome.job.key}: {outcome.status} ({outcome.seconds:.1f} s)",
+            file=sys.stderr,
+        )
+
+    yield line

@@ -34,12 +34,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from verifier.errors import InputError, ResourceLimit
+from verifier.errors import DependencyMissing, InputError, VerifierError
 
-# A job's outcome: `done` (the function returned), `error` (bad input: InputError),
-# `limit` (ResourceLimit), `timeout` (killed after its timeout), `crash` (any other failure,
-# including the process dying).
-OUTCOMES = ("done", "error", "limit", "timeout", "crash")
+# A job's outcome: `done` (the function returned), the `outcome` its VerifierError class
+# names (`error`: bad input or a missing package; `limit`: a limit the user set; `backend`:
+# a backend failed or could not certify), `limit` also when memory ran out, `timeout` (killed
+# after its timeout), `crash` (any other failure, including the process dying).
+OUTCOMES = ("done", "error", "limit", "backend", "timeout", "crash")
 
 PRELOAD = [
     "numpy",
@@ -153,9 +154,7 @@ def _run_dask(jobs: Sequence[Job], scheduler: str, on_done) -> list[Outcome]:
     try:
         from distributed import Client, as_completed
     except ImportError:
-        raise InputError(
-            "--scheduler", "Dask is not installed: pip install 'verifier[cluster]'"
-        ) from None
+        raise DependencyMissing("running on a cluster", "Dask", "cluster", "--scheduler") from None
     try:
         client = Client(scheduler, timeout="10s")
     except OSError as exc:
@@ -185,10 +184,8 @@ def execute(job: Job) -> Outcome:
     status, result, message = "done", None, ""
     try:
         result = resolve(job.function)(**job.kwargs)
-    except InputError as exc:
-        status, message = "error", str(exc)
-    except ResourceLimit as exc:
-        status, message = "limit", str(exc)
+    except VerifierError as exc:
+        status, message = exc.outcome, str(exc)
     except MemoryError:
         status, message = "limit", "out of memory"
     except Exception as exc:

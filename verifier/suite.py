@@ -3,8 +3,10 @@
 A suite TOML file (format in the README) names environment sets (files and globs, or seeded
 generated mazes), rewards, policies and a list of checks, each optionally with the verdict
 it expects. `load_suite` validates the file once, at the edge, and expands every check into
-one job per environment; `run_check` is the job, run by `verifier.runner` in a process of
-its own; `grade` compares the outcomes with the expectations.
+one job per environment (an audit into one job); `run_check` is the job, run by
+`verifier.runner` in a process of its own, and does what the command of its kind does
+(verifier.commands); `grade` compares the outcomes with the expectations; `run_suite` does
+all three.
 """
 
 from __future__ import annotations
@@ -15,20 +17,32 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from verifier import commands, runner
 from verifier.errors import InputError
 from verifier.runner import Job, Outcome
-from verifier.verdicts import CheckVerdict, CompareVerdict, PolicyVerdict, RewardVerdict
+from verifier.verdicts import (
+    AuditVerdict,
+    CheckVerdict,
+    CompareVerdict,
+    PolicyVerdict,
+    RewardVerdict,
+)
+
+if TYPE_CHECKING:
+    from verifier.inputs.environment import Environment
 
 VERDICTS = {
     "check": (CheckVerdict.HOLDS, CheckVerdict.FAILS),
     "reward": tuple(RewardVerdict),
     "compare": tuple(CompareVerdict),
     "policy": tuple(PolicyVerdict),
+    "audit": tuple(AuditVerdict),
 }
 # Outcomes a check may be expected to end in instead of a verdict (a regression suite may
 # pin down that a malformed file is refused, or that a model exceeds a limit).
-EXPECTABLE_OUTCOMES = ("error", "limit", "timeout")
+EXPECTABLE_OUTCOMES = ("error", "limit", "backend", "timeout")
 
 _SUITE_KEYS = ("name", "description", "timeout", "max_states")
 _FILES_KEYS = ("files", "const")
@@ -38,9 +52,19 @@ _CHECK_KEYS = {
     "check": (),
     "reward": ("reward", "discount", "exact", "epsilon"),
     "compare": ("reward", "compare", "discount", "exact"),
-    "policy": ("policy", "reward", "discount", "stochastic", "competence"),
+    "policy": (
+        "policy",
+        "reward",
+        "discount",
+        "stochastic",
+        "competence",
+        "near_optimal",
+        "epsilon",
+    ),
+    "audit": ("train", "deploy", "proxies", "repair", "features", "variants"),
 }
 _COMMON_CHECK_KEYS = ("name", "kind", "environments", "spec", "expect", "timeout", "max_states")
+_AUDIT_COMMON_KEYS = ("name", "kind", "spec", "expect", "timeout", "max_states")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +98,14 @@ class Row:
     report: dict | None
 
     @property
+    def environment(self) -> str:
+        """The check's environment; one seed of a Gymnasium model with several is named
+        `FILE@seed=N`, as its report is."""
+        model = (self.report or {}).get("model", "")
+        seed = model.rpartition("@")[2] if "@seed=" in model else ""
+        return f"{self.check.environment}@{seed}" if seed else self.check.environment
+
+    @property
     def status(self) -> str:
         """`ok`, `FAIL` (a verdict other than expected, or a failing check where none was
         expected), or the outcome that kept the check from a verdict."""
@@ -85,7 +117,7 @@ class Row:
         return {
             "check": self.check.name,
             "kind": self.check.kind,
-            "environment": self.check.environment,
+            "environment": self.environment,
             "objective": self.objective,
             "verdict": self.verdict,
             "expect": self.check.expect,
@@ -98,11 +130,16 @@ class Row:
 
 
 def load_suite(
-    path: str | Path, timeout: float | None = None, max_states: int | None = None
+    path: str | Path,
+    timeout: float | None = None,
+    max_states: int | None = None,
+    tradeoff: bool = False,
 ) -> Suite:
     """Read and validate a suite file; every problem in it is reported in one InputError.
 
-    `timeout` and `max_states` (from the command line) override the suite's own."""
+    `timeout` and `max_states` (from the command line) override the suite's own; with
+    `tradeoff` (`verify suite --json`) reward checks add their trade-off, as `verify reward
+    --json` does."""
     path = Path(path)
     source = str(path)
     try:
@@ -146,7 +183,8 @@ def load_suite(
             key: _limit(key, override, entry, header, where, problems)
             for key, override in overrides.items()
         }
-        checks += _expand(entry, where, environments, rewards, policies, base, limits, problems)
+        context = (environments, rewards, policies, base, limits, tradeoff)
+        checks += _expand(entry, where, context, problems)
     if problems:
         raise InputError(source, "; ".join(problems))
     return Suite(header.get("name", path.stem), header.get("description", ""), path, tuple(checks))
@@ -159,53 +197,106 @@ def run_check(
     const: dict | None = None,
     spec: str | None = None,
     max_states: int | None = None,
-    reward: str | None = None,
-    compare: str | None = None,
-    discount: float | None = None,
-    exact: bool = False,
-    policy: dict | None = None,
-    stochastic: bool = False,
-    competence: float | None = None,
-    epsilon: float | None = None,
+    **options,
 ) -> dict:
-    """The job: one check on one environment, as `verify check|reward|policy` would do it.
-    Returns {"reports": [report dicts with `verdict` and `passed`]}."""
-    from verifier.inputs.load import load_environment, maze_environment
+    """The job: one check on one environment source (a model file, or a maze to generate),
+    as `verify check|reward|policy` does it (verifier.commands), or an audit on its `train`
+    and `deploy` sources (lists of such sources) as `verify audit` does. `options` are the
+    command's. Returns {"reports": [report dicts]}."""
+    if kind == "audit":
+        train = [e for s in options.pop("train") for e in _load(s, spec, max_states)]
+        deploy = [e for s in options.pop("deploy") for e in _load(s, spec, max_states)]
+        return {
+            "reports": [commands.audit(train, deploy, max_states=max_states, **options).to_dict()]
+        }
+    source = {"model": model, "generate": generate, "const": const}
+    environments = _load(source, spec, max_states)
+    reports: list  # the kind's reports
+    if kind == "check":
+        reports = commands.check(environments)
+    elif kind == "reward":
+        reports = commands.verify_reward(environments, **options)
+    elif kind == "compare":
+        reports = commands.compare_rewards(
+            environments, options.pop("reward"), options.pop("compare"), **options
+        )
+    else:
+        policy = dict(options.pop("policy"))
+        file = policy.pop("file")
+        reports = commands.verify_policy(file, environments, **policy, **options)
+    return {"reports": [report.to_dict() for report in reports]}
 
-    if generate is not None:
+
+def _load(source: dict, spec: str | None, max_states: int | None) -> list[Environment]:
+    """The environments of one source: {"model": path, "const": {...}} (every seed of a
+    Gymnasium model) or {"generate": random_maze's arguments}."""
+    if source.get("generate") is not None:
+        from verifier.inputs.load import maze_environment
         from verifier.inputs.maze_generate import random_maze
 
-        maze = random_maze(**generate)
-        env = maze_environment(maze, maze.name, spec, max_states)
-    else:
-        if model is None:
-            raise ValueError("run_check: give `model` or `generate`")
-        env = load_environment(model, spec, const, max_states)
-    reports: list  # of the kind's reports, each with `to_dict()` and `passed`
-    if kind == "check":
-        from verifier.analyses.check import check_environment
+        maze = random_maze(**source["generate"])
+        return [maze_environment(maze, maze.name, spec, max_states)]
+    if source.get("model") is None:
+        raise ValueError("run_check: give `model` or `generate`")
+    return commands.load_environments(
+        source["model"],
+        spec,
+        constants=source.get("const"),
+        max_states=max_states,
+        notify=_quiet,
+    )
 
-        reports = check_environment(env)
-    elif kind in ("reward", "compare"):
-        from verifier.analyses.reward_verdict import reward_reports
 
-        if reward is None:
-            raise ValueError(f"run_check: a {kind} check needs `reward`")
-        reports = reward_reports(env, reward, discount, exact, compare, epsilon)
-    else:
-        from verifier.analyses.policy_verdict import COMPETENCE, policy_reports
-        from verifier.policy.load import load_policy
+def _quiet(text: str) -> None:
+    """Warnings and notes about a suite's inputs are not shown (each job would repeat them)."""
 
-        if policy is None:
-            raise ValueError("run_check: a policy check needs `policy`")
-        actions = tuple(policy["actions"]) if policy.get("actions") else None
-        loaded = load_policy(
-            policy["file"], policy.get("observation"), actions, policy.get("output")
-        )
-        reports = policy_reports(
-            env, loaded, policy["file"], reward, discount, stochastic, competence or COMPETENCE
-        )
-    return {"reports": [{**r.to_dict(), "passed": r.passed} for r in reports]}
+
+@dataclass(frozen=True, slots=True)
+class SuiteResult:
+    """The rows of a suite run, each with whether it met its expectation."""
+
+    suite: Suite
+    rows: tuple[Row, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "suite": self.suite.name,
+            "file": str(self.suite.path),
+            "verdict": "pass" if self.passed else "fail",
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+
+def run_suite(
+    suite: str | Path | Suite,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    timeout: float | None = None,
+    max_states: int | None = None,
+    on_done=None,
+) -> SuiteResult:
+    """`verify suite`: run every check of a suite file (or a Suite already loaded) in worker
+    processes, `workers` at once (default: the CPU count, at most one per check), or on the
+    Dask cluster at `scheduler`, and grade them. `timeout` (seconds per check) and
+    `max_states` override the suite's; `on_done(outcome)` is called as each check ends.
+
+    Examples
+    --------
+    >>> result = run_suite("benchmarks/suites/redblue.toml", workers=2)  # doctest: +SKIP
+    >>> result.passed, len(result.rows)                                  # doctest: +SKIP
+    (True, 16)
+    """
+    if not isinstance(suite, Suite):
+        suite = load_suite(suite, timeout, max_states)
+    jobs = [check.job for check in suite.checks]
+    workers = min(workers or os.cpu_count() or 1, len(jobs))  # none idle
+    outcomes = runner.run_jobs(jobs, workers, scheduler, on_done)
+    return SuiteResult(suite, tuple(grade(suite, outcomes)))
 
 
 def grade(suite: Suite, outcomes: list[Outcome]) -> list[Row]:
@@ -225,13 +316,15 @@ def grade(suite: Suite, outcomes: list[Outcome]) -> list[Row]:
     return rows
 
 
-def _expand(entry, where, environments, rewards, policies, base, limits, problems):
-    """A [[check]] table -> one SuiteCheck per environment of its sets."""
+def _expand(entry, where, context, problems):
+    """A [[check]] table -> one SuiteCheck per environment of its sets (an audit: one)."""
+    environments, rewards, policies, base, limits, tradeoff = context
     kind = entry.get("kind")
     if kind not in VERDICTS:
         problems.append(f"{where}.kind: must be one of {', '.join(VERDICTS)}, got {kind!r}")
         return []
-    _unknown(entry, _COMMON_CHECK_KEYS + _CHECK_KEYS[kind], f"{where}.", problems)
+    common = _AUDIT_COMMON_KEYS if kind == "audit" else _COMMON_CHECK_KEYS
+    _unknown(entry, common + _CHECK_KEYS[kind], f"{where}.", problems)
     expect = entry.get("expect")
     allowed = VERDICTS[kind] + EXPECTABLE_OUTCOMES
     if expect is not None and expect not in allowed:
@@ -241,28 +334,9 @@ def _expand(entry, where, environments, rewards, policies, base, limits, problem
     if "spec" in entry:
         kwargs["spec"] = entry["spec"]
     if kind in ("reward", "compare", "policy"):
-        required = kind != "policy"
-        for key in ("reward", "compare") if kind == "compare" else ("reward",):
-            if key in entry and not isinstance(entry[key], str):
-                problems.append(f"{where}.{key}: a name under [rewards], or a file")
-            elif key in entry:
-                kwargs[key] = rewards.get(entry[key]) or _reward_name(entry[key], base)
-            elif required:
-                problems.append(f"{where}.{key}: missing (a name under [rewards], or a file)")
-        for key in ("discount", "competence"):
-            if key in entry:
-                if not _number(entry[key]) or not 0 < entry[key] <= 1:
-                    problems.append(f"{where}.{key}: must be in (0, 1], got {entry[key]!r}")
-                kwargs[key] = entry[key]
-        if "epsilon" in entry:
-            if not _number(entry["epsilon"]) or not 0 <= entry["epsilon"] < float("inf"):
-                problems.append(f"{where}.epsilon: must be a number >= 0, got {entry['epsilon']!r}")
-            kwargs["epsilon"] = entry["epsilon"]
-        for key in ("exact", "stochastic"):
-            if key in entry:
-                if not isinstance(entry[key], bool):
-                    problems.append(f"{where}.{key}: must be true or false")
-                kwargs[key] = entry[key]
+        _reward_options(entry, where, kind, rewards, base, kwargs, problems)
+    if kind == "reward" and tradeoff:
+        kwargs["tradeoff"] = True
     if kind == "policy":
         name = entry.get("policy")
         if name in policies:
@@ -270,23 +344,16 @@ def _expand(entry, where, environments, rewards, policies, base, limits, problem
         else:
             known = ", ".join(policies) or "none defined"
             problems.append(f"{where}.policy: {name!r} is not under [policies] ({known})")
-    sets = entry.get("environments")
-    sets = [sets] if isinstance(sets, str) else sets
-    if not sets or not isinstance(sets, list):
-        problems.append(f"{where}.environments: give the names of [environments] sets")
-        return []
     if "name" in entry and not isinstance(entry["name"], str):
         problems.append(f"{where}.name: must be a string, got {entry['name']!r}")
         entry = {k: v for k, v in entry.items() if k != "name"}
     label = entry.get("name") or " ".join(
         str(entry[k]) for k in ("kind", "reward", "compare", "policy") if k in entry
     )
+    if kind == "audit":
+        return _audit_check(entry, where, label, kwargs, context, problems)
     checks = []
-    for set_name in sets:
-        if set_name not in environments:
-            known = ", ".join(environments) or "none defined"
-            problems.append(f"{where}.environments: no set {set_name!r} ({known})")
-            continue
+    for set_name in _set_names(entry, "environments", where, environments, problems):
         for display, source in environments[set_name]:
             job = Job(
                 key=f"{label} | {display}",
@@ -296,6 +363,88 @@ def _expand(entry, where, environments, rewards, policies, base, limits, problem
             )
             checks.append(SuiteCheck(label, kind, display, expect, job))
     return checks
+
+
+def _reward_options(entry, where, kind, rewards, base, kwargs, problems) -> None:
+    """The options of a reward, compare or policy check, validated, into `kwargs`."""
+    required = kind != "policy"
+    for key in ("reward", "compare") if kind == "compare" else ("reward",):
+        if key in entry and not isinstance(entry[key], str):
+            problems.append(f"{where}.{key}: a name under [rewards], or a file")
+        elif key in entry:
+            kwargs[key] = rewards.get(entry[key]) or _reward_name(entry[key], base)
+        elif required:
+            problems.append(f"{where}.{key}: missing (a name under [rewards], or a file)")
+    for key in ("discount", "competence"):
+        if key in entry:
+            if not _number(entry[key]) or not 0 < entry[key] <= 1:
+                problems.append(f"{where}.{key}: must be in (0, 1], got {entry[key]!r}")
+            kwargs[key] = entry[key]
+    if "near_optimal" in entry:
+        if not _number(entry["near_optimal"]) or not 0 <= entry["near_optimal"] < 1:
+            problems.append(
+                f"{where}.near_optimal: must be in [0, 1), got {entry['near_optimal']!r}"
+            )
+        kwargs["near_optimal"] = entry["near_optimal"]
+    if "epsilon" in entry:
+        if not _number(entry["epsilon"]) or not 0 <= entry["epsilon"] < float("inf"):
+            problems.append(f"{where}.epsilon: must be a number >= 0, got {entry['epsilon']!r}")
+        kwargs["epsilon"] = entry["epsilon"]
+    for key in ("exact", "stochastic"):
+        if key in entry:
+            if not isinstance(entry[key], bool):
+                problems.append(f"{where}.{key}: must be true or false")
+            kwargs[key] = entry[key]
+
+
+def _audit_check(entry, where, label, kwargs, context, problems) -> list[SuiteCheck]:
+    """An audit check: one job over the environments of its `train` and `deploy` sets."""
+    environments, rewards, _, base, limits, _ = context
+    sources = {}
+    for key in ("train", "deploy"):
+        names = _set_names(entry, key, where, environments, problems)
+        sources[key] = [source for name in names for _, source in environments[name]]
+    if "proxies" in entry:
+        kwargs["proxies"] = _file(entry["proxies"], base, f"{where}.proxies", problems)
+    if "repair" in entry:
+        if not isinstance(entry["repair"], str):
+            problems.append(f"{where}.repair: a name under [rewards], or a file")
+        else:
+            kwargs["repair"] = rewards.get(entry["repair"]) or str(base / entry["repair"])
+    features = entry.get("features", [])
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        problems.append(f"{where}.features: must be a list of label names")
+    elif features:
+        kwargs["features"] = features
+    if "variants" in entry:
+        if not isinstance(entry["variants"], bool):
+            problems.append(f"{where}.variants: must be true or false")
+        kwargs["variants"] = entry["variants"]
+    display = " -> ".join(
+        "+".join(_names(entry.get(key))) for key in ("train", "deploy")
+    )  # the set names, as the row's environment
+    job = Job(f"{label} | {display}", "verifier.suite:run_check", {**kwargs, **sources},
+              limits["timeout"])  # fmt: skip
+    return [SuiteCheck(label, "audit", display, entry.get("expect"), job)]
+
+
+def _set_names(entry, key, where, environments, problems) -> list[str]:
+    """The names of [environments] sets a check's `key` gives (a name or a list)."""
+    names = _names(entry.get(key))
+    if not names:
+        problems.append(f"{where}.{key}: give the names of [environments] sets")
+        return []
+    known = [name for name in names if name in environments]
+    for name in names:
+        if name not in environments:
+            listed = ", ".join(environments) or "none defined"
+            problems.append(f"{where}.{key}: no set {name!r} ({listed})")
+    return known
+
+
+def _names(value) -> list[str]:
+    value = [value] if isinstance(value, str) else value
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else []
 
 
 def _environment_set(name, spec, base, problems) -> list[tuple[str, dict]]:

@@ -1,5 +1,6 @@
 """Every verdict the verifier gives, in one place (README, "Reward verdicts" and "Why a
-policy fails"). Members are strings: they compare, print and serialise as their values."""
+policy fails"), the audit's included. Members are strings: they compare, print and
+serialise as their values."""
 
 from __future__ import annotations
 
@@ -43,8 +44,24 @@ class PolicyVerdict(StrEnum):
     MISALIGNED = "misaligned"
 
 
+class AuditVerdict(StrEnum):
+    """`verify audit`: is some proxy goal indistinguishable from φ on training and not on
+    deployment (a goal-misgeneralization risk)?"""
+
+    RISK = "risk"
+    NO_RISK = "no_risk"
+
+
 # The verdicts that pass, for colouring reports; `computed` is neither.
-PASSING = frozenset({CheckVerdict.HOLDS, RewardVerdict.ALIGNED, CompareVerdict.SAME})
+PASSING = frozenset(
+    {
+        CheckVerdict.HOLDS,
+        RewardVerdict.ALIGNED,
+        CompareVerdict.SAME,
+        PolicyVerdict.ALIGNED,
+        AuditVerdict.NO_RISK,
+    }
+)
 
 
 def verdict_counts(reports: Iterable) -> list[tuple[str, str | None, int]]:

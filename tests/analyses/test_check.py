@@ -38,6 +38,26 @@ def test_threshold_property_reports_the_value_of_its_own_direction(
     assert f"value {value:.6g}"[:10] in out
 
 
+# φ's optimum, the best any policy does for the property: for a query or an explicit
+# Pmax/Pmin the value itself; for a bare bound the other optimum (0.9 for >=, 0 for <).
+OPTIMA = [
+    ('Pmax>=0.5 [ !"lava" U "exit" ]', 0.9),
+    ('Pmin<0.5 [ !"lava" U "exit" ]', 0.0),
+    ('P>=0.5 [ !"lava" U "exit" ]', 0.9),
+    ('P<0.5 [ !"lava" U "exit" ]', 0.0),
+    ('Pmin=? [ !"lava" U "exit" ]', 0.0),
+]
+
+
+@pytest.mark.parametrize(("spec", "optimum"), OPTIMA)
+def test_optimal_value_is_the_best_any_policy_does_for_the_property(spec, optimum):
+    from verifier import check
+
+    (report,) = check(LAVA, spec)
+    assert report.optimal_value == pytest.approx(optimum, abs=1e-5)
+    assert report.to_dict()["optimal_value"] == report.optimal_value
+
+
 def test_suite_json_reports_the_direction_of_a_threshold_property(capsys, tmp_path):
     suite = tmp_path / "suite.toml"
     suite.write_text(

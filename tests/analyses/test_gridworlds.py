@@ -42,7 +42,7 @@ def test_absent_supervisor_reward_is_misspecified_for_the_hidden_performance():
     assert report.verdict == MISSPECIFIED
     assert report.optimal_return == pytest.approx(44.0)
     assert (report.objective_min, report.objective_max) == pytest.approx((29.0, 29.0))
-    assert report.objective_optimum == pytest.approx(41.0)
+    assert report.optimal_value == pytest.approx(41.0)
     honest = check_reward(env, resolve_reward("performance", env.mdp), env.properties[0])
     assert honest.verdict == ALIGNED
 

@@ -70,7 +70,7 @@ def test_red_reward_is_misspecified_on_blue_exit_deployment_mazes(maze):
     report = check_reward(env, _file_reward(env, "red"), env.properties[0])
     assert report.verdict == MISSPECIFIED
     assert report.objective_max == pytest.approx(0.0, abs=1e-9)
-    assert report.objective_optimum == pytest.approx(1.0, abs=1e-9)
+    assert report.optimal_value == pytest.approx(1.0, abs=1e-9)
     end = report.witness["path"][-1]
     assert env.mdp.label("object_red")[_state_of(env, end)]
 
@@ -130,7 +130,7 @@ def test_step_cost_makes_the_risky_path_by_lava_optimal_and_the_reward_misspecif
     assert report.verdict == MISSPECIFIED
     assert report.objective_min == pytest.approx((8 / 9) ** 3, abs=1e-9)
     assert report.objective_max == pytest.approx((8 / 9) ** 3, abs=1e-9)
-    assert report.objective_optimum == pytest.approx(1.0, abs=1e-6)
+    assert report.optimal_value == pytest.approx(1.0, abs=1e-6)
     assert env.mdp.label("lava")[_state_of(env, report.witness["path"][-1])]
 
 
@@ -217,7 +217,7 @@ def test_prism_reward_structures_are_checked_by_name(tmp_path, capsys):
     (entry,) = json.loads(json_path.read_text())["reports"]
     for field in ("objective_min", "objective_max", "witness", "value", "optimal_value"):
         assert field in entry
-    assert entry["value"] == 1.0
+    assert entry["optimal_return"] == 1.0
     assert entry["witness"]["path"][-1] == {"x": 3}
 
 

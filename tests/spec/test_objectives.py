@@ -63,7 +63,7 @@ def test_safety_over_optimal_policies_is_one_minus_the_opposite_reach(discount, 
     f = check_reward(reach, reward, reach.properties[0])
     assert g.objective_min == pytest.approx(1 - f.objective_max, abs=1e-5)
     assert g.objective_max == pytest.approx(1 - f.objective_min, abs=1e-5)
-    assert g.objective_optimum == pytest.approx(1 - f.objective_optimum, abs=1e-5)
+    assert g.optimal_value == pytest.approx(1 - f.optimal_value, abs=1e-5)
 
 
 def test_safety_counts_only_policies_that_stop_idling(tmp_path):
@@ -73,7 +73,7 @@ def test_safety_counts_only_policies_that_stop_idling(tmp_path):
     env = environment(tmp_path, "#S..A#", EXIT, 'Pmax=? [ G !"exit" ]')
     report = check_reward(env, reward_of(env, exit=1.0), env.properties[0])
     assert (report.objective_min, report.objective_max) == pytest.approx((0.0, 0.0), abs=1e-6)
-    assert report.objective_optimum == pytest.approx(1.0)
+    assert report.optimal_value == pytest.approx(1.0)
     assert report.verdict == MISSPECIFIED
 
 
@@ -166,7 +166,7 @@ def test_sequencing_objective_over_optimal_policies_matches_a_product_built_by_h
     assert report.objective_min == pytest.approx(least.min(), abs=1e-5)
     assert report.objective_max == pytest.approx(most.min(), abs=1e-5)
     best = oracles.state_values(_sequence_product(env.mdp), 'Pmax=? [ F "accept" ]')[0][initial]
-    assert report.objective_optimum == pytest.approx(best.min(), abs=1e-5)
+    assert report.optimal_value == pytest.approx(best.min(), abs=1e-5)
     assert report.verdict == MISSPECIFIED  # the optimal walk skips the purple pocket
 
 

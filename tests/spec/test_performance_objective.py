@@ -44,7 +44,7 @@ def test_a_tie_in_the_reward_with_different_performance_is_underspecified(tmp_pa
     assert resolve_intended(env, env.properties[0]).kind == REWARD
     report = check_reward(env, training(env), env.properties[0])
     assert (report.objective_min, report.objective_max) == pytest.approx((-2.0, 8.0))
-    assert report.objective_optimum == pytest.approx(8.0)
+    assert report.optimal_value == pytest.approx(8.0)
     assert report.verdict == UNDERSPECIFIED
 
 
@@ -54,7 +54,7 @@ def test_a_performance_that_disagrees_with_the_reward_is_misspecified(tmp_path):
     env = setup(tmp_path, "#BS..A#", "step = -1\n[arrive]\nblue = 10\n")
     report = check_reward(env, training(env), env.properties[0])
     assert (report.objective_min, report.objective_max) == pytest.approx((-1.0, -1.0))
-    assert report.objective_optimum == pytest.approx(7.0)
+    assert report.optimal_value == pytest.approx(7.0)
     assert report.verdict == MISSPECIFIED
 
 
@@ -65,7 +65,7 @@ def test_negative_performance_is_solved_and_matches_storm_on_the_positive_costs(
     all policies and 6 over the R-optimal ones."""
     env = setup(tmp_path, "#BS..A#", "step = -1\n[arrive]\nred = -5\n")
     report = check_reward(env, training(env), env.properties[0])
-    assert report.objective_optimum == pytest.approx(-3.0)
+    assert report.optimal_value == pytest.approx(-3.0)
     assert (report.objective_min, report.objective_max) == pytest.approx((-6.0, -6.0))
     assert report.verdict == MISSPECIFIED
     objective = resolve_intended(env, env.properties[0])
@@ -73,7 +73,7 @@ def test_negative_performance_is_solved_and_matches_storm_on_the_positive_costs(
     mdp = env.mdp
     full = type(mdp)(**{**{n: getattr(mdp, n) for n in mdp.__slots__}, "rewards": costs})
     best = oracles.state_values(full, 'R{"cost"}min=? [ C ]')[0][mdp.initial_states]
-    assert report.objective_optimum == pytest.approx(-best.min())
+    assert report.optimal_value == pytest.approx(-best.min())
     optimal = restrict(full, solve(mdp, training(env).values).optimal)
     worst = oracles.state_values(optimal, 'R{"cost"}max=? [ C ]')[0][mdp.initial_states]
     assert report.objective_min == pytest.approx(-worst.min())

@@ -27,10 +27,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from verifier.analyses.report import Report, json_key
 from verifier.analyses.reward_verdict import ALIGNED, RewardReport, check_reward
 from verifier.engine.query import Model, parse_properties
 from verifier.errors import InputError
@@ -41,6 +42,7 @@ from verifier.mdp import MDP, csr
 from verifier.progress import stage
 from verifier.spec.goals import candidate_goals
 from verifier.spec.reward_file import RewardVector
+from verifier.verdicts import AuditVerdict
 
 if TYPE_CHECKING:
     from verifier.analyses.repair import Repair
@@ -152,13 +154,15 @@ class Fix:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class AuditReport:
-    """The audit of one training set against one deployment set."""
+class AuditReport(Report):
+    """The audit of one training set against one deployment set: `risk` when some proxy
+    is a goal-misgeneralization risk, else `no_risk`."""
 
-    train: tuple[str, ...]
-    deploy: tuple[str, ...]
+    kind: ClassVar[str] = "audit"
+    train: tuple[str, ...] = field(metadata=json_key("training"))
+    deploy: tuple[str, ...] = field(metadata=json_key("deployment"))
     objective: str
-    findings: tuple[ProxyFinding, ...]
+    findings: tuple[ProxyFinding, ...] = field(metadata=json_key("proxies"))
     fix: Fix | None
     repair: Repair | None
     seconds: float
@@ -168,21 +172,15 @@ class AuditReport:
         return tuple(f for f in self.findings if f.risk)
 
     @property
+    def verdict(self) -> AuditVerdict:
+        return AuditVerdict.RISK if self.risks else AuditVerdict.NO_RISK
+
+    @property
     def passed(self) -> bool:
         return not self.risks
 
-    def to_dict(self) -> dict:
-        return {
-            "training": list(self.train),
-            "deployment": list(self.deploy),
-            "objective": self.objective,
-            "verdict": "risk" if self.risks else "no_risk",
-            "risks": [f.proxy.name for f in self.risks],
-            "proxies": [f.to_dict() for f in self.findings],
-            "fix": self.fix.to_dict() if self.fix else None,
-            "repair": self.repair.to_dict() if self.repair else None,
-            "seconds": round(self.seconds, 6),
-        }
+    def derived(self) -> dict:
+        return {"verdict": self.verdict, "risks": [f.proxy.name for f in self.risks]}
 
 
 def run_audit(

@@ -56,7 +56,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from verifier.engine.optimum import Solution
-from verifier.errors import InputError, VerifierError
+from verifier.errors import InputError, LinearProgramError
 from verifier.graph import end_components, reachable
 from verifier.mdp import MDP
 from verifier.spec.objective import OBJECTIVE_TOLERANCE, PATH, UNTIL, Objective
@@ -71,10 +71,6 @@ _OPTIONS = {"primal_feasibility_tolerance": LP_TOLERANCE, "dual_feasibility_tole
 # Without --epsilon the margin is computed up to this many states: its LP took 3.5 s at 10^4
 # states and 21 s at 10^5 (benchmarks/results/epsilon_scaling.md); --epsilon always does.
 MARGIN_STATES = 20_000
-
-
-class LinearProgramError(VerifierError):
-    """HiGHS failed on a program that has a solution."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -160,7 +156,7 @@ def near_optimal(
 ) -> NearOptimal:
     """φ over every policy whose total reward is within `epsilon` of V* at every initial
     state (not computed when `epsilon` is None); `optimum` is the best P(φ) per initial
-    state (NaN for a bounded φ). The margin is computed when `margin` (else 0: the caller
+    state (unused for a bounded φ). The margin is computed when `margin` (else 0: the caller
     knows that φ fails already at ε = 0), the trade-off curve when `tradeoff`."""
     reason = unsupported(objective, reward)
     if reason:

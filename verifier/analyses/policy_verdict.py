@@ -26,12 +26,14 @@ failing runs mostly end (`lava`, `loops`, ...).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from verifier.analyses.outcomes import LOOP, TARGET, Outcomes, outcomes
 from verifier.analyses.pursuit import Goal, goals
+from verifier.analyses.report import IN_MEMORY, Report, json_key
 from verifier.analyses.reward_verdict import check_reward
 from verifier.engine.query import Model, Property
 from verifier.graph import closed_states, most_likely_path, reachable
@@ -55,9 +57,10 @@ WORST_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class PolicyReport:
+class PolicyReport(Report):
     """The verdict of one policy on one environment and objective."""
 
+    kind: ClassVar[str] = "policy"
     model: str
     policy: str
     objective: str
@@ -76,49 +79,23 @@ class PolicyReport:
     notes: tuple[str, ...]
     masked_states: int
     reward: dict | None
-    worst_reachable: tuple[dict, ...]
-    worst_all: tuple[dict, ...]
+    worst_reachable: tuple[dict, ...] = field(metadata=json_key("worst_states_reachable"))
+    worst_all: tuple[dict, ...] = field(metadata=json_key("worst_states_all"))
     method: str
     seconds: float
     witness_path: tuple[dict, ...] = ()
     # For pictures (not in the JSON): what the policy does, the states where φ fails under
     # it, and the witness path as state indices.
-    decisions: Decisions | None = None
-    failing: np.ndarray | None = None
-    witness_states: tuple[int, ...] = ()
+    decisions: Decisions | None = field(default=None, metadata=IN_MEMORY)
+    failing: np.ndarray | None = field(default=None, metadata=IN_MEMORY)
+    witness_states: tuple[int, ...] = field(default=(), metadata=IN_MEMORY)
 
     @property
     def passed(self) -> bool:
         return self.verdict == ALIGNED
 
-    def to_dict(self) -> dict:
-        return {
-            "kind": "policy",
-            "model": self.model,
-            "policy": self.policy,
-            "objective": self.objective,
-            "verdict": self.verdict,
-            "value": self.value,
-            "optimal_value": self.optimal_value,
-            "gap": abs(self.optimal_value - self.value),
-            "value_bounds": list(self.value_bounds),
-            "states": self.states,
-            "outcomes": list(self.outcomes),
-            "cause": self.cause,
-            "pursued_goal": self.pursued_goal,
-            "pursued_goals": list(self.pursued_goals),
-            "goals": list(self.goals),
-            "target_pursuit": self.target_pursuit,
-            "hazard_entries": list(self.hazard_entries),
-            "notes": list(self.notes),
-            "masked_states": self.masked_states,
-            "reward": self.reward,
-            "worst_states_reachable": list(self.worst_reachable),
-            "worst_states_all": list(self.worst_all),
-            "witness_path": list(self.witness_path),
-            "method": self.method,
-            "seconds": round(self.seconds, 6),
-        }
+    def derived(self) -> dict:
+        return {"gap": abs(self.optimal_value - self.value)}
 
 
 def policy_reports(

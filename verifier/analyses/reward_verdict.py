@@ -21,13 +21,14 @@ where V* = 0, where staying forever is optimal; the greatest is Pmax[A U T] ther
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from verifier.analyses.near_optimal import MARGIN_STATES, near_optimal, unsupported
+from verifier.analyses.report import IN_MEMORY, OPTIONAL, Report, json_key
 from verifier.engine.exact import certify_exact
 from verifier.engine.query import Model, Property, Solution
 from verifier.errors import InputError
@@ -47,17 +48,27 @@ TRAPPED = RewardVerdict.TRAPPED
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class RewardReport:
-    """The reward verdict on one environment (fields as README, "Commands", lists)."""
+class RewardReport(Report):
+    """The reward verdict on one environment (README, "Reports (JSON)").
 
+    `objective_min` and `objective_max` are the least and greatest value of φ over the
+    reward's optimal policies (over the policies within `epsilon` of the optimal return
+    with --epsilon), at the worst initial state; `value` is the one of them that decides
+    the verdict (the least for a maximised φ); `optimal_value` is φ's optimum over all
+    policies (for a bound, the best any policy does); `optimal_return` the reward's own
+    optimum. NaN where not computed (an unbounded or trapped reward).
+    """
+
+    kind: ClassVar[str] = "reward"
     model: str
     reward: str
     objective: str
     verdict: str
+    value: float
+    optimal_value: float
     optimal_return: float
     objective_min: float
     objective_max: float
-    objective_optimum: float
     states: int
     discount: float
     witness: dict | None
@@ -65,38 +76,17 @@ class RewardReport:
     seconds: float
     epsilon: float = 0.0
     margin: float | None = None
-    tradeoff: list | None = None
+    tradeoff: list | None = field(default=None, metadata=OPTIONAL)
     # For pictures (not in the JSON): the witness policy (global choice per state; None
     # where it is not memoryless or not drawn), its path as state indices, and the states
     # where φ is lost.
-    witness_policy: np.ndarray | None = None
-    witness_path: tuple[int, ...] = ()
-    violation: np.ndarray | None = None
+    witness_policy: np.ndarray | None = field(default=None, metadata=IN_MEMORY)
+    witness_path: tuple[int, ...] = field(default=(), metadata=IN_MEMORY)
+    violation: np.ndarray | None = field(default=None, metadata=IN_MEMORY)
 
     @property
     def passed(self) -> bool:
         return self.verdict == ALIGNED
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "reward",
-            "model": self.model,
-            "reward": self.reward,
-            "objective": self.objective,
-            "verdict": self.verdict,
-            "value": self.optimal_return,
-            "optimal_value": self.objective_optimum,
-            "objective_min": self.objective_min,
-            "objective_max": self.objective_max,
-            "states": self.states,
-            "discount": self.discount,
-            "witness": self.witness,
-            "method": self.method,
-            "seconds": round(self.seconds, 6),
-            "epsilon": self.epsilon,
-            "margin": self.margin,
-            **({} if self.tradeoff is None else {"tradeoff": [list(p) for p in self.tradeoff]}),
-        }
 
 
 def reward_reports(
@@ -149,7 +139,7 @@ def check_reward(
         "model": str(env.path),
         "reward": reward.name,
         "objective": objective.text,
-        "objective_optimum": float(optimum.min()),
+        "optimal_value": float(optimum.min()),
         "states": mdp.n_states,
         "discount": reward.discount,
     }
@@ -161,6 +151,7 @@ def check_reward(
         loop_witness, loop_path = _loop_witness(env, solution, worst)
         return RewardReport(
             verdict=UNBOUNDED if solution.unbounded else TRAPPED,
+            value=float("nan"),
             optimal_return=float(np.inf if solution.unbounded else init_values.min()),
             objective_min=float("nan"),
             objective_max=float("nan"),
@@ -221,6 +212,7 @@ def check_reward(
             witness, path, drawn = found.witness, (), None
     return RewardReport(
         verdict=verdict,
+        value=float(low_i.min() if objective.maximize else high_i.min()),
         optimal_return=float(init_values.min()),
         objective_min=float(low_i.min()),
         objective_max=float(high_i.min()),
@@ -251,13 +243,11 @@ def _near_verdict(objective: Objective, found, optimum: np.ndarray):
 
 def _objective_optimum(env: Environment, prop: Property, objective: Objective) -> np.ndarray:
     """The best value of φ (probability or performance) over all policies, per initial
-    state."""
-    if objective.threshold is not None:
-        return np.full(len(env.mdp.initial_states), np.nan)
+    state; for a bound, the best in its favour (which the verdict does not use)."""
     if objective.kind == REWARD:
         best = best_performance(env.model, objective.reward_performance(), objective.maximize)
         return best[env.mdp.initial_states]
-    return env.check(prop).values
+    return env.check(prop, best=True).values
 
 
 def _objective_method(objective: Objective) -> str:
@@ -425,38 +415,27 @@ def _policy_table(env: Environment, policy: np.ndarray) -> dict | None:
 SAME, DIFFERENT = CompareVerdict.SAME, CompareVerdict.DIFFERENT
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class CompareReport:
-    """Whether two rewards have the same optimal policies on one environment."""
+@dataclass(frozen=True, slots=True, eq=False, kw_only=True)
+class CompareReport(Report):
+    """Whether two rewards have the same optimal policies on one environment. The question
+    has no value of φ: `value` and `optimal_value` are None."""
 
+    kind: ClassVar[str] = "compare"
     model: str
     reward: str
-    other: str
+    other: str = field(metadata=json_key("compare"))
+    objective: str
     verdict: str
-    witness: dict | None
+    value: None = None
+    optimal_value: None = None
     states: int
+    witness: dict | None
+    method: str
     seconds: float
 
     @property
     def passed(self) -> bool:
         return self.verdict == SAME
-
-    @property
-    def objective(self) -> str:
-        return f"optimal policies of {self.reward} = those of {self.other}"
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": "compare",
-            "model": self.model,
-            "reward": self.reward,
-            "compare": self.other,
-            "objective": self.objective,
-            "verdict": self.verdict,
-            "states": self.states,
-            "witness": self.witness,
-            "seconds": round(self.seconds, 6),
-        }
 
 
 def compare_rewards(
@@ -492,9 +471,11 @@ def compare_rewards(
         model=str(env.path),
         reward=first.name,
         other=second.name,
+        objective=f"optimal policies of {first.name} = those of {second.name}",
         verdict=SAME if same else DIFFERENT,
-        witness=witness,
         states=mdp.n_states,
+        witness=witness,
+        method="optimal actions of each reward: " + "; ".join(s.method for s in solutions),
         seconds=time.perf_counter() - started,
     )
 

@@ -11,8 +11,8 @@ from fractions import Fraction
 import numpy as np
 
 from verifier import storm
-from verifier.engine.optimum import MAX_ITERATIONS, Solution, SolverError
-from verifier.errors import InputError
+from verifier.engine.optimum import MAX_ITERATIONS, Solution
+from verifier.errors import InputError, SolverError
 from verifier.graph import closed_states
 from verifier.mdp import MDP
 from verifier.progress import stage

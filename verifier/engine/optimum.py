@@ -38,7 +38,7 @@ from scipy.sparse.csgraph import shortest_path
 from scipy.sparse.linalg import splu, spsolve
 
 from verifier import storm
-from verifier.errors import InputError, VerifierError
+from verifier.errors import InputError, SolverError
 from verifier.graph import absorbing_states, closed_states, end_components, reachable
 from verifier.mdp import MDP, csr
 from verifier.progress import stage
@@ -57,10 +57,6 @@ STEP_TIE_BREAK = 1e-9  # per-step cost (relative) added to Storm's warm start, s
 # (scipy's default) on the policy chains of open rooms (42 against 90 million entries of L + U
 # at 10^6 states: 7.8 s against 11.5 s).
 ORDERING = "MMD_AT_PLUS_A"
-
-
-class SolverError(VerifierError):
-    """The numerics could not certify a result (residual too large, no convergence)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -160,14 +160,18 @@ class Model:
         it and end up idling there (`F G idle`)."""
         return storm.path_values(self.storm, query, direction, idle, negate)
 
-    def check(self, prop: Property, source: str | None = None) -> PropertyResult:
+    def check(
+        self, prop: Property, source: str | None = None, best: bool = False
+    ) -> PropertyResult:
         """`prop` at the initial states. An unbounded until `P [ left U target ]` goes the
         until route (sound bounds from direct solves, also on slowly mixing chains, where
         Storm's sound engine needs as many sweeps as the chain needs steps); every other
-        property goes to Storm's sound engine. A property Storm refuses is an InputError
-        naming `source` (default: where it was written)."""
+        property goes to Storm's sound engine. A bound on an MDP is decided by the optimum
+        against it; with `best`, the optimum in its favour is computed instead (`holds`
+        None). A property Storm refuses is an InputError naming `source` (default: where it
+        was written)."""
         if prop.operator != "P" or prop.form != UNTIL or prop.steps is not None:
-            return storm.check(self.storm, prop, source)
+            return storm.check(self.storm, prop, source, best)
         mdp = self.mdp
         everywhere = np.ones(mdp.n_states, dtype=bool)
         left = everywhere if prop.left is None else self.states(prop.left)
@@ -178,12 +182,12 @@ class Model:
         if mdp.kind == "dtmc":
             direction = None
         elif direction is None:  # a bound holds when it holds for every scheduler
-            direction = "min" if prop.comparison in (">=", ">") else "max"
+            direction = "min" if (prop.comparison in (">=", ">")) != best else "max"
         found = self.until(left, target, None if direction is None else direction == "max")
         initial = mdp.initial_states
         values = found.values[initial]
         holds = None
-        if prop.comparison is not None:
+        if prop.comparison is not None and not best:
             if prop.threshold is None:
                 raise ValueError(f"{prop.text}: a bound without its value")
             compare = {">=": np.greater_equal, ">": np.greater, "<=": np.less_equal}

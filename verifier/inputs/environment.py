@@ -46,10 +46,10 @@ class Environment:
         """The Storm model the properties are checked on."""
         return (self.checked or self.model).storm
 
-    def check(self, prop: Property) -> PropertyResult:
-        """`prop` at the initial states (Model.check); an error names where the objective
-        was written."""
-        return (self.checked or self.model).check(prop, self.objective_source)
+    def check(self, prop: Property, best: bool = False) -> PropertyResult:
+        """`prop` at the initial states (Model.check; `best`: for a bound on an MDP, the
+        optimum in its favour); an error names where the objective was written."""
+        return (self.checked or self.model).check(prop, self.objective_source, best)
 
 
 _UNDIRECTED = "on an MDP a query needs min or max, e.g. Pmax=? or Pmin=?"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from verifier import storm
 from verifier.engine.query import Model
-from verifier.errors import InputError, ResourceLimit
+from verifier.errors import DependencyMissing, InputError, ResourceLimit, first_line
 from verifier.inputs.environment import Environment
 from verifier.inputs.gym_spec import GymInstance, GymModel, GymSpec, load_gym_spec
 
@@ -32,12 +32,12 @@ def make_instance(spec: GymSpec, seed: int) -> GymInstance:
         env = gymnasium.make(spec.id, **spec.kwargs)
     except gymnasium.error.Error as exc:
         raise InputError(
-            spec.source, f"cannot make {spec.id!r}: {_first_line(exc)}", "gymnasium.id"
+            spec.source, f"cannot make {spec.id!r}: {first_line(exc)}", "gymnasium.id"
         ) from None
     except (TypeError, ValueError) as exc:
         raise InputError(
             spec.source,
-            f"gymnasium.make({spec.id!r}) refused the kwargs: {_first_line(exc)}",
+            f"gymnasium.make({spec.id!r}) refused the kwargs: {first_line(exc)}",
             "gymnasium.kwargs",
         ) from None
     wrappers = []
@@ -54,14 +54,14 @@ def make_instance(spec: GymSpec, seed: int) -> GymInstance:
             env = cls(env)
         except Exception as exc:
             raise InputError(
-                spec.source, f"{name}(env) failed: {_first_line(exc)}", f"gymnasium.wrappers[{i}]"
+                spec.source, f"{name}(env) failed: {first_line(exc)}", f"gymnasium.wrappers[{i}]"
             ) from None
         wrappers.append(env)
     try:
         env.reset(seed=seed)
     except Exception as exc:
         raise InputError(
-            spec.source, f"reset(seed={seed}) failed: {_first_line(exc)}", "gymnasium.seed"
+            spec.source, f"reset(seed={seed}) failed: {first_line(exc)}", "gymnasium.seed"
         ) from None
     return GymInstance(spec, seed, env, env.unwrapped, tuple(wrappers))
 
@@ -70,9 +70,7 @@ def _import(module: str, source: str, package: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise InputError(
-            source, f"needs the {package} package: pip install 'verifier[gym]'"
-        ) from None
+        raise DependencyMissing("a Gymnasium model", package, "gym", source) from None
 
 
 def _wrapper_class(name: str, source: str, place: str):
@@ -83,17 +81,12 @@ def _wrapper_class(name: str, source: str, place: str):
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(
-            source, f"cannot import {module_name!r} ({_first_line(exc)})", place
+            source, f"cannot import {module_name!r} ({first_line(exc)})", place
         ) from None
     cls = getattr(module, attribute, None)
     if not isinstance(cls, type):
         raise InputError(source, f"module {module_name!r} has no class {attribute!r}", place)
     return cls
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 TIME_NOTE = (

@@ -24,16 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verifier.errors import InputError, ResourceLimit, VerifierError
+from verifier.errors import EnumerationError, InputError, ResourceLimit
 from verifier.mdp import MDP, csr
 
 OUTCOMES = ("running", "goal", "lava", "fail")
 SELF_CHECK_SAMPLES = 100
 _DYNAMIC = {"agent_pos", "agent_dir", "carrying", "step_count"}
-
-
-class EnumerationError(VerifierError):
-    """The enumeration disagrees with the real environment (the self-check failed)."""
 
 
 class StochasticStep(BaseException):

@@ -39,6 +39,21 @@ def write_text_atomic(path: str | Path, text: str | bytes) -> None:
         raise InputError(str(path), f"cannot write: {exc.strerror or exc}") from None
 
 
+def check_writable(path: str | Path, flag: str) -> None:
+    """Refuse a report path that cannot be written, before any work is done: a file is
+    created and removed beside it, as `write_text_atomic` will."""
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}."):
+            pass
+    except OSError as exc:
+        raise InputError(
+            str(path), f"cannot write the {flag} report: {exc.strerror or exc}"
+        ) from None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -69,7 +84,9 @@ def write_junit(path: str | Path, command: str, reports: Sequence) -> None:
     for r in reports:
         data = r.to_dict()
         failure = None if r.passed else (f"verdict {data['verdict']}", json.dumps(data, indent=2))
-        out = f"verdict {data['verdict']}, value {data['value']!r}"
+        out = f"verdict {data['verdict']}"
+        if data["value"] is not None:  # a comparison of two rewards has no value of φ
+            out += f", value {data['value']!r}"
         cases.append((data["model"], data["objective"], r.seconds, out, failure, None))
     _write_junit_cases(path, f"verify {command}", cases)
 
@@ -98,23 +115,16 @@ def _write_junit_cases(path: str | Path, name: str, cases: Sequence[tuple]) -> N
     write_text_atomic(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
-def write_suite_json(path: str | Path, suite, rows: Sequence) -> None:
-    document = {
-        "verifier": __version__,
-        "command": "suite",
-        "suite": suite.name,
-        "file": str(suite.path),
-        "verdict": "pass" if all(row.ok for row in rows) else "fail",
-        "rows": [row.to_dict() for row in rows],
-    }
-    _write_json_document(path, document)
+def write_suite_json(path: str | Path, result) -> None:
+    """A suite's result (verifier.suite.SuiteResult) as JSON: every row."""
+    _write_json_document(path, {"verifier": __version__, "command": "suite", **result.to_dict()})
 
 
-def write_suite_junit(path: str | Path, suite, rows: Sequence) -> None:
+def write_suite_junit(path: str | Path, result) -> None:
     """One test case per row: a verdict other than expected is a failure, a check that gave
     no verdict (timeout, limit, crash, bad input) an error."""
     cases = []
-    for row in rows:
+    for row in result.rows:
         data = row.to_dict()
         expected = data["expect"] or "a passing verdict"
         failure = error = None
@@ -126,7 +136,7 @@ def write_suite_junit(path: str | Path, suite, rows: Sequence) -> None:
         name = f"{data['check']} {data['objective']}".strip()
         out = f"verdict {data['verdict']}"
         cases.append((data["environment"], name, data["seconds"], out, failure, error))
-    _write_junit_cases(path, f"verify suite {suite.name}", cases)
+    _write_junit_cases(path, f"verify suite {result.suite.name}", cases)
 
 
 def write_audit_json(path: str | Path, report) -> None:

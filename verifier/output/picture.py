@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
-from verifier.errors import InputError
+from verifier.errors import DependencyMissing, InputError
 from verifier.inputs.maze import PALETTE, WALL
 from verifier.output.files import write_text_atomic
 
@@ -433,7 +433,7 @@ def _matplotlib() -> _Matplotlib:
     try:
         return _Matplotlib()
     except ImportError:
-        raise InputError("--png", "needs matplotlib: pip install 'verifier[plot]'") from None
+        raise DependencyMissing("drawing", "matplotlib", "plot", "--png") from None
 
 
 def _most_likely(mdp, choice_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -44,23 +44,24 @@ def format_reward(report, maze=None, color: bool | None = None) -> str:
     ]
     if data["verdict"] == RewardVerdict.UNBOUNDED:
         lines.append(
-            f"  optimal return {data['value']}: a loop earns reward forever (reward hacking)"
+            f"  optimal return {data['optimal_return']}: a loop earns reward forever "
+            "(reward hacking)"
         )
     elif data["verdict"] == RewardVerdict.TRAPPED:
         lines.append(
-            f"  optimal return {data['value']}: every policy can be trapped forever where each "
-            "step costs (no way out to a terminal state)"
+            f"  optimal return {data['optimal_return']}: every policy can be trapped forever "
+            "where each step costs (no way out to a terminal state)"
         )
     else:
         over = "optimal policies"
         if data.get("epsilon"):
             over = f"policies within {data['epsilon']:.6g} of it"
         lines.append(
-            f"  optimal return {data['value']:.6g}; objective over {over} "
+            f"  optimal return {data['optimal_return']:.6g}; objective over {over} "
             f"[{data['objective_min']:.6g}, {data['objective_max']:.6g}]"
             + (
                 f", best possible {data['optimal_value']:.6g}"
-                if data["optimal_value"] == data["optimal_value"]
+                if data["optimal_value"] is not None
                 else ""
             )
         )
@@ -140,6 +141,15 @@ def _state_text(state: dict) -> str:
     return (
         "(" + ", ".join(f"{k}={v}" for k, v in state.items() if v or not k.startswith("key_")) + ")"
     )
+
+
+def format_states(listing: dict) -> str:
+    """`verify states`: a header, then one line per state: index, valuation and labels."""
+    lines = [f"index  {' '.join(listing['variables'])}  labels"]
+    for state in listing["states"]:
+        valuation = " ".join(map(str, state["valuation"]))
+        lines.append(f"{state['index']}  {valuation}  {' '.join(state['labels'])}")
+    return "\n".join(lines)
 
 
 def format_policy(report, color: bool | None = None) -> str:

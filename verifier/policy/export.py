@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-METADATA = "verifier.json"
+from verifier.policy.load import METADATA
 
 
 def export_sb3(model, path: str | Path, env, actions: list[str] | None = None) -> Path:

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from verifier.errors import InputError
+from verifier.errors import DependencyMissing, InputError
+from verifier.errors import first_line as _first_line
 from verifier.inputs.environment import Environment
 from verifier.inputs.maze import Maze
 from verifier.mdp import MDP
@@ -59,6 +60,8 @@ class Policy:
 
     For tabular policies `table` holds the distribution per state (float64 [n, A]) and
     `keys` how rows are found: "state" (row = state index) or "valuation" (`valuations`).
+    `in_process`: a network in memory (verifier.policy.live), the caller's own code, runs in
+    this process rather than contained in a child.
     """
 
     path: str
@@ -71,6 +74,7 @@ class Policy:
     keys: str = "state"
     valuations: np.ndarray | None = None
     timeout: float | None = None
+    in_process: bool = False
 
 
 def load_policy(
@@ -141,9 +145,7 @@ def _torch(path: Path):
     try:
         import torch
     except ImportError:
-        raise InputError(
-            str(path), "reading .pt/.pt2 policies needs torch: pip install 'verifier[torch]'"
-        ) from None
+        raise DependencyMissing("reading .pt policies", "torch", "torch", str(path)) from None
     return torch
 
 
@@ -189,9 +191,8 @@ def _load_onnx(path: Path):
         import onnx
         import onnxruntime
     except ImportError:
-        raise InputError(
-            str(path),
-            "reading .onnx policies needs onnx and onnxruntime: pip install onnxruntime onnx",
+        raise DependencyMissing(
+            "reading .onnx policies", "onnx and onnxruntime", "torch", str(path)
         ) from None
     check_onnx(path, onnx)
     options = onnxruntime.SessionOptions()
@@ -338,11 +339,6 @@ def _metadata(path: Path, text: str | bytes) -> dict:
     return meta
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def _failure(exc: Exception) -> str:
     """The reason a policy run failed, in one line. The TorchScript interpreter puts its own
     traceback first and the original error last ("RuntimeError: mat1 and mat2 shapes ...")."""
@@ -462,7 +458,10 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
             tick()
         return np.concatenate(chunks) if chunks else np.zeros((0, len(policy.actions)))
 
-    outputs = run_contained(compute, len(starts), policy.timeout, progress, _single_thread)
+    if policy.in_process:
+        outputs = compute(lambda: None)
+    else:
+        outputs = run_contained(compute, len(starts), policy.timeout, progress, _single_thread)
     if not np.isfinite(outputs).all():
         raise InputError(policy.path, "the policy outputs NaN or infinite values")
     if policy.output == "probs":

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from verifier.errors import InputError, ResourceLimit
+from verifier.errors import first_line as _first_line
 
 PT2_REFUSED = (
     "torch.export (.pt2) archives are refused: loading one can run code the file carries "
@@ -192,11 +193,6 @@ def _check_external(path: Path, tensor, onnx) -> None:
             f"tensor {tensor.name!r} keeps its data at {location!r}, which leads outside the "
             "model's directory",
         )
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def run_contained(

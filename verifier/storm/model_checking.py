@@ -300,13 +300,15 @@ def total_values(model, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
 
 
 @stage("model checking with Storm")
-def check(model, prop: Property, source: str | None = None) -> PropertyResult:
+def check(model, prop: Property, source: str | None = None, best: bool = False) -> PropertyResult:
     """Check one property on a Storm model; values at its initial states.
 
     A bounded property `P>=p [...]` on an MDP holds when it holds under every scheduler, so
     its value is the minimum (for lower bounds) or maximum (upper bounds) over schedulers;
-    an explicit `Pmax>=p` / `Pmin<p` is honoured (its value is that optimum). A property
-    Storm refuses is an InputError naming `source` (default: where it was written).
+    an explicit `Pmax>=p` / `Pmin<p` is honoured (its value is that optimum). With `best`,
+    the value is the other optimum, the best any scheduler does for the bound (then `holds`
+    is not computed). A property Storm refuses is an InputError naming `source` (default:
+    where it was written).
     """
     source = source or prop.source
     formula = prop.formula
@@ -317,7 +319,9 @@ def check(model, prop: Property, source: str | None = None) -> PropertyResult:
         if model.is_nondeterministic_model and not formula.has_optimality_type:
             lower_bound = formula.comparison_type in (ComparisonType.GEQ, ComparisonType.GREATER)
             quantitative.set_optimality_type(
-                OptimizationDirection.MINIMIZE if lower_bound else OptimizationDirection.MAXIMIZE
+                OptimizationDirection.MINIMIZE
+                if lower_bound != best
+                else OptimizationDirection.MAXIMIZE
             )
     direction = None
     if model.is_nondeterministic_model and quantitative.has_optimality_type:
@@ -327,7 +331,7 @@ def check(model, prop: Property, source: str | None = None) -> PropertyResult:
     initial = initial_states(model)
     values, lower, upper = (v[initial] for v in result_values(result))
     holds = None
-    if formula.has_bound:
+    if formula.has_bound and not best:
         truth = _model_check(model, formula, prop.text, source).get_truth_values_vector()
         holds = all(truth[s] for s in initial.tolist())
     return PropertyResult(prop.text, values, lower, upper, holds, SOUND_METHOD, direction)

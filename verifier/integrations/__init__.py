@@ -1,0 +1,1 @@
+"""Integrations with training libraries: `verifier.integrations.sb3` for Stable-Baselines3."""
