@@ -224,7 +224,8 @@ class Absorption:
     E[steps; ends in c] = (N N R)[t, c] (each visit to a transient state is one step).
     From given sources both come from two transposed solves, for every class at once:
     v = e_s N, w = v N, then v R and w R. One LU factorization of I - Q serves every
-    question; each solve is refined in extended precision (`_refined`).
+    question about a set of states; each solve is refined in extended precision
+    (`_refined`).
 
     component  int64 [n]: the closed class of each state, -1 for transient states
     n_classes  the number of closed classes
@@ -239,14 +240,17 @@ class Absorption:
         self.n_classes = len(members)
         self.transient = np.flatnonzero(~closed)
         self._chain = chain
-        self._factors: tuple | None = None
+        self._systems: dict[tuple[int, int], tuple] = {}
 
-    def _system(self):
-        """(LU of I - Q, Q in extended precision, R: float64 [|T|, n_classes])."""
-        if self._factors is None:
-            block = self._chain[self.transient]
-            inner = block[:, self.transient]
-            m = len(self.transient)
+    def _system(self, states: np.ndarray):
+        """For transient `states` closed under the chain's transient successors: (LU of
+        I - Q, Q in extended precision, Q^T likewise, R: float64 [|states|, n_classes]),
+        Q the chain on them and R their steps into each closed class."""
+        key = (len(states), hash(states.tobytes()))
+        if key not in self._systems:
+            block = self._chain[states]
+            inner = block[:, states]
+            m = len(states)
             factors = splu((sp.identity(m, format="csc") - inner).tocsc(), permc_spec=ORDERING)
             coo = block.tocoo()
             into = self.component[coo.col] >= 0
@@ -254,25 +258,33 @@ class Absorption:
                 (coo.data[into], (coo.row[into], self.component[coo.col[into]])),
                 shape=(m, self.n_classes),
             )
-            self._factors = (factors, inner.tocsr().astype(np.longdouble), leaving)
-        return self._factors
+            extended = inner.tocsr().astype(np.longdouble)
+            self._systems[key] = (factors, extended, extended.T.tocsr(), leaving)
+        return self._systems[key]
 
     def from_states(self, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(probability, steps), float64 [len(sources), n_classes] each: from each source,
         the probability of ending in each closed class and the expected number of steps
-        until it enters that class on the runs that do (nan where the probability is 0)."""
+        until it enters that class on the runs that do (nan where the probability is 0).
+        The equations are those of the transient states the sources reach."""
+        sources = np.asarray(sources, dtype=np.int64)
         probability = np.zeros((len(sources), self.n_classes))
         steps = np.full((len(sources), self.n_classes), np.nan)
+        start_mask = np.zeros(self._chain.shape[0], dtype=bool)
+        start_mask[sources[self.component[sources] < 0]] = True
+        coo = self._chain.tocoo()
+        passing = self.component[coo.row] < 0
+        reached = reachable(coo.row[passing], coo.col[passing], start_mask)
+        states = np.flatnonzero(reached & (self.component < 0))
         position = np.full(self._chain.shape[0], -1, dtype=np.int64)
-        position[self.transient] = np.arange(len(self.transient))
-        for row, source in enumerate(np.asarray(sources, dtype=np.int64).tolist()):
+        position[states] = np.arange(len(states))
+        for row, source in enumerate(sources.tolist()):
             own = self.component[source]
             if own >= 0:
                 probability[row, own], steps[row, own] = 1.0, 0.0
                 continue
-            factors, inner, leaving = self._system()
-            transposed = inner.T.tocsr()
-            start = np.zeros(len(self.transient), dtype=np.longdouble)
+            factors, _, transposed, leaving = self._system(states)
+            start = np.zeros(len(states), dtype=np.longdouble)
             start[position[source]] = 1.0
             visits, _ = _refined(transposed, factors, start, transposed=True)
             weighted, _ = _refined(transposed, factors, visits, transposed=True)
@@ -288,7 +300,7 @@ class Absorption:
         values = classes[self.component].astype(np.float64)
         values[self.component < 0] = 0.0
         if len(self.transient) and classes.any():
-            factors, inner, leaving = self._system()
+            factors, inner, _, leaving = self._system(self.transient)
             rhs = np.asarray(leaving[:, np.flatnonzero(classes)].sum(axis=1)).ravel()
             x, _ = _refined(inner, factors, rhs.astype(np.longdouble))
             values[self.transient] = np.clip(x.astype(np.float64), 0.0, 1.0)
