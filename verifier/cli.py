@@ -179,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("valuation", "grid", "env"),
         help="override the policy file's observation",
     )
-    policy.add_argument("--actions", metavar="A,B,...", help="override the action names")
+    policy.add_argument(
+        "--actions", metavar="A,B,...", help="override the action names (each must be the model's)"
+    )
     policy.add_argument("--output", choices=("logits", "probs"), help="override the output kind")
     policy.add_argument(
         "--timeout",
