@@ -178,14 +178,6 @@ def test_env_policy_and_table_of_its_actions_get_the_same_verdict(tmp_path):
         assert reports[0][key] == reports[1][key]
 
 
-def test_sb3_zip_is_refused_with_how_to_export(tmp_path, capsys):
-    model, _ = trained("PPO", "MlpPolicy", "MiniGrid-Empty-5x5-v0", WRAPPERS)
-    model.save(tmp_path / "agent.zip")
-    assert main([str(tmp_path / "agent.zip"), "--model", "gym:MiniGrid-Empty-5x5-v0"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "export_sb3" in err
-
-
 FLAT_VIEW = ["minigrid.wrappers.ImgObsWrapper", "gymnasium.wrappers.FlattenObservation"]
 
 

@@ -160,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         "policy",
         help="verify a learned policy on every state (also: verify POLICY --model MODEL)",
     )
-    policy.add_argument("policy", metavar="POLICY", help=".pt, .pt2, .onnx, .npz or .json policy")
+    policy.add_argument(
+        "policy",
+        metavar="POLICY",
+        help=".pt, .pt2, .onnx, .npz or .json policy, or a Stable-Baselines3 .zip agent",
+    )
     _add_model_options(policy)
     policy.add_argument(
         "--reward",
@@ -287,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-POLICY_SUFFIXES = (".pt", ".pt2", ".onnx", ".npz", ".json")
+POLICY_SUFFIXES = (".pt", ".pt2", ".onnx", ".npz", ".json", ".zip")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[str]:

@@ -1,13 +1,15 @@
 """Learned policies: load a file safely, run it on every state, induce the Markov chain.
 
 Formats (README, "Files"): TorchScript `.pt` (torch is an optional extra), `.onnx`
-(onnxruntime), tabular `.npz` / `.json`. Metadata `verifier.json` ({"observation",
-"actions", "output"}, and the observation the policy was made for) travels inside the file;
-flags override it; its interface is checked against each model before the policy runs
-(verifier.policy_interface). A policy file is untrusted input (verifier.policy_safety):
-nothing in it is unpickled or run before its graph is checked to be pure tensor
-computation, `.npz` is read with allow_pickle=False, plain pickles and torch.export `.pt2`
-archives are refused, and networks run in a contained child process.
+(onnxruntime), tabular `.npz` / `.json`, and Stable-Baselines3 `.zip` agents, whose network
+is rebuilt from the archive's readable entries and weights (verifier.sb3_zip) and then runs
+as a `.pt` does. Metadata `verifier.json` ({"observation", "actions", "output"}, and the
+observation the policy was made for) travels inside the file; flags override it; its
+interface is checked against each model before the policy runs (verifier.policy_interface).
+A policy file is untrusted input (verifier.policy_safety): nothing in it is unpickled or run
+before its graph is checked to be pure tensor computation, `.npz` is read with
+allow_pickle=False, plain pickles and torch.export `.pt2` archives are refused, and networks
+run in a contained child process.
 
 The only module that imports torch or onnxruntime, lazily.
 """
@@ -53,11 +55,6 @@ from verifier.policy_safety import (
 OBSERVATIONS = ("valuation", "grid", "env")
 OUTPUTS = ("logits", "probs")
 METADATA = "verifier.json"
-SB3_ZIP_REFUSED = (
-    "a Stable-Baselines3 .zip holds cloudpickled objects and is never loaded; export the "
-    "policy in your training script: from verifier.export import export_sb3; "
-    "export_sb3(model, 'policy.pt', env)"
-)
 BATCH_STATES = 4096
 BATCH_BYTES = 64 * 2**20  # observations per batch are capped to this many bytes
 _GRID_NEEDS_MAZE = "the grid observation exists for mazes only; use valuation"
@@ -100,14 +97,13 @@ def load_policy(
     if not path.is_file():
         raise InputError(str(path), "no such policy file")
     suffix = path.suffix.lower()
-    if suffix == ".zip":
-        raise InputError(str(path), SB3_ZIP_REFUSED)
     loaders = {
         ".pt": _load_torchscript,
         ".pt2": _load_exported,
         ".onnx": _load_onnx,
         ".npz": _load_npz,
         ".json": _load_json,
+        ".zip": _load_sb3_zip,
     }
     if suffix not in loaders:
         raise InputError(
@@ -168,7 +164,7 @@ def _torch(path: Path):
         import torch
     except ImportError:
         raise InputError(
-            str(path), "reading .pt/.pt2 policies needs torch: pip install 'verifier[torch]'"
+            str(path), f"reading {path.suffix} policies needs torch: pip install 'verifier[torch]'"
         ) from None
     return torch
 
@@ -187,6 +183,11 @@ def _load_torchscript(path: Path):
     except Exception as exc:
         raise InputError(str(path), f"{_NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
     check_torchscript_graph(path, module, torch)
+    return "torchscript", _torchscript_run(module, torch), _metadata(path, extra[METADATA]), None
+
+
+def _torchscript_run(module, torch) -> Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray]:
+    """The checked TorchScript `module` as a function of a batch of observations."""
     module.eval()
 
     def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
@@ -197,7 +198,7 @@ def _load_torchscript(path: Path):
         with torch.no_grad():
             return module(inputs).detach().cpu().resolve_conj().numpy()
 
-    return "torchscript", run, _metadata(path, extra[METADATA]), None
+    return run
 
 
 _NOT_TORCHSCRIPT = (
@@ -208,6 +209,17 @@ _NOT_TORCHSCRIPT = (
 
 def _load_exported(path: Path):
     raise InputError(str(path), PT2_REFUSED)
+
+
+def _load_sb3_zip(path: Path):
+    """A Stable-Baselines3 agent: its network rebuilt without unpickling (verifier.sb3_zip),
+    scripted, then checked and run as a TorchScript policy."""
+    torch = _torch(path)
+    from verifier.sb3_zip import read_sb3_zip
+
+    module, meta = read_sb3_zip(path)
+    check_torchscript_graph(path, module, torch)
+    return "sb3-zip", _torchscript_run(module, torch), meta, None
 
 
 def _load_onnx(path: Path):
