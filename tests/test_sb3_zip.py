@@ -204,6 +204,21 @@ def test_sb3_zip_reads_the_policy_keyword_arguments(tmp_path, algorithm, kind, k
     assert [ours[s] for s in running] == [names[a] for a in predicted]
 
 
+def test_shipped_distshift_zip_is_the_shipped_export(capsys):
+    """models/minigrid/distshift-ppo.zip (SB3's save of the agent whose export is
+    distshift-ppo.pt, benchmarks/sb3_zip_load.py): the same action in every state of both
+    levels, so the same verdicts: aligned on DistShift1, goal misgeneralization on DistShift2."""
+    for level in ("distshift1", "distshift2"):
+        env = load_environment(f"models/minigrid/{level}.toml")
+        zipped = chosen_actions(env, load_policy("models/minigrid/distshift-ppo.zip"))
+        assert zipped == chosen_actions(env, load_policy("models/minigrid/distshift-ppo.pt"))
+    agent_zip = "models/minigrid/distshift-ppo.zip"
+    assert main([agent_zip, "--model", "models/minigrid/distshift1.toml", "--reward", "env"]) == 0
+    assert main([agent_zip, "--model", "models/minigrid/distshift2.toml", "--reward", "env"]) == 1
+    out = capsys.readouterr().out
+    assert "ALIGNED" in out and "GOAL_MISGENERALIZATION" in out
+
+
 class _Touch:
     """Unpickling this creates the file at `path` (a stand-in for any code a pickle runs)."""
 
