@@ -283,3 +283,35 @@ def test_an_onnx_network_failing_on_the_observation_names_both_shapes(tmp_path, 
         f"verify: {path}: the network does not take this model's observation: it expects 5 "
         "inputs; this model gives 8 inputs"
     ]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("meta", "problem"),
+    [
+        ({"wrappers": ["\x1b[2KImgObsWrapper"]}, "wrappers must be a list of class names"),
+        (
+            {"observation_shape": {"\nimage": [3]}, "observation_dtype": {"\nimage": "uint8"}},
+            "observation_shape keys must be plain names",
+        ),
+        ({"observation_shape": [3], "observation_dtype": "nonsense"}, "is not a dtype"),
+        ({"observation_shape": [3]}, "give observation_shape and observation_dtype together"),
+        ({"action_count": 0}, "action_count must be a positive integer"),
+    ],
+)
+def test_malformed_interface_metadata_is_refused_in_one_line(tmp_path, capsys, meta, problem):
+    """Interface metadata that is malformed, or whose text carries control characters, is
+    exit 2 in one line that does not echo them."""
+    import torch
+
+    class Right(torch.nn.Module):
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return obs[:, :4] * 0
+
+    policy = tmp_path / "p.pt"
+    extra = {"verifier.json": json.dumps({"actions": ACTIONS, **meta})}
+    torch.jit.save(torch.jit.script(Right()), str(policy), _extra_files=extra)
+    model = _write(tmp_path, "m.toml", maze_text("#S.A#", EXIT))
+    assert main([str(policy), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and problem in err and "\x1b" not in err, err

@@ -467,3 +467,56 @@ def test_actions_of_a_zip_are_named_by_the_environment_or_by_the_flag(tmp_path, 
     assert "names 3 actions for the policy's 7 outputs" in capsys.readouterr().err
     assert main([str(clean), "--model", "models/lava.toml"]) == 2
     assert "exists for Gymnasium models only" in capsys.readouterr().err
+
+
+def test_text_from_the_zip_reaches_no_terminal_raw(tmp_path, saved, capsys):
+    """A dict key with an escape sequence in the readable spaces text is refused without
+    printing it raw: one line, no ESC character."""
+    clean, model = saved
+
+    def escaped(doc):
+        doc["observation_space"] = {
+            ":type:": "<class 'gymnasium.spaces.dict.Dict'>",
+            "spaces": "{'\\x1b[2Kimage': Box(0, 255, (3, 5, 5), uint8)}",
+        }
+        return doc
+
+    path = tmp_path / "agent.zip"
+    _rewrite(clean, path, data=escaped)
+    assert main([str(path), "--model", str(model)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "note:" not in line]
+    assert len(err) == 1 and "\x1b" not in err[0] and "not a plain name" in err[0], err
+
+
+def test_weights_declaring_more_than_the_cap_are_refused_before_loading(
+    tmp_path, saved, capsys, monkeypatch
+):
+    """policy.pth is itself a zip whose records torch allocates at their declared sizes: a
+    deflated record of 1 MiB of zeros (a few KiB on disk) is refused under a 64 KiB cap."""
+    from verifier import sb3_zip
+
+    clean, model = saved
+    raw = tmp_path / "raw.pth"
+    torch.save({"action_net.weight": torch.zeros(2**18)}, raw)
+    deflated = tmp_path / "deflated.pth"
+    with zipfile.ZipFile(raw) as old, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            new.writestr(info.filename, old.read(info.filename))
+    assert deflated.stat().st_size < 2**16
+    path = tmp_path / "agent.zip"
+    _rewrite(clean, path, members={"policy.pth": deflated.read_bytes()})
+    monkeypatch.setattr(sb3_zip, "MAX_WEIGHTS_BYTES", 2**16)
+    assert main([str(path), "--model", str(model)]) == 2
+    assert (
+        f"{path}: policy.pth: declares 1 MiB of tensors, more than 0 MiB" in capsys.readouterr().err
+    )
+
+
+def test_torch_before_2_6_is_refused_for_zips(tmp_path, saved, monkeypatch):
+    """torch's weights-only loading could run code before 2.6 (CVE-2025-32434)."""
+    from verifier.errors import InputError
+
+    clean, _ = saved
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    with pytest.raises(InputError, match="needs torch 2.6 or later"):
+        load_policy(clean)

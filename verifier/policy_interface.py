@@ -57,6 +57,8 @@ def read_interface(source: str, meta: dict) -> Interface | None:
             source, f"{METADATA}: give observation_shape and observation_dtype together"
         )
     layout = None
+    if isinstance(shape, dict) and not all(_plain(key) for key in shape):
+        raise InputError(source, f"{METADATA}: observation_shape keys must be plain names")
     if isinstance(shape, dict) and isinstance(dtype, dict) and shape and set(shape) == set(dtype):
         layout = {key: (_shape(source, shape[key]), _dtype(source, dtype[key])) for key in shape}
     elif isinstance(shape, list) and isinstance(dtype, str):
@@ -68,9 +70,7 @@ def read_interface(source: str, meta: dict) -> Interface | None:
             "dtype name, or dicts of them with the same keys",
         )
     wrappers = meta.get("wrappers")
-    if wrappers is not None and (
-        not isinstance(wrappers, list) or not all(isinstance(w, str) for w in wrappers)
-    ):
+    if wrappers is not None and (not isinstance(wrappers, list) or not all(map(_plain, wrappers))):
         raise InputError(source, f"{METADATA}: wrappers must be a list of class names")
     images = meta.get("channels_first_images", [])
     if not isinstance(images, list) or not all(layout and k in layout for k in images):
@@ -88,18 +88,29 @@ def read_interface(source: str, meta: dict) -> Interface | None:
     )
 
 
+def _plain(name) -> bool:
+    """A name fit for a one-line message: printable text (no control characters), short."""
+    return isinstance(name, str) and name.isprintable() and 0 < len(name) <= 100
+
+
 def _shape(source: str, value) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(type(v) is int and v >= 0 for v in value):
-        raise InputError(source, f"{METADATA}: observation_shape {value!r} is not a list of sizes")
+    if (
+        not isinstance(value, list)
+        or len(value) > 16
+        or not all(type(v) is int and v >= 0 for v in value)
+    ):
+        raise InputError(source, f"{METADATA}: observation_shape must hold lists of sizes")
     return tuple(value)
 
 
 def _dtype(source: str, value) -> str:
+    if not isinstance(value, str) or len(value) > 20:
+        raise InputError(source, f"{METADATA}: observation_dtype must hold dtype names")
     try:
         return np.dtype(value).name
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):
         raise InputError(
-            source, f"{METADATA}: observation_dtype {value!r} is not a dtype"
+            source, f"{METADATA}: observation_dtype {ascii(value)[:40]} is not a dtype"
         ) from None
 
 

@@ -175,9 +175,17 @@ def read_sb3_zip(path: Path):
 
     from verifier import sb3_network
 
+    version = re.match(r"(\d+)\.(\d+)", torch.__version__)
+    if version is None or (int(version[1]), int(version[2])) < (2, 6):
+        raise InputError(
+            str(path),
+            f"reading an SB3 zip needs torch 2.6 or later (this is {torch.__version__}, whose "
+            "weights-only loading can run code a file carries, CVE-2025-32434)",
+        )
     _refuse_vecnormalize(path)
     data_text, weights = _members(path)
     agent = read_agent(path, data_text)
+    _check_weights_archive(path, weights)
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -238,6 +246,27 @@ def _read(path: Path, archive: zipfile.ZipFile, name: str, cap: int) -> bytes:
             str(path), f"larger than {cap // 2**20} MiB, more than an agent needs", name
         )
     return content
+
+
+def _check_weights_archive(path: Path, weights: bytes) -> None:
+    """policy.pth is itself a zip (torch.save's format), whose records torch allocates at
+    their declared sizes: together they must stay within the cap."""
+    if not zipfile.is_zipfile(io.BytesIO(weights)):
+        return  # torch's legacy format reads its tensors from the bytes themselves
+    try:
+        with zipfile.ZipFile(io.BytesIO(weights)) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except Exception as exc:
+        raise InputError(
+            str(path), f"not a readable archive ({_first_line(exc)})", "policy.pth"
+        ) from None
+    if declared > MAX_WEIGHTS_BYTES:
+        raise InputError(
+            str(path),
+            f"declares {declared // 2**20} MiB of tensors, more than "
+            f"{MAX_WEIGHTS_BYTES // 2**20} MiB",
+            "policy.pth",
+        )
 
 
 def read_agent(path: Path, text: str) -> Agent:
@@ -537,14 +566,16 @@ def _dict_spaces(source: str, text: str, place: str) -> dict[str, Array]:
                 source, f"spaces entry {ascii(item[:80])} is not readable; {EXPORT}", place
             )
         key = ast.literal_eval(match.group(1))
+        if not isinstance(key, str) or not key.isprintable() or len(key) > 100:
+            raise InputError(source, f"spaces key {ascii(key)[:80]} is not a plain name", place)
         kind, args = match.group(2), _split(match.group(3))
         if kind == "Discrete":
             start = next((a.split("=", 1)[1] for a in args[1:] if a.startswith("start=")), 0)
             arrays[key] = _discrete(source, args[0] if args else None, start, f"{place}[{key!r}]")
         elif kind == "Box" and len(args) == 4 and re.fullmatch(r"\w+", args[3]):
             try:
-                shape = ast.literal_eval(args[2])
-            except (ValueError, SyntaxError):
+                shape = ast.literal_eval(args[2]) if len(args[2]) <= 200 else None
+            except (ValueError, SyntaxError, RecursionError, MemoryError):
                 shape = None
             if not isinstance(shape, tuple) or not _widths(list(shape)):
                 raise InputError(source, f"{ascii(key)}: unreadable shape; {EXPORT}", place)
