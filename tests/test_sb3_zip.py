@@ -330,13 +330,14 @@ def test_a_pickle_payload_in_policy_pth_never_runs(tmp_path, saved, capsys):
     assert not marker.exists()
 
 
-def test_vecnormalize_statistics_beside_the_agent_are_refused_unread(tmp_path, saved, capsys):
+@pytest.mark.parametrize("name", ["vecnormalize.pkl", "vec_normalize.pkl"])
+def test_vecnormalize_statistics_beside_the_agent_are_refused_unread(tmp_path, saved, capsys, name):
     """A vecnormalize.pkl beside the zip means the network was trained on normalised
     observations whose statistics are a pickle: exit 2 saying how to export with them; the
     pickle is never read."""
     clean, model = saved
     marker = tmp_path / "marker"
-    (clean.parent / "vecnormalize.pkl").write_bytes(pickle.dumps(_Touch(marker)))
+    (clean.parent / name).write_bytes(pickle.dumps(_Touch(marker)))
     assert main([str(clean), "--model", str(model)]) == 2
     err = capsys.readouterr().err
     assert "VecNormalize" in err and "normalize=VecNormalize.load" in err

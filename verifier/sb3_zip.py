@@ -204,11 +204,20 @@ def read_sb3_zip(path: Path):
 
 
 def _refuse_vecnormalize(path: Path) -> None:
-    for sibling in path.parent.iterdir():
-        if sibling.name.lower().endswith("vecnormalize.pkl"):
+    """VecNormalize statistics beside the agent (`vecnormalize.pkl` as RL Zoo names them,
+    `vec_normalize.pkl` as SB3's examples do) mean its observations were normalised."""
+    try:
+        siblings = [sibling.name for sibling in path.parent.iterdir()]
+    except OSError as exc:
+        raise InputError(
+            str(path),
+            f"cannot list its directory to look for VecNormalize statistics ({_first_line(exc)})",
+        ) from None
+    for name in siblings:
+        if re.sub(r"[-_]", "", name.lower()).endswith("vecnormalize.pkl"):
             raise InputError(
                 str(path),
-                f"{ascii(sibling.name)} beside the agent holds VecNormalize statistics, a pickle "
+                f"{ascii(name)} beside the agent holds VecNormalize statistics, a pickle "
                 "that is never loaded, and without them the observations the network was "
                 "trained on are unknown; export it in its training script with them: "
                 "export_sb3(model, 'policy.pt', env, normalize=VecNormalize.load(PATH, venv))",
