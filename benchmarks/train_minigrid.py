@@ -4,7 +4,8 @@ it as models/minigrid/distshift-ppo.pt, for `verify` on DistShift1 and DistShift
 The agent sees the full grid (FullyObsWrapper -> ImgObsWrapper -> FlattenObservation, 189
 numbers) and acts with the three navigation actions (left, right, forward), as in the
 research note's run (SB3 PPO MlpPolicy 64-64 tanh, 8 envs, n_steps 128, batch 256, 4
-epochs, entropy 0.02). The model TOMLs beside it name the same wrappers and actions.
+epochs, entropy 0.02), and SB3's own zip of the agent beside it (`verify` reads both). The
+model TOMLs beside it name the same wrappers and actions.
 
     python benchmarks/train_minigrid.py [--steps 250000] [--out models/minigrid/distshift-ppo.pt]
 """
@@ -70,9 +71,11 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     export_sb3(model, out, make_env(), actions=ACTIONS)
+    model.save(out.with_suffix(".zip"))
     print(
         f"trained {args.steps} steps in {time.perf_counter() - started:.0f} s wall, "
-        f"{time.process_time() - cpu:.0f} s CPU; wrote {out} ({out.stat().st_size} bytes)"
+        f"{time.process_time() - cpu:.0f} s CPU; wrote {out} ({out.stat().st_size} bytes) "
+        f"and SB3's own {out.with_suffix('.zip')}"
     )
 
 

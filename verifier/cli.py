@@ -163,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         "policy",
         help="verify a learned policy on every state (also: verify POLICY --model MODEL)",
     )
-    policy.add_argument("policy", metavar="POLICY", help=".pt, .pt2, .onnx, .npz or .json policy")
+    policy.add_argument(
+        "policy",
+        metavar="POLICY",
+        help=".pt, .pt2, .onnx, .npz or .json policy, or a Stable-Baselines3 .zip agent",
+    )
     _add_model_options(policy)
     policy.add_argument(
         "--reward",
@@ -182,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("valuation", "grid", "env"),
         help="override the policy file's observation",
     )
-    policy.add_argument("--actions", metavar="A,B,...", help="override the action names")
+    policy.add_argument(
+        "--actions", metavar="A,B,...", help="override the action names (each must be the model's)"
+    )
     policy.add_argument("--output", choices=("logits", "probs"), help="override the output kind")
     policy.add_argument(
         "--timeout",
@@ -304,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-POLICY_SUFFIXES = (".pt", ".pt2", ".onnx", ".npz", ".json")
+POLICY_SUFFIXES = (".pt", ".pt2", ".onnx", ".npz", ".json", ".zip")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[str]:

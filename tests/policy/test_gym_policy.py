@@ -178,12 +178,153 @@ def test_env_policy_and_table_of_its_actions_get_the_same_verdict(tmp_path):
         assert reports[0][key] == reports[1][key]
 
 
-def test_sb3_zip_is_refused_with_how_to_export(tmp_path, capsys):
-    model, _ = trained("PPO", "MlpPolicy", "MiniGrid-Empty-5x5-v0", WRAPPERS)
-    model.save(tmp_path / "agent.zip")
-    assert main([str(tmp_path / "agent.zip"), "--model", "gym:MiniGrid-Empty-5x5-v0"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "export_sb3" in err
+FLAT_VIEW = ["minigrid.wrappers.ImgObsWrapper", "gymnasium.wrappers.FlattenObservation"]
+
+
+def _errors(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if "note:" not in line]
+
+
+def test_export_sb3_writes_the_interface_into_the_metadata(tmp_path):
+    """The observation's shape and dtype, the wrapper stack, inner to outer, and the action
+    names (MiniGrid's by default) travel in verifier.json."""
+    import zipfile
+
+    from verifier.policy.export import export_sb3
+
+    model, env = trained("PPO", "MlpPolicy", "MiniGrid-Empty-5x5-v0", FLAT_VIEW)
+    path = export_sb3(model, tmp_path / "policy.pt", env)
+    with zipfile.ZipFile(path) as archive:
+        (member,) = [n for n in archive.namelist() if n.endswith("extra/verifier.json")]
+        meta = json.loads(archive.read(member))
+    assert meta == {
+        "observation": "env",
+        "actions": ["left", "right", "forward", "pickup", "drop", "toggle", "done"],
+        "output": "logits",
+        "observation_shape": [147],
+        "observation_dtype": "uint8",
+        "wrappers": ["ImgObsWrapper", "FlattenObservation"],
+    }
+
+
+def test_an_export_on_a_model_with_another_observation_is_refused_naming_both(tmp_path, capsys):
+    """The net of the 7x7 view, flattened (147 inputs), on the `gym:` shorthand (MiniGrid's
+    dict) and on the full 5x5 grid, flattened (75 inputs): exit 2, one line each (before:
+    torch's "Expected a value of type 'Tensor' ... found type 'dict'" and "mat1 and mat2
+    shapes cannot be multiplied (20x75 and 147x64)")."""
+    from verifier.policy.export import export_sb3
+
+    model, env = trained("PPO", "MlpPolicy", "MiniGrid-Empty-5x5-v0", FLAT_VIEW)
+    path = export_sb3(model, tmp_path / "policy.pt", env)
+    full = model_toml(tmp_path, "MiniGrid-Empty-5x5-v0", [*WRAPPERS, FLAT_VIEW[1]])
+    assert main([str(path), "--model", "gym:MiniGrid-Empty-5x5-v0"]) == 2
+    assert main([str(path), "--model", str(full)]) == 2
+    hint = "; the model's [gymnasium] wrappers must give the policy's observation"
+    assert _errors(capsys) == [
+        f"verify: {path}: the policy expects 147 inputs (ImgObsWrapper, FlattenObservation); "
+        f"this model gives a dict observation (image 7x7x3, direction){hint}",
+        f"verify: {path}: the policy expects 147 inputs (ImgObsWrapper, FlattenObservation); "
+        f"this model gives 75 inputs (FullyObsWrapper, ImgObsWrapper, FlattenObservation){hint}",
+    ]
+
+
+def test_an_export_on_other_wrappers_of_the_same_shape_is_refused(tmp_path, capsys):
+    """On LavaGapS7 the full grid in pixels and the agent's 7x7 view in pixels are both
+    56x56x3 uint8: the same shape, another observation. The wrapper stacks tell them apart."""
+    from verifier.policy.export import export_sb3
+
+    pixels = ["minigrid.wrappers.RGBImgObsWrapper", "minigrid.wrappers.ImgObsWrapper"]
+    view = ["minigrid.wrappers.RGBImgPartialObsWrapper", "minigrid.wrappers.ImgObsWrapper"]
+    model, env = trained("PPO", "CnnPolicy", "MiniGrid-LavaGapS7-v0", pixels)
+    path = export_sb3(model, tmp_path / "policy.pt", env)
+    assert (
+        main([str(path), "--model", str(model_toml(tmp_path, "MiniGrid-LavaGapS7-v0", view))]) == 2
+    )
+    assert _errors(capsys) == [
+        f"verify: {path}: the policy was made with the wrappers RGBImgObsWrapper, "
+        "ImgObsWrapper; this model has RGBImgPartialObsWrapper, ImgObsWrapper (both give a "
+        "56x56x3 array); the model's [gymnasium] wrappers must give the policy's observation"
+    ]
+    assert main(
+        [str(path), "--model", str(model_toml(tmp_path, "MiniGrid-LavaGapS7-v0", pixels))]
+    ) in (0, 1)
+
+
+def test_export_sb3_with_an_env_of_another_observation_is_a_value_error():
+    """The training env without its wrappers (before: a raw TypeError from the trace)."""
+    import gymnasium as gym
+
+    from verifier.policy.export import export_sb3
+
+    model, env = trained("PPO", "MlpPolicy", "MiniGrid-Empty-5x5-v0", FLAT_VIEW)
+    with pytest.raises(ValueError, match="observation space") as raised:
+        export_sb3(model, "unused.pt", gym.make("MiniGrid-Empty-5x5-v0"))
+    assert "Dict('direction': Discrete(4), 'image': Box(0, 255, (7, 7, 3), uint8)" in str(
+        raised.value
+    )
+    assert "Box(0, 255, (147,), uint8)" in str(raised.value)
+
+
+def test_export_sb3_of_a_dict_observation_decides_as_predict_in_onnx(tmp_path):
+    """MultiInputPolicy on the 56x56 view and the direction, exported to ONNX with one input
+    per key: the verifier's action in every running state is predict's."""
+    import gymnasium as gym
+    from minigrid.wrappers import RGBImgPartialObsWrapper
+
+    from verifier.policy.export import export_sb3
+
+    view = ["minigrid.wrappers.RGBImgPartialObsWrapper"]
+    env = gym.wrappers.FilterObservation(
+        RGBImgPartialObsWrapper(gym.make("MiniGrid-Empty-5x5-v0")), ["image", "direction"]
+    )
+    torch.set_num_threads(1)
+    model = sb3.PPO("MultiInputPolicy", env, seed=0, device="cpu", n_steps=64, batch_size=64)
+    verified = load_environment(model_toml(tmp_path, "MiniGrid-Empty-5x5-v0", view))
+    spread_decisions(model, env_observations(verified, np.arange(verified.mdp.n_states)))
+    policy = load_policy(export_sb3(model, tmp_path / "policy.onnx", env))
+    ours = chosen_actions(verified, policy)
+    running = np.flatnonzero(~verified.mdp.labels["terminal"])
+    predicted, _ = model.predict(env_observations(verified, running), deterministic=True)
+    names = [a.name for a in env.unwrapped.actions]
+    assert len(set(predicted.tolist())) >= 2
+    assert [ours[s] for s in running] == [names[a] for a in predicted]
+
+
+def test_export_sb3_applies_vecnormalize_statistics(tmp_path):
+    """An agent trained under VecNormalize sees normalised observations: with `normalize=`
+    the exported network normalises the env's raw observation itself, and decides as
+    predict on the normalised one in every running state."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from verifier.inputs.gym import _wrapper_class
+    from verifier.policy.export import export_sb3
+
+    wrappers = [*WRAPPERS, FLAT_VIEW[1]]
+
+    def make():
+        import gymnasium as gym
+
+        env = gym.make("MiniGrid-Empty-5x5-v0")
+        for name in wrappers:
+            env = _wrapper_class(name, "test", "wrappers")(env)
+        return env
+
+    torch.set_num_threads(1)
+    vec = VecNormalize(DummyVecEnv([make]), norm_reward=False)
+    model = sb3.PPO("MlpPolicy", vec, seed=0, device="cpu", n_steps=64, batch_size=64)
+    model.learn(128)
+    vec.training = False
+    verified = load_environment(model_toml(tmp_path, "MiniGrid-Empty-5x5-v0", wrappers))
+    raw = env_observations(verified, np.arange(verified.mdp.n_states))
+    assert vec.obs_rms.var.max() > 0 and not np.allclose(vec.normalize_obs(raw), raw)
+    spread_decisions(model, vec.normalize_obs(raw))
+    policy = load_policy(export_sb3(model, tmp_path / "policy.pt", make(), normalize=vec))
+    ours = chosen_actions(verified, policy)
+    running = np.flatnonzero(~verified.mdp.labels["terminal"])
+    predicted, _ = model.predict(vec.normalize_obs(raw[running]), deterministic=True)
+    names = [a.name for a in make().unwrapped.actions]
+    assert len(set(predicted.tolist())) >= 2
+    assert [ours[s] for s in running] == [names[a] for a in predicted]
 
 
 def test_env_observation_on_a_maze_is_refused(tmp_path, capsys):

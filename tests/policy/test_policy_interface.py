@@ -156,3 +156,162 @@ def test_grid_policy_runs_on_a_301x301_maze_within_a_memory_bound(tmp_path):
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     assert peak_kib < 2 * 2**20, peak_kib
     assert np.isfinite(peak_kib)
+
+
+def _errors(capsys) -> list[str]:
+    """The error lines of a command (notes left out)."""
+    return [line for line in capsys.readouterr().err.splitlines() if "note:" not in line]
+
+
+@pytest.mark.parametrize("flag", [False, True], ids=["metadata", "--actions"])
+def test_action_names_the_model_lacks_are_refused_listing_the_model_s(tmp_path, capsys, flag):
+    """A typo in an action name ("rigth") is exit 2 before any verdict, whether the file or
+    --actions names it (before: CAPABILITY_FAILURE, "4 states asked for a disabled
+    action")."""
+    model = _write(tmp_path, "m.toml", maze_text("#S.A#", EXIT))
+    names = ["up", "down", "left", "rigth"]
+    table = {"probs": [[0, 0, 0, 1]] * 3, **({} if flag else {"actions": names})}
+    policy = _write(tmp_path, "p.json", json.dumps(table))
+    extra = ["--actions", ",".join(names)] if flag else []
+    assert main([str(policy), "--model", str(model), *extra]) == 2
+    assert _errors(capsys) == [
+        f"verify: {policy}: names actions the model does not have: 'rigth'; the model's "
+        "actions: up, down, left, right"
+    ]
+
+
+def test_action_names_of_a_gymnasium_model_are_the_environment_s(tmp_path, capsys):
+    """FrozenLake's actions are left, down, right, up: `north` is exit 2 listing them. A
+    MiniGrid level restricted to three actions still has the others: a policy naming
+    `pickup` there is verified (its choice of pickup is replaced by an enabled action)."""
+    policy = _write(
+        tmp_path, "p.json", json.dumps({"actions": ["north", "down"], "probs": [[1, 0]]})
+    )
+    assert main([str(policy), "--model", "gym:FrozenLake-v1"]) == 2
+    assert _errors(capsys) == [
+        f"verify: {policy}: names actions the model does not have: 'north'; the model's "
+        "actions: left, down, right, up"
+    ]
+    pytest.importorskip("minigrid")
+    level = "models/minigrid/distshift1.toml"
+    names = ["left", "right", "forward", "pickup"]
+    rows = [[0, 0, 1, 2]] * load_environment(level).mdp.n_states
+    table = _write(tmp_path, "q.json", json.dumps({"actions": names, "probs": rows}))
+    assert main([str(table), "--model", level]) in (0, 1)
+
+
+class _Linear147:
+    """Source of a TorchScript network on 147 inputs (as floats) whose metadata does not
+    say so."""
+
+    SOURCE = """
+import json, sys
+import torch
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(147, 3)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.linear(obs.float())
+
+
+meta = {"observation": "env", "actions": ["left", "right", "forward"], "output": "logits"}
+net = torch.jit.script(Net())
+torch.jit.save(net, sys.argv[1], _extra_files={"verifier.json": json.dumps(meta)})
+"""
+
+
+FLAT = [
+    "minigrid.wrappers.FullyObsWrapper",
+    "minigrid.wrappers.ImgObsWrapper",
+    "gymnasium.wrappers.FlattenObservation",
+]
+
+
+def _gym_toml(tmp_path, name: str, env_id: str, wrappers: list[str]) -> Path:
+    listed = ", ".join(f'"{w}"' for w in wrappers)
+    return _write(
+        tmp_path, name, f'[gymnasium]\nid = "{env_id}"\nseed = 0\nwrappers = [{listed}]\n'
+    )
+
+
+@pytest.mark.torch
+def test_a_network_failing_on_the_observation_names_both_shapes(tmp_path, capsys):
+    """A network on 147 inputs without interface metadata: on the full 5x5 grid, flattened
+    (75 inputs), and on MiniGrid's dict observation, one line names what it expects and what
+    the model gives (before: torch's "mat1 and mat2 shapes cannot be multiplied (20x75 and
+    147x64)" and "Expected a value of type 'Tensor' ... found type 'dict'")."""
+    pytest.importorskip("minigrid")
+    policy = tmp_path / "net.pt"
+    script = _write(tmp_path, "net.py", _Linear147.SOURCE)
+    subprocess.run([sys.executable, str(script), str(policy)], check=True)
+    flat = _gym_toml(tmp_path, "flat.toml", "MiniGrid-Empty-5x5-v0", FLAT)
+    assert main([str(policy), "--model", str(flat)]) == 2
+    assert main([str(policy), "--model", "gym:MiniGrid-Empty-5x5-v0"]) == 2
+    assert _errors(capsys) == [
+        f"verify: {policy}: the network does not take this model's observation: it expects 147 "
+        "inputs; this model gives 75 inputs (FullyObsWrapper, ImgObsWrapper, FlattenObservation)",
+        f"verify: {policy}: the network does not take this model's observation: it expects an "
+        "array observation; this model gives a dict observation (image 7x7x3, direction)",
+    ]
+
+
+@pytest.mark.onnx
+def test_an_onnx_network_failing_on_the_observation_names_both_shapes(tmp_path, capsys):
+    """The same for ONNX Runtime's "Got invalid dimensions ... Got: 8 Expected: 5"."""
+    import onnx
+    import torch
+
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(
+        torch.nn.Linear(5, 4),
+        (torch.zeros(2, 5),),
+        str(path),
+        input_names=["obs"],
+        output_names=["logits"],
+        dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
+    proto = onnx.load(str(path))
+    proto.metadata_props.add(key="verifier.json", value=json.dumps({"actions": ACTIONS}))
+    onnx.save(proto, str(path))
+    model = _write(tmp_path, "m.toml", maze_text("#S.A#", EXIT))
+    assert main([str(path), "--model", str(model)]) == 2
+    assert _errors(capsys) == [
+        f"verify: {path}: the network does not take this model's observation: it expects 5 "
+        "inputs; this model gives 8 inputs"
+    ]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("meta", "problem"),
+    [
+        ({"wrappers": ["\x1b[2KImgObsWrapper"]}, "wrappers must be a list of class names"),
+        (
+            {"observation_shape": {"\nimage": [3]}, "observation_dtype": {"\nimage": "uint8"}},
+            "observation_shape keys must be plain names",
+        ),
+        ({"observation_shape": [3], "observation_dtype": "nonsense"}, "is not a dtype"),
+        ({"observation_shape": [3]}, "give observation_shape and observation_dtype together"),
+        ({"action_count": 0}, "action_count must be a positive integer"),
+    ],
+)
+def test_malformed_interface_metadata_is_refused_in_one_line(tmp_path, capsys, meta, problem):
+    """Interface metadata that is malformed, or whose text carries control characters, is
+    exit 2 in one line that does not echo them."""
+    import torch
+
+    class Right(torch.nn.Module):
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return obs[:, :4] * 0
+
+    policy = tmp_path / "p.pt"
+    extra = {"verifier.json": json.dumps({"actions": ACTIONS, **meta})}
+    torch.jit.save(torch.jit.script(Right()), str(policy), _extra_files=extra)
+    model = _write(tmp_path, "m.toml", maze_text("#S.A#", EXIT))
+    assert main([str(policy), "--model", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and problem in err and "\x1b" not in err, err

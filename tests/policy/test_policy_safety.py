@@ -76,7 +76,7 @@ def huge_logits(self, obs):
         (bool_out, "logits", "outputs booleans"),
         (complex_out, "logits", "outputs complex numbers"),
         (zero_probs, "probs", "probability 0 everywhere"),
-        (wrong_width, "logits", "mat1 and mat2 shapes cannot be multiplied"),
+        (wrong_width, "logits", "it expects 5 inputs; this model gives 8 inputs"),
     ],
 )
 def test_bad_network_outputs_are_refused_with_the_reason(

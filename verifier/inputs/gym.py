@@ -151,6 +151,20 @@ def _build_mdp(instance: GymInstance, name: str, max_states: int | None):
     )
 
 
+def action_names(env) -> tuple[str, ...]:
+    """The names of an environment's actions in the order of their ids (a model's `actions`
+    enables a subset of them): MiniGrid's `Actions`, FrozenLake's left, down, right, up,
+    CliffWalking's and Taxi's (verifier/inputs/toytext.py), else a0, a1, ..."""
+    base = env.unwrapped
+    minigrid_env = _minigrid_base()
+    if minigrid_env is not None and isinstance(base, minigrid_env):
+        return tuple(a.name for a in base.actions)
+    from verifier.inputs.toytext import ACTION_NAMES
+
+    count = int(getattr(base.action_space, "n", 0))
+    return ACTION_NAMES.get(type(base).__name__, tuple(f"a{i}" for i in range(count)))
+
+
 def _minigrid_base():
     try:
         from minigrid.minigrid_env import MiniGridEnv

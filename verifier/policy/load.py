@@ -1,11 +1,15 @@
 """Learned policies: load a file safely, run it on every state, induce the Markov chain.
 
 Formats (README, "Files"): TorchScript `.pt` (torch is an optional extra), `.onnx`
-(onnxruntime), tabular `.npz` / `.json`. Metadata `verifier.json` ({"observation",
-"actions", "output"}) travels inside the file; flags override it. A policy file is untrusted
-input (verifier.policy.safety): nothing in it is unpickled or run before its graph is checked
-to be pure tensor computation, `.npz` is read with allow_pickle=False, plain pickles and
-torch.export `.pt2` archives are refused, and networks run in a contained child process.
+(onnxruntime), tabular `.npz` / `.json`, and Stable-Baselines3 `.zip` agents, whose network
+is rebuilt from the archive's readable entries and weights (verifier.policy.sb3_zip) and then runs
+as a `.pt` does. Metadata `verifier.json` ({"observation", "actions", "output"}, and the
+observation the policy was made for) travels inside the file; flags override it; its
+interface is checked against each model before the policy runs (verifier.policy.interface).
+A policy file is untrusted input (verifier.policy.safety): nothing in it is unpickled or run
+before its graph is checked to be pure tensor computation, `.npz` is read with
+allow_pickle=False, plain pickles and torch.export `.pt2` archives are refused, and networks
+run in a contained child process.
 
 The only module that imports torch or onnxruntime, lazily.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +31,14 @@ from verifier.inputs.environment import Environment
 from verifier.inputs.maze import Maze
 from verifier.mdp import MDP
 from verifier.policy.gym_observation import env_observations
+from verifier.policy.interface import (
+    Interface,
+    check_interface,
+    failure_message,
+    layout_of,
+    model_wrappers,
+    read_interface,
+)
 from verifier.policy.observation import (
     GRID_CHANNELS,
     grid_observations,
@@ -44,11 +56,6 @@ from verifier.policy.safety import (
 OBSERVATIONS = ("valuation", "grid", "env")
 OUTPUTS = ("logits", "probs")
 METADATA = "verifier.json"
-SB3_ZIP_REFUSED = (
-    "a Stable-Baselines3 .zip holds cloudpickled objects and is never loaded; export the "
-    "policy in your training script: from verifier.policy.export import export_sb3; "
-    "export_sb3(model, 'policy.pt', env)"
-)
 BATCH_STATES = 4096
 BATCH_BYTES = 64 * 2**20  # observations per batch are capped to this many bytes
 _GRID_NEEDS_MAZE = "the grid observation exists for mazes only; use valuation"
@@ -62,6 +69,8 @@ class Policy:
     `keys` how rows are found: "state" (row = state index) or "valuation" (`valuations`).
     `in_process`: a network in memory (verifier.policy.live), the caller's own code, runs in
     this process rather than contained in a child.
+    `interface` is what the metadata says the policy was made for; `actions` is empty when
+    the environment names them (`interface.action_count`), until `decide` names them.
     """
 
     path: str
@@ -74,6 +83,7 @@ class Policy:
     keys: str = "state"
     valuations: np.ndarray | None = None
     timeout: float | None = None
+    interface: Interface | None = None
     in_process: bool = False
 
 
@@ -91,14 +101,13 @@ def load_policy(
     if not path.is_file():
         raise InputError(str(path), "no such policy file")
     suffix = path.suffix.lower()
-    if suffix == ".zip":
-        raise InputError(str(path), SB3_ZIP_REFUSED)
     loaders = {
         ".pt": _load_torchscript,
         ".pt2": _load_exported,
         ".onnx": _load_onnx,
         ".npz": _load_npz,
         ".json": _load_json,
+        ".zip": _load_sb3_zip,
     }
     if suffix not in loaders:
         raise InputError(
@@ -121,8 +130,11 @@ def load_policy(
     output = meta.get("output", "logits" if table is None else "probs")
     if output not in OUTPUTS:
         raise InputError(str(path), f"output {output!r}; known: {', '.join(OUTPUTS)}")
+    interface = read_interface(str(path), meta)
     names = meta.get("actions")
-    if (
+    if not names and interface is not None and interface.action_count is not None:
+        names = ()  # named by the environment's actions, model by model
+    elif (
         not names
         or not isinstance(names, list | tuple)
         or not all(isinstance(a, str) for a in names)
@@ -137,7 +149,17 @@ def load_policy(
     if table is not None:
         keys, valuations, table = table
     return Policy(
-        str(path), fmt, observation, tuple(names), output, run, table, keys, valuations, timeout
+        str(path),
+        fmt,
+        observation,
+        tuple(names),
+        output,
+        run,
+        table,
+        keys,
+        valuations,
+        timeout,
+        interface,
     )
 
 
@@ -163,6 +185,11 @@ def _load_torchscript(path: Path):
     except Exception as exc:
         raise InputError(str(path), f"{_NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
     check_torchscript_graph(path, module, torch)
+    return "torchscript", _torchscript_run(module, torch), _metadata(path, extra[METADATA]), None
+
+
+def _torchscript_run(module, torch) -> Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray]:
+    """The checked TorchScript `module` as a function of a batch of observations."""
     module.eval()
 
     def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
@@ -173,7 +200,7 @@ def _load_torchscript(path: Path):
         with torch.no_grad():
             return module(inputs).detach().cpu().resolve_conj().numpy()
 
-    return "torchscript", run, _metadata(path, extra[METADATA]), None
+    return run
 
 
 _NOT_TORCHSCRIPT = (
@@ -184,6 +211,17 @@ _NOT_TORCHSCRIPT = (
 
 def _load_exported(path: Path):
     raise InputError(str(path), PT2_REFUSED)
+
+
+def _load_sb3_zip(path: Path):
+    """A Stable-Baselines3 agent: its network rebuilt without unpickling (verifier.policy.sb3_zip),
+    scripted, then checked and run as a TorchScript policy."""
+    torch = _torch(path)
+    from verifier.policy.sb3_zip import read_sb3_zip
+
+    module, meta = read_sb3_zip(path)
+    check_torchscript_graph(path, module, torch)
+    return "sb3-zip", _torchscript_run(module, torch), meta, None
 
 
 def _load_onnx(path: Path):
@@ -365,7 +403,8 @@ class Decisions:
 def decide(policy: Policy, env: Environment, stochastic: bool = False, progress=None) -> Decisions:
     """Run the policy on every state (in batches) and map its outputs to the model's choices:
     argmax over the enabled actions by default, the renormalised distribution with
-    `stochastic`. States with a single choice take it."""
+    `stochastic`. States with a single choice take it. The interface is checked first."""
+    policy = _checked(policy, env)
     mdp = env.mdp
     outputs = _outputs(policy, env, progress)
     if outputs.shape[1] != len(policy.actions):
@@ -428,6 +467,26 @@ def _probabilities(policy: Policy, scores: np.ndarray, states: np.ndarray, mdp: 
     return np.divide(weights, totals[states], out=np.zeros_like(weights), where=totals[states] > 0)
 
 
+def _checked(policy: Policy, env: Environment) -> Policy:
+    """The policy with its action names, once they and the observation it was made for are
+    checked against the model (verifier.policy.interface), before it runs."""
+    sample = None
+    interface = policy.interface
+    if interface is not None and interface.observation is not None and policy.run is not None:
+        sample = _observation_batch(policy, env, np.zeros(1, dtype=np.int64), _grid(policy, env))
+    actions = check_interface(policy.path, policy.actions, interface, env, sample)
+    return replace(policy, actions=actions)
+
+
+def _grid(policy: Policy, env: Environment) -> tuple[Maze, np.ndarray] | None:
+    """The maze and its static planes, for the grid observation."""
+    if policy.observation != "grid":
+        return None
+    if env.maze is None:
+        raise InputError(policy.path, _GRID_NEEDS_MAZE)
+    return env.maze, static_planes(env.maze)
+
+
 def _choice_columns(policy: Policy, mdp: MDP) -> np.ndarray:
     """int64 [n_choices]: the policy output column of each choice's action, -1 if none."""
     lookup = np.array(
@@ -441,11 +500,7 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
     mdp = env.mdp
     if policy.table is not None:
         return _table_outputs(policy, policy.table, mdp)
-    grid = None  # the maze and its static planes, for the grid observation
-    if policy.observation == "grid":
-        if env.maze is None:
-            raise InputError(policy.path, _GRID_NEEDS_MAZE)
-        grid = (env.maze, static_planes(env.maze))
+    grid = _grid(policy, env)
     if policy.observation == "env" and env.gym is None:
         raise InputError(policy.path, "the env observation exists for Gymnasium models only")
     starts = range(0, mdp.n_states, batch_states(policy, env))
@@ -494,28 +549,21 @@ def _run_batch(
     the maze and its static planes, for the grid observation)."""
     if policy.run is None:
         raise ValueError(f"{policy.path}: a table policy has no network to run")
-    if grid is not None:
-        batch = grid_observations(grid[0], env.mdp, states, grid[1])
-    elif policy.observation == "env":
-        batch = env_observations(env, states)
-    else:
-        batch = valuation_observations(env.mdp, states)
-    if isinstance(batch, dict):  # a dict observation: a dict of batches
-        batch = {key: np.ascontiguousarray(value) for key, value in batch.items()}
-        shape: dict[str, tuple[int, ...]] | tuple[int, ...] = {
-            key: value.shape for key, value in batch.items()
-        }
-    else:
-        batch = np.ascontiguousarray(batch)
-        shape = batch.shape
+    batch = _observation_batch(policy, env, states, grid)
     try:
         out = np.asarray(policy.run(batch))
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(
-            policy.path, f"running the policy on {shape} observations failed: {_failure(exc)}"
-        ) from None
+        message = failure_message(str(exc), layout_of(batch), model_wrappers(env))
+        if message is None:
+            shape = (
+                {key: value.shape for key, value in batch.items()}
+                if isinstance(batch, dict)
+                else batch.shape
+            )
+            message = f"running the policy on {shape} observations failed: {_failure(exc)}"
+        raise InputError(policy.path, message) from None
     if out.dtype.kind not in "iuf":
         raise InputError(
             policy.path,
@@ -525,6 +573,22 @@ def _run_batch(
     if out.ndim != 2 or len(out) != len(states):
         raise InputError(policy.path, f"expected outputs [batch, n_actions], got {list(out.shape)}")
     return out.astype(np.float64)
+
+
+def _observation_batch(
+    policy: Policy, env: Environment, states: np.ndarray, grid: tuple[Maze, np.ndarray] | None
+):
+    """The policy's observations of `states`: a contiguous array [len(states), ...], or a
+    dict of them for a dict observation."""
+    if grid is not None:
+        batch = grid_observations(grid[0], env.mdp, states, grid[1])
+    elif policy.observation == "env":
+        batch = env_observations(env, states)
+    else:
+        batch = valuation_observations(env.mdp, states)
+    if isinstance(batch, dict):
+        return {key: np.ascontiguousarray(value) for key, value in batch.items()}
+    return np.ascontiguousarray(batch)
 
 
 def _single_thread() -> None:

@@ -72,7 +72,7 @@ TORCHSCRIPT_OPERATORS = frozenset(
             log_sigmoid log_softmax logaddexp logical_and logical_not logical_or
             logical_xor logit logsumexp lt masked_fill masked_select matmul max
             max_pool1d max_pool2d max_pool3d maximum mean median min minimum mish mm
-            mode movedim mul mv nan_to_num narrow ne neg new_full
+            mode movedim mul mv nan_to_num narrow ne neg new_full one_hot
             new_ones new_zeros nonzero norm numel ones ones_like pad permute pow prelu prod
             real imag reciprocal relu relu6 remainder repeat repeat_interleave reshape reshape_as
             round rsqrt rsub scaled_dot_product_attention scatter scatter_add select
