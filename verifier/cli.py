@@ -185,7 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         metavar="S",
-        help="stop with exit 3 when running the policy takes longer than S seconds",
+        help="stop with exit 3 when loading or running the policy takes longer than S seconds",
+    )
+    policy.add_argument(
+        "--memory",
+        type=_positive_int,
+        metavar="MB",
+        help="stop with exit 3 when loading or running the policy needs more than MB "
+        "megabytes (default 2048)",
     )
     policy.add_argument(
         "--competence",
@@ -524,7 +531,8 @@ def _policy(args: argparse.Namespace) -> int:
     if args.timeout is not None and not 0.0 < args.timeout < float("inf"):
         raise InputError("--timeout", f"must be a positive number of seconds, got {args.timeout}")
     actions = tuple(a.strip() for a in args.actions.split(",")) if args.actions else None
-    policy = load_policy(args.policy, args.observation, actions, args.output, args.timeout)
+    limits = {"timeout": args.timeout} | ({"memory": args.memory} if args.memory else {})
+    policy = load_policy(args.policy, args.observation, actions, args.output, **limits)
     reports, drawn = [], []
     for env in _environments(args):
         _drawable(args, env)

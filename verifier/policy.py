@@ -3,26 +3,32 @@
 Formats (README, "Files"): TorchScript `.pt` (torch is an optional extra), `.onnx`
 (onnxruntime), tabular `.npz` / `.json`. Metadata `verifier.json` ({"observation",
 "actions", "output"}) travels inside the file; flags override it. A policy file is untrusted
-input (verifier.policy_safety): nothing in it is unpickled or run before its graph is checked
-to be pure tensor computation, `.npz` is read with allow_pickle=False, plain pickles and
-torch.export `.pt2` archives are refused, and networks run in a contained child process.
+input (verifier.policy_safety): the verify process never reads it. Every load, inspection
+and run happens in a contained child process (a time limit, a memory cap, no terminal),
+nothing in it is unpickled or run before its code is checked to be pure tensor computation,
+`.npz` is read with allow_pickle=False, and plain pickles and torch.export `.pt2` archives
+are refused. A run re-reads the file and checks that it is the one that was inspected.
 
 The only module that imports torch or onnxruntime, lazily.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import zipfile
+import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from verifier.environment import Environment
-from verifier.errors import InputError
+from verifier.errors import InputError, ResourceLimit
 from verifier.gym_observation import env_observations
 from verifier.maze import Maze
 from verifier.mdp import MDP
@@ -33,11 +39,18 @@ from verifier.observation import (
     valuation_observations,
 )
 from verifier.policy_safety import (
+    MEMORY_MB,
+    NOT_TORCHSCRIPT,
     PT2_REFUSED,
+    check_npz,
     check_onnx,
-    check_torchscript_archive,
-    check_torchscript_graph,
+    check_torchscript,
+    has_external_data,
+    megabytes,
+    out_of_memory,
+    printable,
     run_contained,
+    torchscript_archive,
 )
 
 OBSERVATIONS = ("valuation", "grid", "env")
@@ -50,15 +63,20 @@ SB3_ZIP_REFUSED = (
 )
 BATCH_STATES = 4096
 BATCH_BYTES = 64 * 2**20  # observations per batch are capped to this many bytes
+METADATA_BYTES = 2**20  # the most a file's verifier.json may hold
 _GRID_NEEDS_MAZE = "the grid observation exists for mazes only; use valuation"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Policy:
-    """A loaded policy: a function from a batch of observations to a batch of outputs.
+    """A loaded policy: a network to run on batches of observations, or a table.
 
-    For tabular policies `table` holds the distribution per state (float64 [n, A]) and
-    `keys` how rows are found: "state" (row = state index) or "valuation" (`valuations`).
+    For networks, `format` names the opener (`OPENERS`) that reads the file inside the
+    contained child, and `digest` (SHA-256) is the file that was inspected: a run re-reads
+    the file and refuses another one. `timeout` (seconds, per load and per run) and
+    `memory` (MB) bound the child. For tabular policies `table` holds the distribution per
+    state (float64 [n, A]) and `keys` how rows are found: "state" (row = state index) or
+    "valuation" (`valuations`).
     """
 
     path: str
@@ -66,11 +84,20 @@ class Policy:
     observation: str
     actions: tuple[str, ...]
     output: str
-    run: Callable[[np.ndarray], np.ndarray] | None = None
     table: np.ndarray | None = None
     keys: str = "state"
     valuations: np.ndarray | None = None
     timeout: float | None = None
+    memory: int = MEMORY_MB
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Opened:
+    """A network opened inside the contained child: its batch function and metadata text."""
+
+    run: Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray]
+    metadata: str | bytes
 
 
 def load_policy(
@@ -79,45 +106,84 @@ def load_policy(
     actions: tuple[str, ...] | None = None,
     output: str | None = None,
     timeout: float | None = None,
+    memory: int = MEMORY_MB,
 ) -> Policy:
     """Load a policy file; flags (`observation`, `actions`, `output`) override its metadata.
 
-    A network is run with a time limit of `timeout` seconds in all (default: none)."""
+    The file is read, inspected and (later, by `decide`) run only inside a contained child
+    process, within `timeout` seconds (default: none) and `memory` MB each time."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "no such policy file")
     suffix = path.suffix.lower()
     if suffix == ".zip":
         raise InputError(str(path), SB3_ZIP_REFUSED)
-    loaders = {
-        ".pt": _load_torchscript,
-        ".pt2": _load_exported,
-        ".onnx": _load_onnx,
-        ".npz": _load_npz,
-        ".json": _load_json,
-    }
-    if suffix not in loaders:
-        raise InputError(
-            str(path), f"unknown policy format {suffix!r}; known: {', '.join(loaders)}"
+    if suffix == ".pt2":
+        raise InputError(str(path), PT2_REFUSED)
+    if suffix not in FORMATS:
+        known = ", ".join([*FORMATS, ".pt2"])
+        raise InputError(str(path), f"unknown policy format {suffix!r}; known: {known}")
+    fmt = FORMATS[suffix]
+    if fmt in OPENERS:
+        _import_network_libraries(path, fmt)  # once, before the children fork
+        info, arrays = run_contained(
+            lambda tick: _inspect(path, fmt, memory),
+            str(path),
+            "loading",
+            timeout=timeout,
+            memory=memory,
+            prepare=_single_thread,
         )
-    fmt, run, meta, table = loaders[suffix](path)
+    else:
+        info, arrays = run_contained(
+            lambda tick: _read_table(path, fmt, memory),
+            str(path),
+            "loading",
+            timeout=timeout,
+            memory=memory,
+        )
     meta = {
-        **meta,
+        **info["meta"],
         **{
             k: v
             for k, v in (("observation", observation), ("actions", actions), ("output", output))
             if v
         },
     }
+    table = arrays.get("probs")
     observation = meta.get("observation", "valuation")
     if observation not in OBSERVATIONS:
         raise InputError(
-            str(path), f"observation {observation!r}; known: {', '.join(OBSERVATIONS)}"
+            str(path),
+            f"observation {_shown(observation)}; known: {', '.join(OBSERVATIONS)}",
         )
     output = meta.get("output", "logits" if table is None else "probs")
     if output not in OUTPUTS:
-        raise InputError(str(path), f"output {output!r}; known: {', '.join(OUTPUTS)}")
-    names = meta.get("actions")
+        raise InputError(str(path), f"output {_shown(output)}; known: {', '.join(OUTPUTS)}")
+    names = _action_names(path, meta.get("actions"))
+    return Policy(
+        str(path),
+        fmt,
+        observation,
+        names,
+        output,
+        table,
+        info.get("keys", "state"),
+        arrays.get("valuations"),
+        timeout,
+        memory,
+        info.get("digest", ""),
+    )
+
+
+def _shown(value) -> str:
+    """A metadata value as it may be shown: quoted, escaped, cut at 80 characters."""
+    text = printable(repr(value) if not isinstance(value, str) else f"'{value}'")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _action_names(path: Path, names) -> tuple[str, ...]:
+    """The action names, checked: a list of distinct, printable strings."""
     if (
         not names
         or not isinstance(names, list | tuple)
@@ -126,84 +192,126 @@ def load_policy(
         raise InputError(
             str(path), f'no action names: put "actions" in {METADATA} or pass --actions up,down,...'
         )
-    repeated = sorted({a for a in names if names.count(a) > 1})
-    if repeated:
-        raise InputError(str(path), f"action names repeat: {', '.join(map(repr, repeated))}")
-    keys, valuations = "state", None
-    if table is not None:
-        keys, valuations, table = table
-    return Policy(
-        str(path), fmt, observation, tuple(names), output, run, table, keys, valuations, timeout
-    )
-
-
-def _torch(path: Path):
-    try:
-        import torch
-    except ImportError:
+    unprintable = next((a for a in names if not a.isprintable() or not a), None)
+    if unprintable is not None:
         raise InputError(
-            str(path), "reading .pt/.pt2 policies needs torch: pip install 'verifier[torch]'"
-        ) from None
-    return torch
+            str(path),
+            f"the action name {_shown(unprintable)} is empty or holds control characters",
+        )
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        shown = ", ".join(_shown(a) for a in sorted(repeated)[:5])
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        raise InputError(str(path), f"action names repeat: {shown}{more}")
+    return tuple(names)
 
 
-def _load_torchscript(path: Path):
-    torch = _torch(path)
-    if not zipfile.is_zipfile(path):
-        raise InputError(str(path), _NOT_TORCHSCRIPT)
+FORMATS = {".pt": "torchscript", ".onnx": "onnx", ".npz": "npz", ".json": "json"}
+
+
+def _import_network_libraries(path: Path, fmt: str) -> None:
+    """Import torch (and onnx, onnxruntime) in the verify process, so that every child
+    forks with them loaded; a missing one is an InputError naming the pip command."""
     try:
-        check_torchscript_archive(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise InputError(str(path), f"{_NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
+        if fmt == "onnx":
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        else:
+            import torch  # noqa: F401
+    except ImportError:
+        needs = (
+            "reading .onnx policies needs onnx and onnxruntime: pip install onnxruntime onnx"
+            if fmt == "onnx"
+            else "reading .pt policies needs torch: pip install 'verifier[torch]'"
+        )
+        raise InputError(str(path), needs) from None
+
+
+def _read_file(path: Path, memory: int, digest: str = "") -> tuple[bytes, str]:
+    """The file's bytes and SHA-256 (inside the child); a file larger than the memory cap
+    is a ResourceLimit, and one that is not the inspected `digest` an InputError."""
+    try:
+        size = os.stat(path).st_size
+        if size > memory * 2**20:
+            raise ResourceLimit(
+                f"{path}: the file is {megabytes(size)}, more than --memory {memory} MB"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    found = hashlib.sha256(data).hexdigest()
+    if digest and found != digest:
+        raise InputError(str(path), "the file changed on disk while verify was using it")
+    return data, found
+
+
+def _inspect(path: Path, fmt: str, memory: int):
+    """In the child: open the network (which checks it) and return its metadata."""
+    data, digest = _read_file(path, memory)
+    opened = OPENERS[fmt](path, data, memory)
+    return {"digest": digest, "meta": _metadata(path, opened.metadata)}, {}
+
+
+def _open_torchscript(path: Path, data: bytes, memory: int) -> Opened:
+    """A TorchScript archive, loaded from its checked copy (verifier.policy_safety) and
+    run through `forward` (never through hooks) in eval mode."""
+    import torch
+
+    archive = torchscript_archive(path, data, memory * 2**20)
     extra = {METADATA: ""}
+    binding: Any = torch._C  # the loader torch.jit.load wraps, for its compilation unit
+    functions = binding.CompilationUnit()
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        compiled = binding.import_ir_module_from_buffer(
+            functions, archive, torch.device("cpu"), extra, False
+        )
     except Exception as exc:
-        raise InputError(str(path), f"{_NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
-    check_torchscript_graph(path, module, torch)
+        if out_of_memory(exc):
+            raise MemoryError from None
+        raise InputError(str(path), f"{NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
+    module = torch.jit._recursive.wrap_cpp_module(compiled)
+    check_torchscript(path, module, functions.get_functions(), torch)
     module.eval()
 
     def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        inputs: Any
         if isinstance(batch, dict):  # a dict observation: forward(Dict[str, Tensor])
             inputs = {key: torch.from_numpy(value) for key, value in batch.items()}
         else:
             inputs = torch.from_numpy(batch)
         with torch.no_grad():
-            return module(inputs).detach().cpu().resolve_conj().numpy()
+            return module.forward(inputs).detach().cpu().resolve_conj().numpy()
 
-    return "torchscript", run, _metadata(path, extra[METADATA]), None
-
-
-_NOT_TORCHSCRIPT = (
-    "not a TorchScript archive (save with torch.jit.save; plain pickles from torch.save are "
-    "refused because loading them can run arbitrary code)"
-)
+    return Opened(run, extra[METADATA])
 
 
-def _load_exported(path: Path):
-    raise InputError(str(path), PT2_REFUSED)
+def _open_onnx(path: Path, data: bytes, memory: int) -> Opened:
+    """An ONNX model, checked (verifier.policy_safety), run by onnxruntime on one thread
+    with its logging off."""
+    import onnx
+    import onnxruntime
 
-
-def _load_onnx(path: Path):
     try:
-        import onnx
-        import onnxruntime
-    except ImportError:
-        raise InputError(
-            str(path),
-            "reading .onnx policies needs onnx and onnxruntime: pip install onnxruntime onnx",
-        ) from None
-    check_onnx(path, onnx)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1  # safe to fork
-    try:
-        session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        model = onnx.load_model_from_string(data)
     except Exception as exc:
+        if out_of_memory(exc):
+            raise MemoryError from None
+        raise InputError(str(path), f"not a readable ONNX model ({_first_line(exc)})") from None
+    check_onnx(path, model, onnx)
+    onnxruntime.set_default_logger_severity(4)  # fatal only: node names stay unprinted
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 4
+    source = str(path) if has_external_data(model, onnx) else data
+    try:
+        session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if out_of_memory(exc):
+            raise MemoryError from None
         raise InputError(str(path), f"not a readable ONNX model ({_first_line(exc)})") from None
     names = [i.name for i in session.get_inputs()]
-    meta = session.get_modelmeta().custom_metadata_map.get(METADATA, "")
+    meta = next((p.value for p in model.metadata_props if p.key == METADATA), "")
+    del model
 
     def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         if not isinstance(batch, dict):  # one input, whatever its name
@@ -212,20 +320,40 @@ def _load_onnx(path: Path):
         if missing:  # a dict observation: one input per key, by name
             raise InputError(
                 str(path),
-                f"the model's inputs {', '.join(names)} are not keys of the dict observation "
-                f"({', '.join(batch)}); name each input after its key",
+                f"the model's inputs {', '.join(map(printable, names))} are not keys of the "
+                f"dict observation ({', '.join(batch)}); name each input after its key",
             )
         return np.asarray(session.run(None, {name: batch[name] for name in names})[0])
 
-    return "onnx", run, _metadata(path, meta), None
+    return Opened(run, meta)
 
 
-def _load_npz(path: Path):
+# The networks' openers by format, run inside the contained child only: (path, the file's
+# bytes, the memory cap in MB) -> Opened. A new network format adds its opener here.
+OPENERS: dict[str, Callable[[Path, bytes, int], Opened]] = {
+    "torchscript": _open_torchscript,
+    "onnx": _open_onnx,
+}
+
+
+def _read_table(path: Path, fmt: str, memory: int):
+    """In the child: a .npz or .json table's metadata and arrays."""
+    data, _ = _read_file(path, memory)
+    meta, probs, valuations = (_load_npz if fmt == "npz" else _load_json)(path, data, memory)
+    keys, valuations, probs = _table(path, probs, valuations)
+    arrays = {"probs": probs} if valuations is None else {"probs": probs, "valuations": valuations}
+    return {"meta": meta, "keys": keys}, arrays
+
+
+def _load_npz(path: Path, data: bytes, memory: int):
     """`probs` [n, A] (rows by state index, or by `valuations` [n, k]), `actions` [A]."""
+    check_npz(path, data, memory * 2**20)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
     except Exception as exc:
+        if out_of_memory(exc):
+            raise MemoryError from None
         raise InputError(str(path), f"not a readable .npz policy ({_first_line(exc)})") from None
     if "probs" not in arrays:
         raise InputError(str(path), "missing array 'probs' [n_states, n_actions]")
@@ -238,14 +366,14 @@ def _load_npz(path: Path):
     valuations = arrays.get("valuations")
     if valuations is not None:
         valuations = _numbers(path, "valuations", valuations)
-    return "table", None, meta, _table(path, probs, valuations)
+    return meta, probs, valuations
 
 
-def _load_json(path: Path):
+def _load_json(path: Path, data: bytes, memory: int):
     """{"actions": [...], "probs": [[...], ...], optional "valuations": [[...], ...]}."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(str(path), f"not a readable JSON policy ({_first_line(exc)})") from None
     except RecursionError:
         raise InputError(str(path), "not a readable JSON policy (nested too deeply)") from None
@@ -254,7 +382,7 @@ def _load_json(path: Path):
     probs = _numbers(path, "probs", doc["probs"])
     valuations = _numbers(path, "valuations", doc["valuations"]) if "valuations" in doc else None
     meta = {k: doc[k] for k in ("actions", "observation", "output") if k in doc}
-    return "table", None, meta, _table(path, probs, valuations)
+    return meta, probs, valuations
 
 
 def _numbers(path: Path, name: str, value) -> np.ndarray:
@@ -288,7 +416,7 @@ def _table(path: Path, probs: np.ndarray, valuations: np.ndarray | None):
         raise InputError(
             str(path), "probs must be a finite, non-negative [n_states, n_actions] table"
         )
-    zero = np.flatnonzero(probs.sum(axis=1) == 0)
+    zero = np.flatnonzero(~(probs > 0).any(axis=1))
     if len(zero):
         raise InputError(
             str(path), f"probs row {int(zero[0])} is all zero: every row must be a distribution"
@@ -317,6 +445,7 @@ def _table(path: Path, probs: np.ndarray, valuations: np.ndarray | None):
             if (np.abs(valuations) > 2**53).any():
                 raise InputError(str(path), "valuations beyond 2^53 cannot be told apart")
         valuations = valuations.astype(np.int64)
+        _check_distinct(path, valuations)
     return (
         ("valuation" if valuations is not None else "state"),
         valuations,
@@ -324,9 +453,29 @@ def _table(path: Path, probs: np.ndarray, valuations: np.ndarray | None):
     )
 
 
+def _check_distinct(path: Path, valuations: np.ndarray) -> None:
+    """Refuse two rows for one state (which row would win is arbitrary), in O(n log n)."""
+    if len(valuations) < 2:
+        return
+    _, inverse, counts = np.unique(valuations, axis=0, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts > 1)
+    if len(repeated):
+        rows = np.flatnonzero(inverse.ravel() == repeated[0])[:2]
+        raise InputError(
+            str(path),
+            f"valuations rows {int(rows[0])} and {int(rows[1])} are the same state "
+            f"{valuations[rows[0]].tolist()}: give one row per state",
+        )
+
+
 def _metadata(path: Path, text: str | bytes) -> dict:
+    """The metadata text of a network file (inside the child): a JSON object of at most
+    METADATA_BYTES."""
     if not text:
         return {}
+    if len(text) > METADATA_BYTES:
+        limit = megabytes(METADATA_BYTES)
+        raise InputError(str(path), f"{METADATA} holds {megabytes(len(text))}; at most {limit}")
     try:
         meta = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -410,7 +559,9 @@ def _probabilities(policy: Policy, scores: np.ndarray, states: np.ndarray, mdp: 
 
     The softmax is shifted by the row's largest enabled logit; a row with none (a state with
     a single choice the policy does not name) is shifted by 0, and a logit so far below the
-    largest that the difference overflows has probability exactly 0.
+    largest that the difference overflows has probability exactly 0. Probabilities are
+    divided by the row's largest enabled one before they are summed, so that finite values
+    near the float64 maximum (1e308) give the distribution their ratios define.
     """
     finite = np.isfinite(scores)
     if policy.output == "logits":
@@ -420,6 +571,8 @@ def _probabilities(policy: Policy, scores: np.ndarray, states: np.ndarray, mdp: 
             weights = np.exp(np.where(finite, scores - shift[states], -np.inf))
     else:
         weights = np.where(finite, scores, 0.0)
+        scale = np.maximum.reduceat(weights, mdp.row_groups[:-1])[states]
+        weights = np.divide(weights, scale, out=np.zeros_like(weights), where=scale > 0)
     totals = np.add.reduceat(weights, mdp.row_groups[:-1])
     single = np.diff(mdp.row_groups) == 1
     stuck = np.flatnonzero((totals <= 0) & ~single)
@@ -453,21 +606,43 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
     if policy.observation == "env" and env.gym is None:
         raise InputError(policy.path, "the env observation exists for Gymnasium models only")
     starts = range(0, mdp.n_states, batch_states(policy, env))
+    path = Path(policy.path)
 
-    def compute(tick) -> np.ndarray:
-        chunks = []
+    def compute(tick):
+        data, _ = _read_file(path, policy.memory, policy.digest)
+        run = OPENERS[policy.format](path, data, policy.memory).run
+        del data
+        chunks: list[np.ndarray] = []
         for start in starts:
             states = np.arange(start, min(start + starts.step, mdp.n_states))
-            chunks.append(_run_batch(policy, env, states, grid))
+            chunks.append(_run_batch(policy, run, env, states, grid))
+            if chunks[-1].shape[1] != chunks[0].shape[1]:
+                raise InputError(
+                    policy.path,
+                    f"the policy outputs {chunks[0].shape[1]} values per state on states "
+                    f"0-{len(chunks[0]) - 1} and {chunks[-1].shape[1]} on states "
+                    f"{start}-{start + len(chunks[-1]) - 1}; its output width must not change",
+                )
             tick()
-        return np.concatenate(chunks) if chunks else np.zeros((0, len(policy.actions)))
+        outputs = np.concatenate(chunks) if chunks else np.zeros((0, len(policy.actions)))
+        return {}, {"outputs": outputs}
 
-    outputs = run_contained(compute, len(starts), policy.timeout, progress, _single_thread)
+    _, arrays = run_contained(
+        compute,
+        policy.path,
+        "running",
+        len(starts),
+        policy.timeout,
+        policy.memory,
+        progress,
+        _single_thread,
+    )
+    outputs = arrays["outputs"]
     if not np.isfinite(outputs).all():
         raise InputError(policy.path, "the policy outputs NaN or infinite values")
     if policy.output == "probs":
         negative = np.flatnonzero((outputs < 0).any(axis=1))
-        zero = np.flatnonzero(outputs.sum(axis=1) == 0)
+        zero = np.flatnonzero(~(outputs > 0).any(axis=1))
         if len(negative) or len(zero):
             state = int(negative[0] if len(negative) else zero[0])
             problem = "a negative probability" if len(negative) else "probability 0 everywhere"
@@ -489,12 +664,14 @@ def batch_states(policy: Policy, env: Environment) -> int:
 
 
 def _run_batch(
-    policy: Policy, env: Environment, states: np.ndarray, grid: tuple[Maze, np.ndarray] | None
+    policy: Policy,
+    run: Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray],
+    env: Environment,
+    states: np.ndarray,
+    grid: tuple[Maze, np.ndarray] | None,
 ) -> np.ndarray:
-    """float64 [len(states), n_actions]: the network's outputs on a batch of states (`grid`:
-    the maze and its static planes, for the grid observation)."""
-    if policy.run is None:
-        raise ValueError(f"{policy.path}: a table policy has no network to run")
+    """float64 [len(states), n_actions]: the network's outputs (`run`, inside the child) on
+    a batch of states (`grid`: the maze and its static planes, for the grid observation)."""
     if grid is not None:
         batch = grid_observations(grid[0], env.mdp, states, grid[1])
     elif policy.observation == "env":
@@ -510,10 +687,12 @@ def _run_batch(
         batch = np.ascontiguousarray(batch)
         shape = batch.shape
     try:
-        out = np.asarray(policy.run(batch))
+        out = np.asarray(run(batch))
     except InputError:
         raise
     except Exception as exc:
+        if out_of_memory(exc):
+            raise MemoryError from None
         raise InputError(
             policy.path, f"running the policy on {shape} observations failed: {_failure(exc)}"
         ) from None
