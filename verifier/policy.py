@@ -38,6 +38,7 @@ from verifier.observation import (
     static_planes,
     valuation_observations,
 )
+from verifier.policy_operators import onnx_operators, torchscript_operators
 from verifier.policy_safety import (
     MEMORY_MB,
     NOT_TORCHSCRIPT,
@@ -210,14 +211,19 @@ FORMATS = {".pt": "torchscript", ".onnx": "onnx", ".npz": "npz", ".json": "json"
 
 
 def _import_network_libraries(path: Path, fmt: str) -> None:
-    """Import torch (and onnx, onnxruntime) in the verify process, so that every child
-    forks with them loaded; a missing one is an InputError naming the pip command."""
+    """Import torch (and onnx, onnxruntime) in the verify process and derive the accepted
+    operators there, so that every child forks with them ready; a missing library is an
+    InputError naming the pip command."""
     try:
         if fmt == "onnx":
-            import onnx  # noqa: F401
+            import onnx
             import onnxruntime  # noqa: F401
+
+            onnx_operators(onnx)
         else:
-            import torch  # noqa: F401
+            import torch
+
+            torchscript_operators(torch)
     except ImportError:
         needs = (
             "reading .onnx policies needs onnx and onnxruntime: pip install onnxruntime onnx"
@@ -248,13 +254,14 @@ def _read_file(path: Path, memory: int, digest: str = "") -> tuple[bytes, str]:
 def _inspect(path: Path, fmt: str, memory: int):
     """In the child: open the network (which checks it) and return its metadata."""
     data, digest = _read_file(path, memory)
-    opened = OPENERS[fmt](path, data, memory)
+    opened = OPENERS[fmt](path, data, memory, True)
     return {"digest": digest, "meta": _metadata(path, opened.metadata)}, {}
 
 
-def _open_torchscript(path: Path, data: bytes, memory: int) -> Opened:
-    """A TorchScript archive, loaded from its checked copy (verifier.policy_safety) and
-    run through `forward` (never through hooks) in eval mode."""
+def _open_torchscript(path: Path, data: bytes, memory: int, inspect: bool) -> Opened:
+    """A TorchScript archive, loaded from its checked copy (verifier.policy_safety), its
+    functions checked when `inspect`, and run through `forward` (never through hooks) in
+    eval mode."""
     import torch
 
     archive = torchscript_archive(path, data, memory * 2**20)
@@ -270,7 +277,9 @@ def _open_torchscript(path: Path, data: bytes, memory: int) -> Opened:
             raise MemoryError from None
         raise InputError(str(path), f"{NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
     module = torch.jit._recursive.wrap_cpp_module(compiled)
-    check_torchscript(path, module, functions.get_functions(), torch)
+    if inspect:
+        with torch.jit.optimized_execution(True):  # the inlining pass follows calls only so
+            check_torchscript(path, module, functions.get_functions(), torch)
     module.eval()
 
     def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
@@ -279,15 +288,17 @@ def _open_torchscript(path: Path, data: bytes, memory: int) -> Opened:
             inputs = {key: torch.from_numpy(value) for key, value in batch.items()}
         else:
             inputs = torch.from_numpy(batch)
-        with torch.no_grad():
+        # The graphs as checked, without the profiling executor's specialising passes (which
+        # cost more than they save on the few batches of one check, in every child anew).
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             return module.forward(inputs).detach().cpu().resolve_conj().numpy()
 
     return Opened(run, extra[METADATA])
 
 
-def _open_onnx(path: Path, data: bytes, memory: int) -> Opened:
-    """An ONNX model, checked (verifier.policy_safety), run by onnxruntime on one thread
-    with its logging off."""
+def _open_onnx(path: Path, data: bytes, memory: int, inspect: bool) -> Opened:
+    """An ONNX model, checked (verifier.policy_safety) when `inspect`, run by onnxruntime on
+    one thread with its logging off."""
     import onnx
     import onnxruntime
 
@@ -297,7 +308,8 @@ def _open_onnx(path: Path, data: bytes, memory: int) -> Opened:
         if out_of_memory(exc):
             raise MemoryError from None
         raise InputError(str(path), f"not a readable ONNX model ({_first_line(exc)})") from None
-    check_onnx(path, model, onnx)
+    if inspect:
+        check_onnx(path, model, onnx)
     onnxruntime.set_default_logger_severity(4)  # fatal only: node names stay unprinted
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
@@ -329,8 +341,10 @@ def _open_onnx(path: Path, data: bytes, memory: int) -> Opened:
 
 
 # The networks' openers by format, run inside the contained child only: (path, the file's
-# bytes, the memory cap in MB) -> Opened. A new network format adds its opener here.
-OPENERS: dict[str, Callable[[Path, bytes, int], Opened]] = {
+# bytes, the memory cap in MB, whether to inspect the network) -> Opened. A run opens the
+# bytes an earlier child inspected (the same SHA-256) without inspecting them again. A new
+# network format adds its opener here.
+OPENERS: dict[str, Callable[[Path, bytes, int, bool], Opened]] = {
     "torchscript": _open_torchscript,
     "onnx": _open_onnx,
 }
@@ -610,7 +624,7 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
 
     def compute(tick):
         data, _ = _read_file(path, policy.memory, policy.digest)
-        run = OPENERS[policy.format](path, data, policy.memory).run
+        run = OPENERS[policy.format](path, data, policy.memory, False).run
         del data
         chunks: list[np.ndarray] = []
         for start in starts:

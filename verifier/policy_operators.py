@@ -73,7 +73,7 @@ TORCHSCRIPT_LANGUAGE = _names(
     DictConstruct DictIndex CreateObject isinstance RaiseException Uninitialized
     unchecked_cast unchecked_unwrap_optional NumToTensor ImplicitTensorToNum
     EnumName EnumValue StringIndex ModuleContainerIndex rangelist tolist id
-    min max abs index device dtype layout data grad requires_grad shape name
+    min max abs index device dtype layout data grad requires_grad shape name type
     itemsize nbytes is_cuda is_cpu is_xpu is_xla is_mps is_ipu is_maia is_mtia
     is_meta is_mkldnn is_vulkan is_nested is_quantized is_sparse is_sparse_csr
     """,
@@ -122,6 +122,20 @@ def _seeded(torch, kind: str, overload: str) -> bool:
     except RuntimeError:
         return False
     return torch.Tag.nondeterministic_seeded in tags
+
+
+@functools.cache
+def seeded_kinds(torch, kinds: frozenset[str]) -> frozenset[str]:
+    """Those of `kinds` with an overload torch tags `nondeterministic_seeded`."""
+    return frozenset(
+        kind
+        for kind in kinds
+        if kind.startswith("aten::")
+        and any(
+            _seeded(torch, kind, schema.overload_name)
+            for schema in torch._C._jit_get_schemas_for_operator(kind)
+        )
+    )
 
 
 def _schema(torch, node):

@@ -28,6 +28,7 @@ import json
 import os
 import pickletools
 import posixpath
+import re
 import select
 import shutil
 import signal
@@ -44,6 +45,7 @@ from verifier.policy_operators import (
     ONNX_DOMAINS,
     is_seeded,
     onnx_operators,
+    seeded_kinds,
     seeded_operator_is_off,
     torchscript_operators,
 )
@@ -90,8 +92,10 @@ def torchscript_archive(path: Path, data: bytes, limit: int) -> bytes:
     same-named members are refused, and the rewritten copy (stored, in the same order) is
     what torch loads. `__setstate__` in any code member (`.py`, any case) would run inside
     `torch.jit.load`; so would the C++ `__setstate__` of a torch.classes object named in a
-    pickle. Members may inflate to `limit` bytes in all (their declared sizes are checked
-    before anything is inflated, and zipfile never inflates past a declared size).
+    pickle, or an RRef's, which connects to an RPC agent. Debug information
+    (`.debug_pkl`, source text for error messages) is left out of the copy. Members may
+    inflate to `limit` bytes in all (their declared sizes are checked before anything is
+    inflated, and zipfile never inflates past a declared size).
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -127,6 +131,8 @@ def torchscript_archive(path: Path, data: bytes, limit: int) -> bytes:
                     place=printable(member.filename),
                 ) from None
             name = member.filename.lower()
+            if name.endswith(".debug_pkl"):
+                continue  # source ranges for error messages: torch loads without them
             if name.endswith(".py") and b"__setstate__" in content:
                 raise InputError(
                     str(path),
@@ -141,7 +147,8 @@ def torchscript_archive(path: Path, data: bytes, limit: int) -> bytes:
 
 def _check_pickle(path: Path, member: str, content: bytes) -> None:
     """Refuse a pickle that names a torch.classes (C++) class, whose `__setstate__` torch
-    runs while loading, or that uses opcodes torch's own archives never write."""
+    runs while loading, or an RRef, or that uses opcodes torch's own archives never write
+    (torch's unpickler reads GLOBAL only)."""
     try:
         for opcode, argument, _ in pickletools.genops(content):
             if opcode.name in ("STACK_GLOBAL", "INST", "OBJ", "REDUCE_EX", "EXT1", "EXT2"):
@@ -152,11 +159,14 @@ def _check_pickle(path: Path, member: str, content: bytes) -> None:
                     "refused because loading them can run arbitrary code)",
                     place=printable(member),
                 )
-            if opcode.name == "GLOBAL" and "torch.classes" in str(argument):
+            qualified = str(argument).replace(" ", ".", 1)  # torch joins module and name
+            if opcode.name == "GLOBAL" and (
+                "torch.classes" in qualified or qualified == "torch.distributed.rpc.rref"
+            ):
                 raise InputError(
                     str(path),
-                    f"the pickle constructs the C++ class {printable(str(argument))!r}, whose "
-                    f"__setstate__ runs while loading; {_PURE}",
+                    f"the pickle constructs {printable(qualified)!r}, whose C++ code runs while "
+                    f"loading; {_PURE}",
                     place=printable(member),
                 )
     except (ValueError, EOFError) as exc:
@@ -200,16 +210,18 @@ def check_torchscript(path: Path, module, functions, torch) -> None:
     by_name = {}
     for function in functions:
         by_name[function.qualified_name] = function
-        for node in _nodes(function.graph):
-            kind = node.kind()
-            if kind not in accepted:
-                raise InputError(
-                    str(path),
-                    f"{printable(function.qualified_name)} uses the operator {printable(kind)}, "
-                    "which does not compute on tensors (policies may not print, sleep, read "
-                    "or write files, fork or call out)",
-                )
-            if kind == "prim::SetAttr" and _type_name(node.inputsAt(0)) in module_types:
+        graph = function.graph
+        kinds = _kinds(graph)
+        refused = sorted(kinds - accepted)
+        if refused:
+            raise InputError(
+                str(path),
+                f"{printable(function.qualified_name)} uses the operator {printable(refused[0])}, "
+                "which does not compute on tensors (policies may not print, sleep, read or "
+                "write files, fork or call out)",
+            )
+        for node in graph.findAllNodes("prim::SetAttr", True) if "prim::SetAttr" in kinds else ():
+            if _type_name(node.inputsAt(0)) in module_types:
                 raise InputError(
                     str(path),
                     f"{printable(function.qualified_name)} sets the module attribute "
@@ -227,44 +239,44 @@ def _check_randomness(path: Path, module, by_name: dict, module_types: set[str],
         label, original = pending.pop()
         graph = original.copy()
         torch._C._jit_pass_inline(graph)
-        for node in list(_nodes(graph)):
-            if (
-                node.kind() == "prim::GetAttr"
-                and node.s("name") == "training"
-                and _type_name(node.input()) in module_types  # eval(): training is False
-            ):
-                with graph.insert_point_guard(node):
+        for node in graph.findAllNodes("prim::GetAttr", True):
+            if node.s("name") == "training" and _type_name(node.input()) in module_types:
+                with graph.insert_point_guard(node):  # in eval mode, training is False
                     node.output().replaceAllUsesWith(graph.insertConstant(False))
         torch._C._jit_pass_constant_propagation(graph)
-        for node in _nodes(graph):
-            kind = node.kind()
-            if kind in ("prim::Enter", "prim::Exit"):
+        kinds = _kinds(graph)
+        for call in ("prim::CallMethod", "prim::CallFunction"):
+            if call in kinds:
+                raise InputError(
+                    str(path),
+                    f"{printable(label)} calls {call} through an interface, which the check "
+                    "cannot follow; script the network without module interfaces",
+                )
+        for kind in ("prim::Enter", "prim::Exit") if "prim::Enter" in kinds else ():
+            for node in graph.findAllNodes(kind, True):
                 method = f"{_type_name(node.inputsAt(0))}.__{kind[6:].lower()}__"
                 if method not in done and method in by_name:
                     done.add(method)
                     pending.append((method, by_name[method].graph))
-            elif kind in ("prim::CallMethod", "prim::CallFunction"):
-                raise InputError(
-                    str(path),
-                    f"{printable(label)} calls {printable(kind)} through an interface, which the "
-                    "check cannot follow; script the network without module interfaces",
-                )
-            elif is_seeded(torch, node) and not seeded_operator_is_off(torch, node):
-                raise InputError(
-                    str(path),
-                    f"{printable(label)} draws random numbers ({printable(kind)}); a policy's "
-                    "outputs must be a function of its observation (dropout and rrelu are "
-                    "accepted in eval mode)",
-                )
+        for kind in sorted(seeded_kinds(torch, frozenset(kinds))):
+            for node in graph.findAllNodes(kind, True):
+                if is_seeded(torch, node) and not seeded_operator_is_off(torch, node):
+                    raise InputError(
+                        str(path),
+                        f"{printable(label)} draws random numbers ({kind}); a policy's outputs "
+                        "must be a function of its observation (dropout and rrelu are accepted "
+                        "in eval mode)",
+                    )
 
 
-def _nodes(graph):
-    """Every node of a graph, in nested blocks too."""
-    pending = [graph.block() if hasattr(graph, "block") else graph]
-    while pending:
-        for node in pending.pop().nodes():
-            yield node
-            pending.extend(node.blocks())
+# A node as printed in a graph: `%out : T = ns::kind[attributes](inputs)`, at any depth.
+_KIND = re.compile(r"= ([A-Za-z_]\w*::\w+)[\[(]")
+
+
+def _kinds(graph) -> set[str]:
+    """The kinds of every node of a graph and its nested blocks (read from its printed form,
+    which lists each; text in string constants can only add kinds, never hide one)."""
+    return set(_KIND.findall(str(graph)))
 
 
 def _type_name(value) -> str | None:
