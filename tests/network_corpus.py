@@ -261,11 +261,20 @@ ACTIVATIONS = {
         nn.SELU(), nn.GELU(), nn.GELU("tanh"), nn.SiLU(), nn.Mish(), nn.Softplus(), nn.Sigmoid()
     ),
     "activations_hard": lambda: _activations(
-        nn.Hardtanh(), nn.Hardsigmoid(), nn.Hardswish(), nn.Hardshrink(), nn.Softshrink(),
-        nn.Threshold(0.1, -1.0), nn.Tanh(),
+        nn.Hardtanh(),
+        nn.Hardsigmoid(),
+        nn.Hardswish(),
+        nn.Hardshrink(),
+        nn.Softshrink(),
+        nn.Threshold(0.1, -1.0),
+        nn.Tanh(),
     ),  # fmt: skip
     "activations_other": lambda: _activations(
-        nn.Tanhshrink(), nn.Softsign(), nn.LogSigmoid(), nn.Softmax(1), nn.Softmin(1),
+        nn.Tanhshrink(),
+        nn.Softsign(),
+        nn.LogSigmoid(),
+        nn.Softmax(1),
+        nn.Softmin(1),
         nn.LogSoftmax(1),
     ),  # fmt: skip
     "glu": _glu,

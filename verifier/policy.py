@@ -507,14 +507,21 @@ def _first_line(exc: Exception) -> str:
 
 
 def _failure(exc: Exception) -> str:
-    """The reason a policy run failed, in one line. The TorchScript interpreter puts its own
-    traceback first and the original error last ("RuntimeError: mat1 and mat2 shapes ...")."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    if not lines:
+    """The reason a policy run failed, in one line (its own line breaks escaped). The
+    TorchScript interpreter puts its traceback first, each frame ending at a `<--- HERE`
+    mark and its indented context, and the error after the last frame ("RuntimeError: mat1
+    and mat2 shapes ...", or what the network's `raise` said, line breaks and all)."""
+    text = str(exc).strip()
+    if not text:
         return type(exc).__name__
-    if "TorchScript interpreter" in lines[0]:
-        return lines[-1]
-    return lines[0]
+    lines = text.split("\n")
+    if "TorchScript interpreter" not in lines[0]:
+        return printable(lines[0])
+    marks = [i for i, line in enumerate(lines) if line.rstrip().endswith("<--- HERE")]
+    start = marks[-1] + 1 if marks else len(lines) - 1
+    while start < len(lines) - 1 and (not lines[start] or lines[start][0].isspace()):
+        start += 1
+    return printable("\n".join(lines[start:]))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
