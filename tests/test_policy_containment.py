@@ -283,6 +283,25 @@ def test_onnx_runtime_logs_nothing_to_the_terminal(tmp_path, capfd):
     assert "ALIGNED" not in out + err and "initializer" not in err, err
 
 
+class _SlowToCheck(torch.nn.Module):
+    """Products of constant 3000x3000 matrices: the check folds constants (in the loading
+    child), so that loading itself takes minutes on one core."""
+
+    def forward(self, obs):
+        y = torch.ones(3000, 3000)
+        y = y @ y
+        y = y @ y
+        y = y @ y
+        y = y @ y
+        return obs[:, :4] + y[0, 0]
+
+
+def test_loading_is_stopped_at_the_timeout_with_exit_3(tmp_path, capfd):
+    code, out, err = _verify(tmp_path, capfd, _save(tmp_path, _SlowToCheck()), "--timeout", "2")
+    _contained(code, out, err, tmp_path / "marker", exit_code=3)
+    assert "loading the policy did not finish within --timeout 2 s" in err, err
+
+
 class _Allocates(torch.nn.Module):
     """3.2 GB of zeros on every call: beyond the default --memory of 2048 MB."""
 
@@ -544,8 +563,9 @@ def test_the_child_running_a_network_dies_with_verify(tmp_path):
             time.sleep(0.2)
             children = _children(process.pid)
         assert children, "verify never started a child"
-        time.sleep(1.0)  # the running child (the loading one has finished)
-        children = _children(process.pid) or children
+        time.sleep(1.0)  # the loading child has finished; the running one spins
+        children = _children(process.pid)
+        assert children, "no child running the network"
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
