@@ -333,7 +333,7 @@ def test_the_default_memory_cap_is_the_documented_one():
 
 def test_a_file_larger_than_the_memory_cap_is_not_read(tmp_path, capfd):
     policy = tmp_path / "big.json"
-    policy.write_text(json.dumps({"actions": ACTIONS, "probs": [[0.25] * 4] * 40_000}))
+    policy.write_text(json.dumps({"actions": ACTIONS, "probs": [[0.25] * 4] * 100_000}))
     code, out, err = _verify(tmp_path, capfd, policy, "--memory", "1")
     _contained(code, out, err, tmp_path / "marker", exit_code=3)
     assert "more than --memory 1 MB" in err, err

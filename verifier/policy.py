@@ -278,7 +278,7 @@ def _open_torchscript(path: Path, data: bytes, memory: int, inspect: bool) -> Op
         raise InputError(str(path), f"{NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
     module = torch.jit._recursive.wrap_cpp_module(compiled)
     if inspect:
-        with torch.jit.optimized_execution(True):  # the inlining pass follows calls only so
+        with torch.jit.optimized_execution(True):  # torch inlines calls only in this mode
             check_torchscript(path, module, functions.get_functions(), torch)
     module.eval()
 
@@ -637,6 +637,11 @@ def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
         for start in starts:
             states = np.arange(start, min(start + starts.step, mdp.n_states))
             chunks.append(_run_batch(policy, run, env, states, grid))
+            width, named = chunks[0].shape[1], len(policy.actions)
+            if width != named:  # said by decide too; here before more of a wrong width
+                raise InputError(
+                    policy.path, f"outputs {width} values per state but names {named} actions"
+                )
             if chunks[-1].shape[1] != chunks[0].shape[1]:
                 raise InputError(
                     policy.path,
