@@ -50,6 +50,7 @@ from verifier.policy_safety import (
     megabytes,
     out_of_memory,
     printable,
+    quoted,
     run_contained,
     torchscript_archive,
 )
@@ -179,7 +180,7 @@ def load_policy(
 
 def _shown(value) -> str:
     """A metadata value as it may be shown: quoted, escaped, cut at 80 characters."""
-    text = printable(repr(value) if not isinstance(value, str) else f"'{value}'")
+    text = quoted(value) if isinstance(value, str) else printable(repr(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

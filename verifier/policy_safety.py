@@ -75,6 +75,11 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def quoted(text: str) -> str:
+    """`text` in single quotes, made printable."""
+    return f"'{printable(text)}'"
+
+
 def megabytes(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:,.0f} MB" if n_bytes >= 2**20 else f"{n_bytes:,} bytes"
 
@@ -108,7 +113,7 @@ def torchscript_archive(path: Path, data: bytes, limit: int) -> bytes:
         if key in seen:
             raise InputError(
                 str(path),
-                f"the archive holds two members named {printable(seen[key])!r} (names are "
+                f"the archive holds two members named {quoted(seen[key])} (names are "
                 "compared without case, as torch reads them); a TorchScript archive has one",
                 place=printable(member.filename),
             )
@@ -122,6 +127,9 @@ def torchscript_archive(path: Path, data: bytes, limit: int) -> bytes:
     copy = io.BytesIO()
     with zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as rewritten:
         for member in members:
+            name = member.filename.lower()
+            if name.endswith(".debug_pkl"):
+                continue  # source ranges for error messages: torch loads without them
             try:
                 content = archive.read(member)
             except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError) as exc:
@@ -130,9 +138,6 @@ def torchscript_archive(path: Path, data: bytes, limit: int) -> bytes:
                     f"{NOT_TORCHSCRIPT} ({_first_line(exc)})",
                     place=printable(member.filename),
                 ) from None
-            name = member.filename.lower()
-            if name.endswith(".debug_pkl"):
-                continue  # source ranges for error messages: torch loads without them
             if name.endswith(".py") and b"__setstate__" in content:
                 raise InputError(
                     str(path),
@@ -165,7 +170,7 @@ def _check_pickle(path: Path, member: str, content: bytes) -> None:
             ):
                 raise InputError(
                     str(path),
-                    f"the pickle constructs {printable(qualified)!r}, whose C++ code runs while "
+                    f"the pickle constructs {quoted(qualified)}, whose C++ code runs while "
                     f"loading; {_PURE}",
                     place=printable(member),
                 )
@@ -198,10 +203,10 @@ def check_torchscript(path: Path, module, functions, torch) -> None:
     for name, submodule in modules.items():
         hooks = submodule._c._get_forward_pre_hooks() + submodule._c._get_forward_hooks()
         if hooks:
-            where = f"the submodule {printable(name)!r}" if name else "the module"
+            where = f"the submodule {quoted(name)}" if name else "the module"
             raise InputError(
                 str(path),
-                f"{where} has the forward hook {printable(hooks[0].name)!r}; hooks run outside "
+                f"{where} has the forward hook {quoted(hooks[0].name)}; hooks run outside "
                 "forward, so the verdict would judge another function: remove them "
                 "(module._forward_hooks.clear(), ._forward_pre_hooks.clear()) before saving",
             )
@@ -225,7 +230,7 @@ def check_torchscript(path: Path, module, functions, torch) -> None:
                 raise InputError(
                     str(path),
                     f"{printable(function.qualified_name)} sets the module attribute "
-                    f"{printable(node.s('name'))!r}; a policy's forward may not change its "
+                    f"{quoted(node.s('name'))}; a policy's forward may not change its "
                     "modules",
                 )
     _check_randomness(path, module, by_name, module_types, torch)
@@ -300,18 +305,18 @@ def check_onnx(path: Path, model, onnx) -> None:
         for tensor in constants.values():
             _check_external(path, tensor, onnx)
         for node in graph.node:
-            name = printable(node.name or node.op_type)
+            name = quoted(node.name or node.op_type)
             operator = (node.domain, node.op_type)
             if node.domain not in ONNX_DOMAINS and operator not in local:
                 raise InputError(
                     str(path),
-                    f"node {name!r} uses the operator domain {printable(node.domain)!r}; only "
+                    f"node {name} uses the operator domain {quoted(node.domain)}; only "
                     "the standard ONNX domains are run",
                 )
             if node.domain in ONNX_DOMAINS and operator not in accepted:
                 raise InputError(
                     str(path),
-                    f"node {name!r} uses {printable(node.op_type)!r}, which is not a "
+                    f"node {name} uses {quoted(node.op_type)}, which is not a "
                     "deterministic operator of the standard ONNX domains",
                 )
             if node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
@@ -319,7 +324,7 @@ def check_onnx(path: Path, model, onnx) -> None:
                 if mode is None or onnx.numpy_helper.to_array(mode).any():
                     raise InputError(
                         str(path),
-                        f"node {name!r} is a Dropout in training mode, which draws random "
+                        f"node {name} is a Dropout in training mode, which draws random "
                         "numbers; export the network in eval mode",
                     )
             for attribute in node.attribute:
@@ -338,18 +343,18 @@ def _check_external(path: Path, tensor, onnx) -> None:
         return
     location = next((e.value for e in tensor.external_data if e.key == "location"), "")
     normal = posixpath.normpath(location.replace("\\", "/"))
-    shown = printable(location)
+    shown = quoted(location)
     if not location or posixpath.isabs(normal) or normal.split("/")[0] == ".." or ":" in normal:
         raise InputError(
             str(path),
-            f"tensor {printable(tensor.name)!r} keeps its data at {shown!r}, outside the "
+            f"tensor {quoted(tensor.name)} keeps its data at {shown}, outside the "
             "model's directory",
         )
     target = (path.parent / normal).resolve()
     if not target.is_relative_to(path.parent.resolve()):
         raise InputError(
             str(path),
-            f"tensor {printable(tensor.name)!r} keeps its data at {shown!r}, which leads "
+            f"tensor {quoted(tensor.name)} keeps its data at {shown}, which leads "
             "outside the model's directory",
         )
 
