@@ -45,8 +45,8 @@ def measure(level: str) -> dict:
     from verifier import load_environments, load_policy, storm
     from verifier.analyses.policy_verdict import classify
     from verifier.inputs.gym import make_instance
+    from verifier.policy.decide import decide
     from verifier.policy.export import export_sb3
-    from verifier.policy.load import decide
 
     row: dict = {"level": level}
     wall, cpu = time.perf_counter(), time.process_time()

@@ -330,7 +330,7 @@ def _random_walk(maze: str):
     time `induced_chain` took."""
     from verifier.inputs.maze import load_maze
     from verifier.inputs.maze_compile import compile_maze
-    from verifier.policy.load import Decisions, induced_chain
+    from verifier.policy.decide import Decisions, induced_chain
 
     mdp = compile_maze(load_maze(maze))
     probabilities = 1.0 / np.diff(mdp.row_groups)[mdp.choice_states()]

@@ -135,7 +135,7 @@ def worker_ours(maze_path: str, policy_path: str) -> dict:
     import verifier.storm
     import verifier.storm.model_checking
     from verifier import load_environments, load_policy
-    from verifier.policy.load import decide, induced_chain
+    from verifier.policy.decide import decide, induced_chain
     from verifier.spec.objective import resolve_objective
 
     imports_s = time.perf_counter() - start

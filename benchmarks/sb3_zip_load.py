@@ -96,7 +96,8 @@ def same_decisions() -> dict:
     import numpy as np
 
     from verifier.inputs.load import load_environment
-    from verifier.policy.load import decide, load_policy
+    from verifier.policy.decide import decide
+    from verifier.policy.load import load_policy
 
     agree = {}
     for level in LEVELS:

@@ -138,7 +138,7 @@ def test_a_torch_module_in_memory_gets_the_verdict_of_its_torchscript_file(tmp_p
     model = REDBLUE / "deploy-01.toml"
     live = verify_policy(GoRight(), model, actions=actions)
     saved = verify_policy(path, model)
-    assert load_policy(GoRight(), actions=actions).in_process
+    assert load_policy(GoRight(), actions=actions).run is not None
     for a, b in zip(live, saved, strict=True):
         assert (a.verdict, a.value, a.pursued_goals) == (b.verdict, b.value, b.pursued_goals)
         assert a.policy == "GoRight (in memory)"

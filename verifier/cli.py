@@ -194,7 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         metavar="S",
-        help="stop with exit 3 when running the policy takes longer than S seconds",
+        help="stop with exit 3 when loading or running the policy takes longer than S seconds",
+    )
+    policy.add_argument(
+        "--memory",
+        type=_positive_int,
+        metavar="MB",
+        help="stop with exit 3 when loading or running the policy needs more than MB "
+        "megabytes (default 2048)",
     )
     policy.add_argument(
         "--competence",
@@ -468,6 +475,7 @@ def _policy(args: argparse.Namespace) -> int:
         actions=actions,
         output=args.output,
         timeout=args.timeout,
+        memory=args.memory,
     )
     reports: list = []
     drawn: list = []

@@ -118,13 +118,15 @@ def load_policy(
     actions: Sequence[str] | None = None,
     output: str | None = None,
     timeout: float | None = None,
+    memory: int | None = None,
     name: str | None = None,
 ) -> Policy:
     """A policy to verify: a file (`.pt`, `.onnx`, `.npz`, `.json`), a Policy already
     loaded, or a Stable-Baselines3 model or torch.nn.Module in memory (run in this process,
     no file needed: verifier.policy.live). `observation`, `actions` and `output` override a
-    file's metadata (and describe a torch module); a network from a file that runs longer
-    than `timeout` seconds is stopped (ResourceLimit).
+    file's metadata (and describe a torch module); a policy file is read, checked and run
+    only in a contained child (verifier.policy.safety), stopped when it runs longer than
+    `timeout` seconds or allocates more than `memory` MB (ResourceLimit).
 
     Examples
     --------
@@ -141,7 +143,9 @@ def load_policy(
 
     if isinstance(policy, str | os.PathLike):
         names = tuple(actions) if actions else None
-        return policy_file.load_policy(Path(policy), observation, names, output, timeout)
+        if memory is None:
+            return policy_file.load_policy(Path(policy), observation, names, output, timeout)
+        return policy_file.load_policy(Path(policy), observation, names, output, timeout, memory)
     if isinstance(policy, policy_file.Policy):
         return policy
     if not is_live(policy):

@@ -26,7 +26,8 @@ from verifier.analyses.policy_verdict import (
 )
 from verifier.inputs.load import load_environment
 from verifier.inputs.maze_generate import maze_to_toml, random_maze
-from verifier.policy.load import decide, load_policy
+from verifier.policy.decide import decide
+from verifier.policy.load import load_policy
 from verifier.spec.reward_file import resolve_reward
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

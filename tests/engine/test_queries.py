@@ -17,7 +17,7 @@ from verifier.engine.reach import chain_until
 from verifier.inputs.load import maze_environment
 from verifier.inputs.maze_compile import compile_maze
 from verifier.inputs.maze_generate import random_maze
-from verifier.policy.load import Decisions, induced_chain
+from verifier.policy.decide import Decisions, induced_chain
 from verifier.spec.reward_file import Reward, reward_vector
 
 FAST = settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])

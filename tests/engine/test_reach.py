@@ -23,7 +23,7 @@ from verifier.inputs.load import load_environment
 from verifier.inputs.maze_compile import compile_maze
 from verifier.inputs.maze_generate import maze_to_toml, random_maze
 from verifier.mdp import restrict
-from verifier.policy.load import Decisions, induced_chain
+from verifier.policy.decide import Decisions, induced_chain
 from verifier.spec.objective import resolve_objective
 from verifier.spec.reward_file import Reward, reward_vector
 

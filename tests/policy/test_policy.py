@@ -19,7 +19,8 @@ from verifier.analyses.policy_verdict import (
 from verifier.cli import main
 from verifier.errors import InputError
 from verifier.inputs.load import load_environment
-from verifier.policy.load import decide, load_policy
+from verifier.policy.decide import decide
+from verifier.policy.load import load_policy
 from verifier.spec.goals import candidate_goals
 from verifier.spec.reward_file import resolve_reward
 

@@ -16,7 +16,8 @@ from helpers import maze_text
 
 from verifier.cli import main
 from verifier.inputs.load import load_environment
-from verifier.policy.load import BATCH_BYTES, batch_states, load_policy
+from verifier.policy.decide import BATCH_BYTES, batch_states
+from verifier.policy.load import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 EXIT = '[cells.A]\nkind = "exit"\ncolor = "blue"\n'

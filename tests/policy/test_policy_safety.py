@@ -12,7 +12,8 @@ from helpers import maze_text
 
 from verifier.cli import main
 from verifier.inputs.load import load_environment
-from verifier.policy.load import decide, load_policy
+from verifier.policy.decide import decide
+from verifier.policy.load import load_policy
 
 torch = pytest.importorskip("torch")
 

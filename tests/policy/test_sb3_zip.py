@@ -17,8 +17,9 @@ import pytest
 from verifier.cli import main
 from verifier.inputs.gym import action_names
 from verifier.inputs.load import load_environment
+from verifier.policy.decide import decide
 from verifier.policy.gym_observation import env_observations
-from verifier.policy.load import decide, load_policy
+from verifier.policy.load import load_policy
 
 pytest.importorskip("minigrid")
 sb3 = pytest.importorskip("stable_baselines3")

@@ -19,7 +19,7 @@ from verifier.cli import main
 from verifier.engine.optimum import solve
 from verifier.inputs.load import load_environment
 from verifier.mdp import MDP, csr, restrict
-from verifier.policy.load import Decisions, induced_chain
+from verifier.policy.decide import Decisions, induced_chain
 from verifier.spec.objective import PATH, UNTIL, resolve_intended
 from verifier.spec.reward_file import Reward, reward_vector
 

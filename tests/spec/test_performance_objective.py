@@ -16,7 +16,8 @@ from verifier.cli import main
 from verifier.engine.optimum import solve
 from verifier.inputs.load import load_environment
 from verifier.mdp import restrict
-from verifier.policy.load import decide, load_policy
+from verifier.policy.decide import decide
+from verifier.policy.load import load_policy
 from verifier.spec.objective import REWARD, resolve_intended
 from verifier.spec.reward_file import Reward, reward_vector
 

@@ -39,7 +39,8 @@ from verifier.engine.query import Model, Property
 from verifier.graph import closed_states, most_likely_path, reachable
 from verifier.inputs.environment import Environment
 from verifier.mdp import MDP
-from verifier.policy.load import Decisions, Policy, decide, induced_chain
+from verifier.policy.decide import Decisions, decide, induced_chain
+from verifier.policy.load import Policy
 from verifier.spec.goals import labels_in
 from verifier.spec.objective import PATH, REWARD, UNTIL, Objective, resolve_intended
 from verifier.spec.performance import best_performance, chain_performance

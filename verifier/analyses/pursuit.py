@@ -34,7 +34,7 @@ from verifier.analyses.outcomes import ABSORBING, OTHER, Outcomes
 from verifier.engine.query import Absorption, Model
 from verifier.graph import end_components
 from verifier.mdp import MDP
-from verifier.policy.load import Decisions, induced_chain
+from verifier.policy.decide import Decisions, induced_chain
 from verifier.spec.goals import goal_labels, place_name, place_states, synonyms
 
 SLACK = 1e-9  # float rounding allowed in the comparisons above

@@ -12,7 +12,7 @@ Examples
 --------
 >>> model = PPO("MlpPolicy", env).learn(10_000)                     # doctest: +SKIP
 >>> policy = live_policy(model)                                     # doctest: +SKIP
->>> policy.observation, policy.in_process                           # doctest: +SKIP
+>>> policy.observation, policy.run is not None                     # doctest: +SKIP
 ('env', True)
 """
 
@@ -69,9 +69,7 @@ def live_policy(
     if not actions:
         raise InputError(name, "a torch module needs the names of its outputs: actions=[...]")
     names = _names(name, actions)
-    return Policy(
-        name, "module", observation, names, output, _runner(policy, None), in_process=True
-    )
+    return Policy(name, "module", observation, names, output, run=_runner(policy, None))
 
 
 def _sb3_policy(model, actions: Sequence[str] | None, name: str) -> Policy:
@@ -82,9 +80,7 @@ def _sb3_policy(model, actions: Sequence[str] | None, name: str) -> Policy:
     names = _names(name, actions) if actions else _sb3_action_names(model, n_actions)
     if len(names) != n_actions:
         raise InputError(name, f"{len(names)} action names for a policy with {n_actions} outputs")
-    return Policy(
-        name, "sb3", "env", names, "logits", _runner(network, model.device), in_process=True
-    )
+    return Policy(name, "sb3", "env", names, "logits", run=_runner(network, model.device))
 
 
 def _runner(network, device):

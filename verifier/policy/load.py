@@ -2,75 +2,74 @@
 
 Formats (README, "Files"): TorchScript `.pt` (torch is an optional extra), `.onnx`
 (onnxruntime), tabular `.npz` / `.json`, and Stable-Baselines3 `.zip` agents, whose network
-is rebuilt from the archive's readable entries and weights (verifier.policy.sb3_zip) and then runs
-as a `.pt` does. Metadata `verifier.json` ({"observation", "actions", "output"}, and the
-observation the policy was made for) travels inside the file; flags override it; its
-interface is checked against each model before the policy runs (verifier.policy.interface).
-A policy file is untrusted input (verifier.policy.safety): nothing in it is unpickled or run
-before its graph is checked to be pure tensor computation, `.npz` is read with
-allow_pickle=False, plain pickles and torch.export `.pt2` archives are refused, and networks
-run in a contained child process.
+is rebuilt from the archive's readable entries and weights (verifier.policy.sb3_zip).
+Metadata `verifier.json` ({"observation", "actions", "output"}, and the observation the
+policy was made for) travels inside the file; flags override it; its interface is checked
+against each model before the policy runs (verifier.policy.interface). A policy file is
+untrusted input (verifier.policy.safety): the verify process never reads it. Every load, inspection
+and run happens in a contained child process (a time limit, a memory cap, no terminal),
+nothing in it is unpickled or run before its code is checked to be pure tensor computation,
+`.npz` is read with allow_pickle=False, and plain pickles and torch.export `.pt2` archives
+are refused. A run re-reads the file and checks that it is the one that was inspected.
 
 The only module that imports torch or onnxruntime, lazily.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import zipfile
+import os
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from verifier.errors import DependencyMissing, InputError
-from verifier.errors import first_line as _first_line
-from verifier.inputs.environment import Environment
-from verifier.inputs.maze import Maze
-from verifier.mdp import MDP
-from verifier.policy.gym_observation import env_observations
+from verifier.errors import DependencyMissing, InputError, ResourceLimit, first_line
 from verifier.policy.interface import (
     Interface,
-    check_interface,
-    failure_message,
-    layout_of,
-    model_wrappers,
     read_interface,
 )
-from verifier.policy.observation import (
-    GRID_CHANNELS,
-    grid_observations,
-    static_planes,
-    valuation_observations,
-)
+from verifier.policy.operators import onnx_operators, torchscript_operators
 from verifier.policy.safety import (
+    MEMORY_MB,
+    NOT_TORCHSCRIPT,
     PT2_REFUSED,
+    check_npz,
     check_onnx,
-    check_torchscript_archive,
-    check_torchscript_graph,
+    check_torchscript,
+    has_external_data,
+    megabytes,
+    out_of_memory,
+    printable,
+    quoted,
     run_contained,
+    torchscript_archive,
 )
 
 OBSERVATIONS = ("valuation", "grid", "env")
 OUTPUTS = ("logits", "probs")
 METADATA = "verifier.json"
-BATCH_STATES = 4096
-BATCH_BYTES = 64 * 2**20  # observations per batch are capped to this many bytes
-_GRID_NEEDS_MAZE = "the grid observation exists for mazes only; use valuation"
+METADATA_BYTES = 2**20  # the most a file's verifier.json may hold
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Policy:
-    """A loaded policy: a function from a batch of observations to a batch of outputs.
+    """A loaded policy: a network to run on batches of observations, or a table.
 
-    For tabular policies `table` holds the distribution per state (float64 [n, A]) and
-    `keys` how rows are found: "state" (row = state index) or "valuation" (`valuations`).
-    `in_process`: a network in memory (verifier.policy.live), the caller's own code, runs in
-    this process rather than contained in a child.
-    `interface` is what the metadata says the policy was made for; `actions` is empty when
-    the environment names them (`interface.action_count`), until `decide` names them.
+    For networks, `format` names the opener (`OPENERS`) that reads the file inside the
+    contained child, and `digest` (SHA-256) is the file that was inspected: a run re-reads
+    the file and refuses another one. `timeout` (seconds, per load and per run) and
+    `memory` (MB) bound the child. For tabular policies `table` holds the distribution per
+    state (float64 [n, A]) and `keys` how rows are found: "state" (row = state index) or
+    "valuation" (`valuations`). `interface` is what the metadata says the policy was made
+    for; `actions` is empty when the environment names them (`interface.action_count`),
+    until `decide` names them. `run`: a network in memory (verifier.policy.live), the
+    caller's own code, which runs in this process rather than contained in a child.
     """
 
     path: str
@@ -78,13 +77,22 @@ class Policy:
     observation: str
     actions: tuple[str, ...]
     output: str
-    run: Callable[[np.ndarray], np.ndarray] | None = None
     table: np.ndarray | None = None
     keys: str = "state"
     valuations: np.ndarray | None = None
     timeout: float | None = None
+    memory: int = MEMORY_MB
+    digest: str = ""
     interface: Interface | None = None
-    in_process: bool = False
+    run: Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray] | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Opened:
+    """A network opened inside the contained child: its batch function and metadata text."""
+
+    run: Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray]
+    metadata: str | bytes
 
 
 def load_policy(
@@ -93,48 +101,87 @@ def load_policy(
     actions: tuple[str, ...] | None = None,
     output: str | None = None,
     timeout: float | None = None,
+    memory: int = MEMORY_MB,
 ) -> Policy:
     """Load a policy file; flags (`observation`, `actions`, `output`) override its metadata.
 
-    A network is run with a time limit of `timeout` seconds in all (default: none)."""
+    The file is read, inspected and (later, by `decide`) run only inside a contained child
+    process, within `timeout` seconds (default: none) and `memory` MB each time."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "no such policy file")
     suffix = path.suffix.lower()
-    loaders = {
-        ".pt": _load_torchscript,
-        ".pt2": _load_exported,
-        ".onnx": _load_onnx,
-        ".npz": _load_npz,
-        ".json": _load_json,
-        ".zip": _load_sb3_zip,
-    }
-    if suffix not in loaders:
-        raise InputError(
-            str(path), f"unknown policy format {suffix!r}; known: {', '.join(loaders)}"
+    if suffix == ".pt2":
+        raise InputError(str(path), PT2_REFUSED)
+    if suffix not in FORMATS:
+        known = ", ".join([*FORMATS, ".pt2"])
+        raise InputError(str(path), f"unknown policy format {suffix!r}; known: {known}")
+    fmt = FORMATS[suffix]
+    if fmt in OPENERS:
+        _import_network_libraries(path, fmt)  # once, before the children fork
+        info, arrays = run_contained(
+            lambda tick: _inspect(path, fmt, memory),
+            str(path),
+            "loading",
+            timeout=timeout,
+            memory=memory,
+            prepare=single_thread,
         )
-    fmt, run, meta, table = loaders[suffix](path)
+    else:
+        info, arrays = run_contained(
+            lambda tick: _read_table(path, fmt, memory),
+            str(path),
+            "loading",
+            timeout=timeout,
+            memory=memory,
+        )
     meta = {
-        **meta,
+        **info["meta"],
         **{
             k: v
             for k, v in (("observation", observation), ("actions", actions), ("output", output))
             if v
         },
     }
+    table = arrays.get("probs")
     observation = meta.get("observation", "valuation")
     if observation not in OBSERVATIONS:
         raise InputError(
-            str(path), f"observation {observation!r}; known: {', '.join(OBSERVATIONS)}"
+            str(path),
+            f"observation {_shown(observation)}; known: {', '.join(OBSERVATIONS)}",
         )
     output = meta.get("output", "logits" if table is None else "probs")
     if output not in OUTPUTS:
-        raise InputError(str(path), f"output {output!r}; known: {', '.join(OUTPUTS)}")
+        raise InputError(str(path), f"output {_shown(output)}; known: {', '.join(OUTPUTS)}")
     interface = read_interface(str(path), meta)
-    names = meta.get("actions")
-    if not names and interface is not None and interface.action_count is not None:
-        names = ()  # named by the environment's actions, model by model
-    elif (
+    names: tuple[str, ...] = ()  # or named by the environment's actions, model by model
+    if meta.get("actions") or interface is None or interface.action_count is None:
+        names = _action_names(path, meta.get("actions"))
+    return Policy(
+        str(path),
+        fmt,
+        observation,
+        names,
+        output,
+        table,
+        info.get("keys", "state"),
+        arrays.get("valuations"),
+        timeout,
+        memory,
+        info.get("digest", ""),
+        interface,
+    )
+
+
+def _shown(value) -> str:
+    """A metadata value as it may be shown: quoted, escaped, cut at 80 characters."""
+    text = quoted(value) if isinstance(value, str) else printable(repr(value))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _action_names(path: Path, names) -> tuple[str, ...]:
+    """The action names, checked: a list of distinct, printable strings."""
+    if (
         not names
         or not isinstance(names, list | tuple)
         or not all(isinstance(a, str) for a in names)
@@ -142,107 +189,144 @@ def load_policy(
         raise InputError(
             str(path), f'no action names: put "actions" in {METADATA} or pass --actions up,down,...'
         )
-    repeated = sorted({a for a in names if names.count(a) > 1})
+    unprintable = next((a for a in names if not a.isprintable() or not a), None)
+    if unprintable is not None:
+        raise InputError(
+            str(path),
+            f"the action name {_shown(unprintable)} is empty or holds control characters",
+        )
+    repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:
-        raise InputError(str(path), f"action names repeat: {', '.join(map(repr, repeated))}")
-    keys, valuations = "state", None
-    if table is not None:
-        keys, valuations, table = table
-    return Policy(
-        str(path),
-        fmt,
-        observation,
-        tuple(names),
-        output,
-        run,
-        table,
-        keys,
-        valuations,
-        timeout,
-        interface,
-    )
+        shown = ", ".join(_shown(a) for a in sorted(repeated)[:5])
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        raise InputError(str(path), f"action names repeat: {shown}{more}")
+    return tuple(names)
 
 
-def _torch(path: Path):
+FORMATS = {
+    ".pt": "torchscript",
+    ".onnx": "onnx",
+    ".zip": "sb3-zip",
+    ".npz": "npz",
+    ".json": "json",
+}
+
+
+def _import_network_libraries(path: Path, fmt: str) -> None:
+    """Import torch (and onnx, onnxruntime) in the verify process and derive the accepted
+    operators there, so that every child forks with them ready; a missing library is an
+    InputError naming the pip command."""
     try:
-        import torch
+        if fmt == "onnx":
+            import onnx
+            import onnxruntime  # noqa: F401
+
+            onnx_operators(onnx)
+        else:
+            import torch
+
+            torchscript_operators(torch)
     except ImportError:
-        raise DependencyMissing("reading .pt policies", "torch", "torch", str(path)) from None
-    return torch
+        if fmt == "onnx":
+            raise DependencyMissing(
+                "reading .onnx policies", "onnx and onnxruntime", "torch", str(path)
+            ) from None
+        raise DependencyMissing(
+            f"reading {path.suffix} policies", "torch", "torch", str(path)
+        ) from None
 
 
-def _load_torchscript(path: Path):
-    torch = _torch(path)
-    if not zipfile.is_zipfile(path):
-        raise InputError(str(path), _NOT_TORCHSCRIPT)
+def read_file(path: Path, memory: int, digest: str = "") -> tuple[bytes, str]:
+    """The file's bytes and SHA-256 (inside the child); a file larger than the memory cap
+    is a ResourceLimit, and one that is not the inspected `digest` an InputError."""
     try:
-        check_torchscript_archive(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise InputError(str(path), f"{_NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
+        size = os.stat(path).st_size
+        if size > memory * 2**20:
+            raise ResourceLimit(
+                f"{path}: the file is {megabytes(size)}, more than --memory {memory} MB"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    found = hashlib.sha256(data).hexdigest()
+    if digest and found != digest:
+        raise InputError(str(path), "the file changed on disk while verify was using it")
+    return data, found
+
+
+def _inspect(path: Path, fmt: str, memory: int):
+    """In the child: open the network (which checks it) and return its metadata."""
+    data, digest = read_file(path, memory)
+    opened = OPENERS[fmt](path, data, memory, True)
+    return {"digest": digest, "meta": _metadata(path, opened.metadata)}, {}
+
+
+def _open_torchscript(path: Path, data: bytes, memory: int, inspect: bool) -> Opened:
+    """A TorchScript archive, loaded from its checked copy (verifier.policy.safety), its
+    functions checked when `inspect`, and run through `forward` (never through hooks) in
+    eval mode."""
+    import torch
+
+    archive = torchscript_archive(path, data, memory * 2**20)
     extra = {METADATA: ""}
+    binding: Any = torch._C  # the loader torch.jit.load wraps, for its compilation unit
+    functions = binding.CompilationUnit()
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        compiled = binding.import_ir_module_from_buffer(
+            functions, archive, torch.device("cpu"), extra, False
+        )
     except Exception as exc:
-        raise InputError(str(path), f"{_NOT_TORCHSCRIPT} ({_first_line(exc)})") from None
-    check_torchscript_graph(path, module, torch)
-    return "torchscript", _torchscript_run(module, torch), _metadata(path, extra[METADATA]), None
-
-
-def _torchscript_run(module, torch) -> Callable[[np.ndarray | dict[str, np.ndarray]], np.ndarray]:
-    """The checked TorchScript `module` as a function of a batch of observations."""
+        if out_of_memory(exc):
+            raise MemoryError from None
+        raise InputError(str(path), f"{NOT_TORCHSCRIPT} ({first_line(exc)})") from None
+    module = torch.jit._recursive.wrap_cpp_module(compiled)
+    if inspect:
+        with torch.jit.optimized_execution(True):  # torch inlines calls only in this mode
+            check_torchscript(path, module, functions.get_functions(), torch)
     module.eval()
 
     def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        inputs: Any
         if isinstance(batch, dict):  # a dict observation: forward(Dict[str, Tensor])
             inputs = {key: torch.from_numpy(value) for key, value in batch.items()}
         else:
             inputs = torch.from_numpy(batch)
-        with torch.no_grad():
-            return module(inputs).detach().cpu().resolve_conj().numpy()
+        # The graphs as checked, without the profiling executor's specialising passes (which
+        # cost more than they save on the few batches of one check, in every child anew).
+        with torch.no_grad(), torch.jit.optimized_execution(False):
+            return module.forward(inputs).detach().cpu().resolve_conj().numpy()
 
-    return run
-
-
-_NOT_TORCHSCRIPT = (
-    "not a TorchScript archive (save with torch.jit.save; plain pickles from torch.save are "
-    "refused because loading them can run arbitrary code)"
-)
+    return Opened(run, extra[METADATA])
 
 
-def _load_exported(path: Path):
-    raise InputError(str(path), PT2_REFUSED)
+def _open_onnx(path: Path, data: bytes, memory: int, inspect: bool) -> Opened:
+    """An ONNX model, checked (verifier.policy.safety) when `inspect`, run by onnxruntime on
+    one thread with its logging off."""
+    import onnx
+    import onnxruntime
 
-
-def _load_sb3_zip(path: Path):
-    """A Stable-Baselines3 agent: its network rebuilt without unpickling (verifier.policy.sb3_zip),
-    scripted, then checked and run as a TorchScript policy."""
-    torch = _torch(path)
-    from verifier.policy.sb3_zip import read_sb3_zip
-
-    module, meta = read_sb3_zip(path)
-    check_torchscript_graph(path, module, torch)
-    return "sb3-zip", _torchscript_run(module, torch), meta, None
-
-
-def _load_onnx(path: Path):
     try:
-        import onnx
-        import onnxruntime
-    except ImportError:
-        raise DependencyMissing(
-            "reading .onnx policies", "onnx and onnxruntime", "torch", str(path)
-        ) from None
-    check_onnx(path, onnx)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1  # safe to fork
-    try:
-        session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        model = onnx.load_model_from_string(data)
     except Exception as exc:
-        raise InputError(str(path), f"not a readable ONNX model ({_first_line(exc)})") from None
+        if out_of_memory(exc):
+            raise MemoryError from None
+        raise InputError(str(path), f"not a readable ONNX model ({first_line(exc)})") from None
+    if inspect:
+        check_onnx(path, model, onnx)
+    onnxruntime.set_default_logger_severity(4)  # fatal only: node names stay unprinted
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 4
+    source = str(path) if has_external_data(model, onnx) else data
+    try:
+        session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if out_of_memory(exc):
+            raise MemoryError from None
+        raise InputError(str(path), f"not a readable ONNX model ({first_line(exc)})") from None
     names = [i.name for i in session.get_inputs()]
-    meta = session.get_modelmeta().custom_metadata_map.get(METADATA, "")
+    meta = next((p.value for p in model.metadata_props if p.key == METADATA), "")
+    del model
 
     def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         if not isinstance(batch, dict):  # one input, whatever its name
@@ -251,21 +335,67 @@ def _load_onnx(path: Path):
         if missing:  # a dict observation: one input per key, by name
             raise InputError(
                 str(path),
-                f"the model's inputs {', '.join(names)} are not keys of the dict observation "
-                f"({', '.join(batch)}); name each input after its key",
+                f"the model's inputs {', '.join(map(printable, names))} are not keys of the "
+                f"dict observation ({', '.join(batch)}); name each input after its key",
             )
         return np.asarray(session.run(None, {name: batch[name] for name in names})[0])
 
-    return "onnx", run, _metadata(path, meta), None
+    return Opened(run, meta)
 
 
-def _load_npz(path: Path):
+def _open_sb3(path: Path, data: bytes, memory: int, inspect: bool) -> Opened:
+    """A Stable-Baselines3 agent: its network rebuilt by the verifier's own modules from the
+    archive's readable entries and its weights (torch.load weights_only), never unpickled
+    (verifier.policy.sb3_zip); the code that runs is ours, the file gives only numbers."""
+    import torch
+
+    from verifier.policy.sb3_zip import read_sb3_zip
+
+    module, meta = read_sb3_zip(path, data)
+    module.eval()
+
+    def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        inputs: Any
+        if isinstance(batch, dict):
+            inputs = {key: torch.from_numpy(value) for key, value in batch.items()}
+        else:
+            inputs = torch.from_numpy(batch)
+        with torch.no_grad():
+            return module.forward(inputs).detach().cpu().numpy()
+
+    return Opened(run, json.dumps(meta))
+
+
+# The networks' openers by format, run inside the contained child only: (path, the file's
+# bytes, the memory cap in MB, whether to inspect the network) -> Opened. A run opens the
+# bytes an earlier child inspected (the same SHA-256) without inspecting them again. A new
+# network format adds its opener here.
+OPENERS: dict[str, Callable[[Path, bytes, int, bool], Opened]] = {
+    "torchscript": _open_torchscript,
+    "onnx": _open_onnx,
+    "sb3-zip": _open_sb3,
+}
+
+
+def _read_table(path: Path, fmt: str, memory: int):
+    """In the child: a .npz or .json table's metadata and arrays."""
+    data, _ = read_file(path, memory)
+    meta, probs, valuations = (_load_npz if fmt == "npz" else _load_json)(path, data, memory)
+    keys, valuations, probs = _table(path, probs, valuations)
+    arrays = {"probs": probs} if valuations is None else {"probs": probs, "valuations": valuations}
+    return {"meta": meta, "keys": keys}, arrays
+
+
+def _load_npz(path: Path, data: bytes, memory: int):
     """`probs` [n, A] (rows by state index, or by `valuations` [n, k]), `actions` [A]."""
+    check_npz(path, data, memory * 2**20)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
     except Exception as exc:
-        raise InputError(str(path), f"not a readable .npz policy ({_first_line(exc)})") from None
+        if out_of_memory(exc):
+            raise MemoryError from None
+        raise InputError(str(path), f"not a readable .npz policy ({first_line(exc)})") from None
     if "probs" not in arrays:
         raise InputError(str(path), "missing array 'probs' [n_states, n_actions]")
     meta = {}
@@ -277,15 +407,15 @@ def _load_npz(path: Path):
     valuations = arrays.get("valuations")
     if valuations is not None:
         valuations = _numbers(path, "valuations", valuations)
-    return "table", None, meta, _table(path, probs, valuations)
+    return meta, probs, valuations
 
 
-def _load_json(path: Path):
+def _load_json(path: Path, data: bytes, memory: int):
     """{"actions": [...], "probs": [[...], ...], optional "valuations": [[...], ...]}."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(str(path), f"not a readable JSON policy ({_first_line(exc)})") from None
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(str(path), f"not a readable JSON policy ({first_line(exc)})") from None
     except RecursionError:
         raise InputError(str(path), "not a readable JSON policy (nested too deeply)") from None
     if not isinstance(doc, dict) or "probs" not in doc:
@@ -293,7 +423,7 @@ def _load_json(path: Path):
     probs = _numbers(path, "probs", doc["probs"])
     valuations = _numbers(path, "valuations", doc["valuations"]) if "valuations" in doc else None
     meta = {k: doc[k] for k in ("actions", "observation", "output") if k in doc}
-    return "table", None, meta, _table(path, probs, valuations)
+    return meta, probs, valuations
 
 
 def _numbers(path: Path, name: str, value) -> np.ndarray:
@@ -305,12 +435,12 @@ def _numbers(path: Path, name: str, value) -> np.ndarray:
         raise InputError(str(path), f"{name} must be a table of numbers, one row each") from None
     if array.dtype.kind not in "iuf":
         raise InputError(
-            str(path), f"{name} must hold plain numbers, not {_KIND_NAMES.get(array.dtype.kind)}"
+            str(path), f"{name} must hold plain numbers, not {KIND_NAMES.get(array.dtype.kind)}"
         )
     return array
 
 
-_KIND_NAMES = {
+KIND_NAMES = {
     "b": "booleans",
     "c": "complex numbers",
     "U": "strings",
@@ -327,7 +457,7 @@ def _table(path: Path, probs: np.ndarray, valuations: np.ndarray | None):
         raise InputError(
             str(path), "probs must be a finite, non-negative [n_states, n_actions] table"
         )
-    zero = np.flatnonzero(probs.sum(axis=1) == 0)
+    zero = np.flatnonzero(~(probs > 0).any(axis=1))
     if len(zero):
         raise InputError(
             str(path), f"probs row {int(zero[0])} is all zero: every row must be a distribution"
@@ -356,6 +486,7 @@ def _table(path: Path, probs: np.ndarray, valuations: np.ndarray | None):
             if (np.abs(valuations) > 2**53).any():
                 raise InputError(str(path), "valuations beyond 2^53 cannot be told apart")
         valuations = valuations.astype(np.int64)
+        _check_distinct(path, valuations)
     return (
         ("valuation" if valuations is not None else "state"),
         valuations,
@@ -363,9 +494,29 @@ def _table(path: Path, probs: np.ndarray, valuations: np.ndarray | None):
     )
 
 
+def _check_distinct(path: Path, valuations: np.ndarray) -> None:
+    """Refuse two rows for one state (which row would win is arbitrary), in O(n log n)."""
+    if len(valuations) < 2:
+        return
+    _, inverse, counts = np.unique(valuations, axis=0, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts > 1)
+    if len(repeated):
+        rows = np.flatnonzero(inverse.ravel() == repeated[0])[:2]
+        raise InputError(
+            str(path),
+            f"valuations rows {int(rows[0])} and {int(rows[1])} are the same state "
+            f"{valuations[rows[0]].tolist()}: give one row per state",
+        )
+
+
 def _metadata(path: Path, text: str | bytes) -> dict:
+    """The metadata text of a network file (inside the child): a JSON object of at most
+    METADATA_BYTES."""
     if not text:
         return {}
+    if len(text) > METADATA_BYTES:
+        limit = megabytes(METADATA_BYTES)
+        raise InputError(str(path), f"{METADATA} holds {megabytes(len(text))}; at most {limit}")
     try:
         meta = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -377,273 +528,10 @@ def _metadata(path: Path, text: str | bytes) -> dict:
     return meta
 
 
-def _failure(exc: Exception) -> str:
-    """The reason a policy run failed, in one line. The TorchScript interpreter puts its own
-    traceback first and the original error last ("RuntimeError: mat1 and mat2 shapes ...")."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    if "TorchScript interpreter" in lines[0]:
-        return lines[-1]
-    return lines[0]
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Decisions:
-    """What a policy does on every state of one model.
-
-    choice_probs  float64 [n_choices]: probability of each choice (sums to 1 per state)
-    masked        bool [n_states]: states where the policy's preferred action is not enabled
-    """
-
-    choice_probs: np.ndarray
-    masked: np.ndarray
-
-
-def decide(policy: Policy, env: Environment, stochastic: bool = False, progress=None) -> Decisions:
-    """Run the policy on every state (in batches) and map its outputs to the model's choices:
-    argmax over the enabled actions by default, the renormalised distribution with
-    `stochastic`. States with a single choice take it. The interface is checked first."""
-    policy = _checked(policy, env)
-    mdp = env.mdp
-    outputs = _outputs(policy, env, progress)
-    if outputs.shape[1] != len(policy.actions):
-        raise InputError(
-            policy.path,
-            f"outputs {outputs.shape[1]} values per state but names {len(policy.actions)} actions",
-        )
-    column = _choice_columns(policy, mdp)
-    states = mdp.choice_states()
-    single = np.diff(mdp.row_groups) == 1
-    enabled = column >= 0
-    stuck = ~np.logical_or.reduceat(enabled, mdp.row_groups[:-1]) & ~single
-    if stuck.any():
-        bad = int(np.flatnonzero(stuck)[0])
-        raise InputError(
-            policy.path,
-            f"state {mdp.state_description(bad)} has no choice labelled with the policy's actions "
-            f"({', '.join(policy.actions)})",
-        )
-    scores = np.where(enabled, outputs[states, np.maximum(column, 0)], -np.inf)
-    preferred = outputs.argmax(axis=1)
-    best_enabled = np.maximum.reduceat(scores, mdp.row_groups[:-1])
-    masked = ~single & (outputs[np.arange(mdp.n_states), preferred] > best_enabled)
-    if stochastic:
-        weights = _probabilities(policy, scores, states, mdp)
-    else:
-        is_best = scores == best_enabled[states]
-        index = np.where(is_best, np.arange(mdp.n_choices), mdp.n_choices)
-        first = np.minimum.reduceat(index, mdp.row_groups[:-1])
-        weights = np.zeros(mdp.n_choices)
-        weights[first[first < mdp.n_choices]] = 1.0
-    weights[mdp.row_groups[:-1][single]] = 1.0
-    return Decisions(weights, masked)
-
-
-def _probabilities(policy: Policy, scores: np.ndarray, states: np.ndarray, mdp: MDP) -> np.ndarray:
-    """Renormalised distribution over enabled choices (softmax for logits).
-
-    The softmax is shifted by the row's largest enabled logit; a row with none (a state with
-    a single choice the policy does not name) is shifted by 0, and a logit so far below the
-    largest that the difference overflows has probability exactly 0.
-    """
-    finite = np.isfinite(scores)
-    if policy.output == "logits":
-        shift = np.maximum.reduceat(scores, mdp.row_groups[:-1])
-        shift = np.where(np.isfinite(shift), shift, 0.0)
-        with np.errstate(over="ignore"):
-            weights = np.exp(np.where(finite, scores - shift[states], -np.inf))
-    else:
-        weights = np.where(finite, scores, 0.0)
-    totals = np.add.reduceat(weights, mdp.row_groups[:-1])
-    single = np.diff(mdp.row_groups) == 1
-    stuck = np.flatnonzero((totals <= 0) & ~single)
-    if len(stuck):
-        raise InputError(
-            policy.path,
-            f"state {mdp.state_description(int(stuck[0]))}: probability 0 for every enabled "
-            "action, so the distribution cannot be renormalised",
-        )
-    return np.divide(weights, totals[states], out=np.zeros_like(weights), where=totals[states] > 0)
-
-
-def _checked(policy: Policy, env: Environment) -> Policy:
-    """The policy with its action names, once they and the observation it was made for are
-    checked against the model (verifier.policy.interface), before it runs."""
-    sample = None
-    interface = policy.interface
-    if interface is not None and interface.observation is not None and policy.run is not None:
-        sample = _observation_batch(policy, env, np.zeros(1, dtype=np.int64), _grid(policy, env))
-    actions = check_interface(policy.path, policy.actions, interface, env, sample)
-    return replace(policy, actions=actions)
-
-
-def _grid(policy: Policy, env: Environment) -> tuple[Maze, np.ndarray] | None:
-    """The maze and its static planes, for the grid observation."""
-    if policy.observation != "grid":
-        return None
-    if env.maze is None:
-        raise InputError(policy.path, _GRID_NEEDS_MAZE)
-    return env.maze, static_planes(env.maze)
-
-
-def _choice_columns(policy: Policy, mdp: MDP) -> np.ndarray:
-    """int64 [n_choices]: the policy output column of each choice's action, -1 if none."""
-    lookup = np.array(
-        [policy.actions.index(a) if a in policy.actions else -1 for a in mdp.actions] + [-1]
-    )
-    return lookup[mdp.choice_actions]
-
-
-def _outputs(policy: Policy, env: Environment, progress) -> np.ndarray:
-    """float64 [n_states, n_actions]: the policy's outputs on every state."""
-    mdp = env.mdp
-    if policy.table is not None:
-        return _table_outputs(policy, policy.table, mdp)
-    grid = _grid(policy, env)
-    if policy.observation == "env" and env.gym is None:
-        raise InputError(policy.path, "the env observation exists for Gymnasium models only")
-    starts = range(0, mdp.n_states, batch_states(policy, env))
-
-    def compute(tick) -> np.ndarray:
-        chunks = []
-        for start in starts:
-            states = np.arange(start, min(start + starts.step, mdp.n_states))
-            chunks.append(_run_batch(policy, env, states, grid))
-            tick()
-        return np.concatenate(chunks) if chunks else np.zeros((0, len(policy.actions)))
-
-    if policy.in_process:
-        outputs = compute(lambda: None)
-    else:
-        outputs = run_contained(compute, len(starts), policy.timeout, progress, _single_thread)
-    if not np.isfinite(outputs).all():
-        raise InputError(policy.path, "the policy outputs NaN or infinite values")
-    if policy.output == "probs":
-        negative = np.flatnonzero((outputs < 0).any(axis=1))
-        zero = np.flatnonzero(outputs.sum(axis=1) == 0)
-        if len(negative) or len(zero):
-            state = int(negative[0] if len(negative) else zero[0])
-            problem = "a negative probability" if len(negative) else "probability 0 everywhere"
-            raise InputError(policy.path, f"state {mdp.state_description(state)}: {problem}")
-    return outputs
-
-
-def batch_states(policy: Policy, env: Environment) -> int:
-    """States per batch: BATCH_STATES, fewer where observations are big (a grid of a
-    301x301 maze is 6.9 MB), so that a batch of observations stays within BATCH_BYTES."""
-    if policy.observation == "grid":
-        if env.maze is None:
-            raise InputError(policy.path, _GRID_NEEDS_MAZE)
-        height, width = env.maze.shape
-        per_state = len(GRID_CHANNELS) * height * width * 4
-    else:
-        per_state = env.mdp.valuations.shape[1] * 4
-    return max(1, min(BATCH_STATES, BATCH_BYTES // max(per_state, 1)))
-
-
-def _run_batch(
-    policy: Policy, env: Environment, states: np.ndarray, grid: tuple[Maze, np.ndarray] | None
-) -> np.ndarray:
-    """float64 [len(states), n_actions]: the network's outputs on a batch of states (`grid`:
-    the maze and its static planes, for the grid observation)."""
-    if policy.run is None:
-        raise ValueError(f"{policy.path}: a table policy has no network to run")
-    batch = _observation_batch(policy, env, states, grid)
-    try:
-        out = np.asarray(policy.run(batch))
-    except InputError:
-        raise
-    except Exception as exc:
-        message = failure_message(str(exc), layout_of(batch), model_wrappers(env))
-        if message is None:
-            shape = (
-                {key: value.shape for key, value in batch.items()}
-                if isinstance(batch, dict)
-                else batch.shape
-            )
-            message = f"running the policy on {shape} observations failed: {_failure(exc)}"
-        raise InputError(policy.path, message) from None
-    if out.dtype.kind not in "iuf":
-        raise InputError(
-            policy.path,
-            f"the policy outputs {_KIND_NAMES.get(out.dtype.kind, out.dtype)}; "
-            "expected real-valued logits or probabilities",
-        )
-    if out.ndim != 2 or len(out) != len(states):
-        raise InputError(policy.path, f"expected outputs [batch, n_actions], got {list(out.shape)}")
-    return out.astype(np.float64)
-
-
-def _observation_batch(
-    policy: Policy, env: Environment, states: np.ndarray, grid: tuple[Maze, np.ndarray] | None
-):
-    """The policy's observations of `states`: a contiguous array [len(states), ...], or a
-    dict of them for a dict observation."""
-    if grid is not None:
-        batch = grid_observations(grid[0], env.mdp, states, grid[1])
-    elif policy.observation == "env":
-        batch = env_observations(env, states)
-    else:
-        batch = valuation_observations(env.mdp, states)
-    if isinstance(batch, dict):
-        return {key: np.ascontiguousarray(value) for key, value in batch.items()}
-    return np.ascontiguousarray(batch)
-
-
-def _single_thread() -> None:
+def single_thread() -> None:
     """In the child that runs a network: one torch thread (OpenMP does not survive fork)."""
     import sys
 
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
-
-
-def _table_outputs(policy: Policy, table: np.ndarray, mdp: MDP) -> np.ndarray:
-    if policy.keys == "state":
-        if len(table) != mdp.n_states:
-            raise InputError(
-                policy.path, f"table has {len(table)} rows, the model {mdp.n_states} states"
-            )
-        return table
-    keys = policy.valuations
-    if keys is None:
-        raise ValueError(f"{policy.path}: a table keyed by valuation without its valuations")
-    if keys.shape[1] != mdp.valuations.shape[1]:
-        raise InputError(
-            policy.path,
-            f"valuations have {keys.shape[1]} values, the model {mdp.valuations.shape[1]}",
-        )
-    index = {tuple(row): i for i, row in enumerate(keys.tolist())}
-    rows = [index.get(tuple(v)) for v in mdp.valuations.tolist()]
-    missing = [s for s, r in enumerate(rows) if r is None]
-    if missing:
-        raise InputError(policy.path, f"no row for state {mdp.state_description(missing[0])}")
-    return table[np.array(rows)]
-
-
-def induced_chain(mdp: MDP, decisions: Decisions) -> MDP:
-    """The Markov chain of the MDP under the policy: P(s'|s) = sum_c prob(c) P(s'|c)."""
-    states = mdp.choice_states()
-    selection = sp.csr_matrix(
-        (decisions.choice_probs, (states, np.arange(mdp.n_choices))),
-        shape=(mdp.n_states, mdp.n_choices),
-    )
-    chain = (selection @ mdp.transitions).tocsr()
-    chain.eliminate_zeros()
-    chain.sort_indices()
-    rewards = {name: selection @ values for name, values in mdp.rewards.items()}
-    return MDP(
-        transitions=chain,
-        row_groups=np.arange(mdp.n_states + 1, dtype=np.int64),
-        choice_actions=np.full(mdp.n_states, -1, dtype=np.int32),
-        actions=(),
-        labels=mdp.labels,
-        initial_states=mdp.initial_states,
-        variables=mdp.variables,
-        valuations=mdp.valuations,
-        rewards=rewards,
-        kind="dtmc",
-        name=mdp.name,
-    )
