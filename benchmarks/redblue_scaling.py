@@ -66,10 +66,12 @@ GOAL_SIZE, GOAL_SECONDS = 201, 60.0
 
 
 def maze_text(n: int) -> str:
-    """The n x n deployment-like maze, as TOML: the start moved to the junction nearest to
-    random_maze's start; the red object and the blue exit at the ends of the two longest
-    branches from there, each cut at GOAL_STEPS steps (the red object on the longer, ties in
-    breadth-first order). A perfect maze: neither lies on the way to the other."""
+    """The n x n deployment-like maze, as TOML. The start moves to the first floor cell, in
+    breadth-first order from random_maze's start, that has two dead ends within GOAL_STEPS
+    steps; the red object goes on the farthest of them, the blue exit on the farthest of the
+    others (ties: the first in breadth-first order). Dead ends, so that the terminal cells
+    cut no part of the maze off and neither lies on the way to the other (a perfect maze
+    has one way between two cells)."""
     from verifier.generate import maze_to_toml, random_maze
     from verifier.maze import Cell
 
@@ -77,30 +79,29 @@ def maze_text(n: int) -> str:
     layout = maze.layout.copy()
     layout[layout == "E"] = "."  # the exit random_maze put on the farthest dead end
 
-    def floor_next_to(row: int, col: int) -> list[tuple[int, int]]:
+    def floor_next_to(cell: tuple[int, int]) -> list[tuple[int, int]]:
+        row, col = cell
         around = ((row - 1, col), (row + 1, col), (row, col - 1), (row, col + 1))
-        return [cell for cell in around if layout[cell] != "#"]
+        return [other for other in around if layout[other] != "#"]
+
+    def breadth_first(start: tuple[int, int], depth: int) -> dict[tuple[int, int], int]:
+        steps, order = {start: 0}, [start]
+        for cell in order:
+            for other in floor_next_to(cell) if steps[cell] < depth else []:
+                if other not in steps:
+                    steps[other] = steps[cell] + 1
+                    order.append(other)
+        return steps  # in breadth-first order
 
     (start,) = maze.starts()
-    order = [start]
-    for cell in order:  # breadth first, to the nearest junction
-        if len(floor_next_to(*cell)) >= 3:
-            junction = cell
+    for candidate in breadth_first(start, n * n):
+        near = breadth_first(candidate, GOAL_STEPS)
+        ends = [c for c in near if c != candidate and len(floor_next_to(c)) == 1]
+        if len(ends) >= 2:
             break
-        order += [other for other in floor_next_to(*cell) if other not in order]
-    order, steps, branch = [junction], {junction: 0}, {junction: junction}
-    for cell in order:  # breadth first from the junction, GOAL_STEPS deep
-        for other in floor_next_to(*cell):
-            if other not in steps and steps[cell] < GOAL_STEPS:
-                steps[other] = steps[cell] + 1
-                branch[other] = other if cell == junction else branch[cell]
-                order.append(other)
-    deepest: dict[tuple[int, int], tuple[int, int]] = {}
-    for cell in order[1:]:
-        if branch[cell] not in deepest or steps[cell] > steps[deepest[branch[cell]]]:
-            deepest[branch[cell]] = cell
-    red, exit_cell = sorted(deepest.values(), key=lambda cell: -steps[cell])[:2]
-    layout[start], layout[junction] = ".", "S"
+    red = max(ends, key=near.__getitem__)
+    exit_cell = max((c for c in ends if c != red), key=near.__getitem__)
+    layout[start], layout[candidate] = ".", "S"
     layout[exit_cell], layout[red] = "E", "R"
     cells = {**maze.cells, "R": Cell("object", "red", terminal=True)}
     return maze_to_toml(dataclasses.replace(maze, layout=layout, cells=cells))
