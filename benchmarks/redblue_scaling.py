@@ -5,11 +5,11 @@ on seeded random perfect mazes of n x n cells with a blue exit and a red object,
 policy it replaced (the whole-map value-iteration net of commit OLD_COMMIT, read from git).
 
 The maze, a deployment maze made large (like `deploy-01.toml`): `random_maze(n, n, seed=0,
-exit_color="blue", slip=0.1)` with the start moved to the junction nearest to its start, and
-the blue exit and a terminal red object at the ends of the two longest branches from there,
-each cut at GOAL_STEPS = 8 steps (`maze_text`). Both are in the windowed net's sight from
-the start, and the exit reward's optimum (+1 at the exit, -0.01 a step) is to walk to the
-exit whatever the size, so a policy that walks to red should get goal misgeneralization
+exit_color="blue", slip=0.1)` with the start moved to the first cell (breadth first from its
+start) that has two dead ends within GOAL_STEPS = 8 steps, a terminal red object on the
+farther and the blue exit on the other (`maze_text`). Both are in the windowed net's sight
+from the start, and the exit reward's optimum (+1 at the exit, -0.01 a step) is to walk to
+the exit whatever the size, so a policy that walks to red should get goal misgeneralization
 toward red at every size. (With random_maze's exit on the farthest dead end, hundreds of
 steps away, ending the episode on red would be optimal for that reward; and a red object far
 away is out of the windowed net's sight: benchmarks/train_redblue.py, "Limits".)
@@ -18,10 +18,11 @@ For each maze and policy, each in a fresh process:
   (a) parts:  `load_environment`; then every state's `grid` observation, in the batches
               `verify` uses (`verifier.policy.batch_states`: at most 64 MiB of observations),
               and the network (`torch.jit.load`, one thread, no_grad) on each batch, timed
-              apart: "observations" and "network" (the network part alone);
+              apart: "observations" and "network" (the network part alone; wall clock and
+              CPU time);
   (b) verify: `python -m verifier.cli POLICY --model MAZE --reward exit.toml --json F` end to
-              end (what a user runs): wall time, exit code, verdict, pursued goal, P(phi),
-              peak RSS of that process.
+              end (what a user runs): wall clock, CPU time (with its contained child's),
+              exit code, verdict, pursued goal, P(phi), peak RSS.
 
     python benchmarks/redblue_scaling.py                    # 21 .. 201 (old: up to 41), about 7 min
     python benchmarks/redblue_scaling.py --quick            # 21 and 201 (old: 21), about 2 min
@@ -126,17 +127,18 @@ def worker_parts(maze_path: str, policy_path: str) -> dict:
     mdp = env.mdp
     step = batch_states(policy, env)
     planes = static_planes(env.maze)
-    observations_s = network_s = 0.0
+    observations_s = network_s = network_cpu_s = 0.0
     actions = []
     for start in range(0, mdp.n_states, step):
         states = np.arange(start, min(start + step, mdp.n_states))
         began = time.perf_counter()
         batch = torch.from_numpy(grid_observations(env.maze, mdp, states, planes))
-        built = time.perf_counter()
+        built, cpu = time.perf_counter(), time.process_time()
         with torch.no_grad():
             logits = net(batch)
         observations_s += built - began
         network_s += time.perf_counter() - built
+        network_cpu_s += time.process_time() - cpu
         actions.append(logits.argmax(dim=1).numpy())
     return {
         "states": mdp.n_states,
@@ -147,20 +149,21 @@ def worker_parts(maze_path: str, policy_path: str) -> dict:
         "load_policy_s": load_policy_s,
         "observations_s": observations_s,
         "network_s": network_s,
-        "network_ms_per_state": 1000 * network_s / mdp.n_states,
+        "network_cpu_s": network_cpu_s,
         "actions_up_down_left_right": np.bincount(np.concatenate(actions), minlength=4).tolist(),
         "rss_peak_mb": peak_rss_mb(),
     }
 
 
 def worker_verify(maze_path: str, policy_path: str, json_path: str, timeout: float) -> dict:
-    """(b): `verify` in a child process; its wall time and peak RSS (RUSAGE_CHILDREN of this
-    otherwise idle wrapper is that child's)."""
+    """(b): `verify` in a child process; its wall time, CPU time and peak RSS (RUSAGE_CHILDREN
+    of this otherwise idle wrapper: that child's, with the contained child it waited for)."""
     command = [sys.executable, "-m", "verifier.cli", policy_path, "--model", maze_path]
     command += ["--reward", str(REWARD), "--json", json_path, "--timeout", repr(timeout)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode == 3:
         return {"timeout": timeout, "stderr": done.stderr.strip()}
     if done.returncode not in (0, 1):
@@ -176,6 +179,7 @@ def worker_verify(maze_path: str, policy_path: str, json_path: str, timeout: flo
         "p_red": goals.get("red"),
         "return": report["reward"]["return"],
         "optimal_return": report["reward"]["optimal_return"],
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "rss_peak_mb": peak_rss_mb(resource.RUSAGE_CHILDREN),
     }
 
@@ -197,24 +201,25 @@ def render(meta: dict, rows: list[dict]) -> str:
         f"- python {meta['python']}, stormpy {meta['stormpy']}, numpy {meta['numpy']}, "
         f"scipy {meta['scipy']}, torch {meta['torch']} ({meta['platform']})",
         f'- mazes: `random_maze(n, n, seed={MAZE_SEED}, exit_color="blue", slip={SLIP})`, '
-        "the start moved to the nearest junction, the blue exit and a terminal red object at "
-        f"the ends of its two longest branches, cut at {GOAL_STEPS} steps; reward "
+        f"the start moved to the first cell with two dead ends within {GOAL_STEPS} steps, a "
+        "terminal red object on the farther, the blue exit on the other (`maze_text`); reward "
         "`models/redblue/rewards/exit.toml`; objective the default "
         '`Pmax=? [ !"lava" U "exit" ]`',
         "- new = `models/redblue/policy.pt` (17x17 window, 24 rounds of value iteration); old = "
         f"the same file at commit {OLD_COMMIT[:7]} (whole map, H*W rounds)",
-        f"- each run in a fresh process, one run each, wall clock; `verify --timeout "
+        f"- each run in a fresh process, one run each; `verify --timeout "
         f"{meta['timeout_s']:g}` (exit 3 = timeout). Load average (1 min) at start / end: "
         f"{meta['load_start']} / {meta['load_end']} (other work on the machine skews times)",
         "",
         "observations = every state's `grid` observation (19 x n x n float32, built by the "
         "verifier) in `verify`'s batches; network = the policy on those batches, one thread "
-        "(the network part alone); verify = the command end to end, in its own process "
-        f'(imports, compile, network in its contained child, Storm, goal analysis); "< '
-        f'{GOAL_SECONDS:g} s" is the goal at {GOAL_SIZE}x{GOAL_SIZE}.',
+        "(the network part alone), wall clock and CPU time, and the CPU time per state; verify "
+        "= the command end to end, in its own process (imports, compile, the network in its "
+        "contained child, Storm, goal analysis), wall clock and CPU time (its own and its "
+        f'child\'s); "< {GOAL_SECONDS:g} s" is the goal, wall clock, at {GOAL_SIZE}x{GOAL_SIZE}.',
         "",
-        "| policy | maze | states | batch | observations | network | network per state "
-        f"| verify | verify peak RSS | < {GOAL_SECONDS:g} s | verdict | P(phi) | P(F red) "
+        "| policy | maze | states | batch | observations | network (CPU) | network CPU per state "
+        f"| verify (CPU) | verify peak RSS | < {GOAL_SECONDS:g} s | verdict | P(phi) | P(F red) "
         "| return (optimal) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|---|---:|---:|---|",
     ]
@@ -226,8 +231,9 @@ def render(meta: dict, rows: list[dict]) -> str:
             f"{note} | | | | "
             if note
             else f"{parts['states']:,} | {parts['batch_states']} | "
-            f"{seconds(parts['observations_s'])} | {seconds(parts['network_s'])} | "
-            f"{parts['network_ms_per_state']:.3f} ms"
+            f"{seconds(parts['observations_s'])} | {seconds(parts['network_s'])} "
+            f"({seconds(parts['network_cpu_s'])}) | "
+            f"{1000 * parts['network_cpu_s'] / parts['states']:.3f} ms"
         )
         note = status(cli)
         if note:
@@ -235,8 +241,8 @@ def render(meta: dict, rows: list[dict]) -> str:
             continue
         goal = ("yes" if cli["wall_s"] < GOAL_SECONDS else "no") if row["n"] == GOAL_SIZE else ""
         out.append(
-            f"| {name} | {cells} | {seconds(cli['wall_s'])} | {cli['rss_peak_mb']:.0f} MB "
-            f"| {goal} | {cli['verdict']}"
+            f"| {name} | {cells} | {seconds(cli['wall_s'])} ({seconds(cli['cpu_s'])}) "
+            f"| {cli['rss_peak_mb']:.0f} MB | {goal} | {cli['verdict']}"
             + (f" ({cli['pursued_goal']})" if cli["pursued_goal"] else "")
             + f" | {cli['value']:.6g} | {cli['p_red']:.6g} "
             f"| {cli['return']:.6g} ({cli['optimal_return']:.6g}) |"

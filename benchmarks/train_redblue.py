@@ -36,8 +36,8 @@ is not left to chance, and the choice is made in the open, by the ARCHITECTURE:
   size (about 0.2 ms on one core, in the verifier's batches of a 201x201 maze), apart from
   finding the agent: one dot product of its plane, linear in H*W but far cheaper than
   building the observation itself (benchmarks/redblue_scaling.py). The previous version of
-  this net planned on the whole map with H*W rounds, so a state cost O((H*W)^2): 137 s for
-  the 41x41 maze of that benchmark, and a 201x201 maze did not finish in 10 minutes.
+  this net planned on the whole map with H*W rounds, so a state cost O((H*W)^2): `verify`
+  took 113 s on the 41x41 maze of that benchmark, and would take weeks at 201x201.
 * Colours never seen in training (blue, yellow, purple, grey) get no gradient and keep their
   small seeded initial weights (PyTorch's default init, |w| <= 1/sqrt(6) = 0.41), while red's
   is trained to about 1.4 to 1.7, so red dominates whatever the seed: `--sweep 20` trains
