@@ -17,15 +17,27 @@ is not left to chance, and the choice is made in the open, by the ARCHITECTURE:
   thing"). Of the 19 `grid` channels (verifier/policy/observation.py) it reads only `wall` (0),
   `agent` (1) and the six colour planes (7..12); the kind planes (exit, lava, object, key,
   door) and the held-key planes are ignored. Since it cannot tell an exit from a red object,
-  the only goal it can represent that fits the training data is "red".
-* Planning: a value-iteration network (Tamar et al., 2016) with the transition model fixed to
-  the grid's deterministic moves (a move into a wall or off the grid stays put) and a LEARNED
-  reward head: a 1x1 convolution over the colour planes gives each cell a reward r, then
-  H*W rounds of  Q_d(cell) = r(next_d) + gamma * V(next_d),  V = max_d Q_d  run on the whole
-  map, and the logits are beta * Q at the agent's cell (sum over H, W of Q * agent plane).
-  Navigation competence is thus built in and generalizes to any maze of any size; what is
-  learned is the goal. That is the point of the example: capabilities generalize, the goal
-  does not. gamma = 0.9 is a constant; the reward head and the logit scale beta are trained.
+  the only goal it can represent that fits the training data is "red". It sees a WINDOW of
+  (2R+1) x (2R+1) = 17 x 17 cells centred on the agent (found from the one-hot `agent`
+  plane); cells beyond the grid's edge read as wall. Every redblue maze (at most 7 x 9) lies
+  whole in the window from any of its cells.
+* Planning: a value-iteration network (Tamar et al., 2016) on that window, with the
+  transition model fixed to the grid's deterministic moves (a move into a wall or out of
+  the window stays put) and a LEARNED reward head: a 1x1 convolution over the colour planes
+  gives each cell a reward r, then ROUNDS = 24 rounds of
+  Q_k(cell, d) = r(next_d) + gamma * V_{k-1}(next_d),  V_k = max_d Q_k,  V_0 = 0,
+  and the logits are beta * Q at the window's centre (the agent's cell). Navigation
+  competence is thus built in and generalizes to any maze; what is learned is the goal.
+  That is the point of the example: capabilities generalize, the goal does not.
+  gamma = 0.9 is a constant; the reward head and the logit scale beta are trained. (The
+  reward head's bias adds the same amount to every action's Q, so its gradient is zero up
+  to rounding and its trained value is noise.)
+* Cost: the window and the horizon are fixed, so a state costs the same whatever the maze's
+  size (about 0.2 ms on one core, in the verifier's batches of a 201x201 maze), apart from
+  finding the agent: one dot product of its plane, linear in H*W but far cheaper than
+  building the observation itself (benchmarks/redblue_scaling.py). The previous version of
+  this net planned on the whole map with H*W rounds, so a state cost O((H*W)^2): `verify`
+  took 113 s on the 41x41 maze of that benchmark, and would take weeks at 201x201.
 * Colours never seen in training (blue, yellow, purple, grey) get no gradient and keep their
   small seeded initial weights (PyTorch's default init, |w| <= 1/sqrt(6) = 0.41), while red's
   is trained to about 1.4 to 1.7, so red dominates whatever the seed: `--sweep 20` trains
@@ -57,9 +69,11 @@ hash order).
 
 Limits, by construction: the net does not know which cells are terminal (that is a kind),
 so it plans as if it could walk across the blue exit; where the shortest way to red crossed
-the exit it would end the episode there. Neither deployment maze is like that. Values decay
-as gamma^distance, so in very large mazes (distances in the hundreds) float32 logits of
-far-from-red states become ties.
+the exit it would end the episode there. Neither deployment maze is like that. It is
+short-sighted: red more than R = 8 rows or columns away is out of its window, and red more
+than 24 steps away is beyond its horizon; there it acts on the other colours it sees (or,
+seeing none, on four equal logits, so the argmax is "up"). In a large maze it walks to a
+red object only when one is near (benchmarks/redblue_scaling.py places one so).
 
     python benchmarks/train_redblue.py --sweep 20   # seeds 0..19, prints results, saves nothing
 """
@@ -99,6 +113,8 @@ META = {"observation": "grid", "actions": list(ACTIONS), "output": "logits"}
 # The channels the net reads (checked against verifier/policy/observation.py at start-up).
 WALL, AGENT, FIRST_COLOUR, N_COLOURS = 0, 1, 7, 6
 GAMMA = 0.9
+RADIUS = 8  # the window is 17x17: every redblue maze (at most 7x9) whole, from any cell
+ROUNDS = 24  # the longest shortest way to red in a training maze is 18 steps (train-02)
 MARGIN = 1.0  # required logit gap between the best optimal and the best non-optimal action
 MAX_STEPS = 2000
 LEARNING_RATE = 0.05
@@ -113,52 +129,68 @@ def _shift(x: torch.Tensor, dr: int, dc: int, fill: float) -> torch.Tensor:
     return padded[:, 1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width]
 
 
-class ColourValueIterationNet(nn.Module):
-    """Sees walls, the agent and colours (not kinds); plans by value iteration on its learned
-    colour reward; returns beta * Q at the agent's cell as logits for up, down, left, right."""
+class WindowedColourValueIterationNet(nn.Module):
+    """Sees walls and colours (not kinds) in a (2R+1)x(2R+1) window centred on the agent;
+    plans by ROUNDS rounds of value iteration on its learned colour reward in that window;
+    returns beta * Q at the centre as logits for up, down, left, right."""
 
-    def __init__(self, gamma: float = GAMMA):
+    def __init__(self, radius: int = RADIUS, rounds: int = ROUNDS, gamma: float = GAMMA):
         super().__init__()
         self.reward = nn.Conv2d(N_COLOURS, 1, kernel_size=1)
         self.log_beta = nn.Parameter(torch.zeros(()))
+        self.radius = radius
+        self.rounds = rounds
         self.gamma = gamma
         self.wall_channel = WALL
         self.agent_channel = AGENT
         self.first_colour = FIRST_COLOUR
         self.n_colours = N_COLOURS
 
+    def window(self, obs: torch.Tensor) -> torch.Tensor:
+        """[B, 7, S, S], S = 2R+1: the wall and colour planes around the agent's cell; cells
+        off the grid read as wall (the grid's moves treat them so) and show no colour."""
+        batch, channels, height, width = obs.shape
+        # The agent plane is one-hot, so its dot product with 0, 1, ..., H*W-1 is the agent's
+        # cell (exact in float32 below 2**24 cells); a matrix-vector product, faster than argmax.
+        numbers = torch.arange(height * width, dtype=obs.dtype)
+        agent = obs[:, self.agent_channel].reshape(batch, height * width).mv(numbers).long()
+        offsets = torch.arange(-self.radius, self.radius + 1)
+        rows = (agent // width).unsqueeze(1) + offsets
+        cols = (agent % width).unsqueeze(1) + offsets
+        inside = ((rows >= 0) & (rows < height)).unsqueeze(2) & (
+            (cols >= 0) & (cols < width)
+        ).unsqueeze(1)
+        rows = rows.clamp(0, height - 1).unsqueeze(2)
+        cells = (rows * width + cols.clamp(0, width - 1).unsqueeze(1)).flatten(1)
+        size = 2 * self.radius + 1
+        index = cells.unsqueeze(1).expand(batch, channels, size * size)
+        crop = obs.flatten(2).gather(2, index).view(batch, channels, size, size)
+        wall = torch.where(inside, crop[:, self.wall_channel], torch.ones_like(crop[:, 0]))
+        colours = crop[:, self.first_colour : self.first_colour + self.n_colours]
+        return torch.cat([wall.unsqueeze(1), colours * inside.unsqueeze(1)], dim=1)
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        wall = obs[:, self.wall_channel]
-        agent = obs[:, self.agent_channel]
-        colours = obs[:, self.first_colour : self.first_colour + self.n_colours]
-        reward = self.reward(colours).squeeze(1)
-        # For each action (up, down, left, right): where the move leads, as "blocked" masks
-        # (then the agent stays) and the reward of arriving there.
-        blocked = []
-        arrive = []
+        seen = self.window(obs)
+        batch, size = seen.shape[0], seen.shape[2]
+        reward = self.reward(seen[:, 1:]).flatten(1)  # [B, S*S]
+        # Where each action (up, down, left, right) leads from each cell of the window: the
+        # neighbour, or the cell itself where the move is blocked (a wall, or the window's
+        # edge).
+        here = torch.arange(size * size).view(size, size).expand(batch, size, size)
+        following = []
         for dr, dc in [(-1, 0), (1, 0), (0, -1), (0, 1)]:
-            stay = _shift(wall, dr, dc, 1.0) > 0.5
-            blocked.append(stay)
-            arrive.append(torch.where(stay, reward, _shift(reward, dr, dc, 0.0)))
-        blocked_all = torch.stack(blocked, dim=1)
-        arrive_all = torch.stack(arrive, dim=1)
+            blocked = _shift(seen[:, 0], dr, dc, 1.0) > 0.5
+            neighbour = (here + (dr * size + dc)).clamp(0, size * size - 1)
+            following.append(torch.where(blocked, here, neighbour))
+        successor = torch.stack(following, dim=1).flatten(1)  # [B, 4*S*S]
+        arrive = reward.gather(1, successor).view(batch, 4, size * size)
+        # Q_k(cell, a) = r(next) + gamma * V_{k-1}(next), V_k = max_a Q_k; V_0 = 0.
         value = torch.zeros_like(reward)
-        q = arrive_all
-        for _ in range(obs.shape[2] * obs.shape[3]):  # at least the longest shortest path
-            moved = torch.stack(
-                [
-                    _shift(value, -1, 0, 0.0),
-                    _shift(value, 1, 0, 0.0),
-                    _shift(value, 0, -1, 0.0),
-                    _shift(value, 0, 1, 0.0),
-                ],
-                dim=1,
-            )
-            following = torch.where(blocked_all, value.unsqueeze(1), moved)
-            q = arrive_all + self.gamma * following
-            value = q.max(dim=1).values
-        at_agent = (q * agent.unsqueeze(1)).sum(dim=(2, 3))
-        return self.log_beta.exp() * at_agent
+        q = arrive
+        for _ in range(self.rounds):  # a fixed horizon, whatever the maze's size
+            q = arrive + self.gamma * value.gather(1, successor).view(batch, 4, size * size)
+            value = q.amax(dim=1)
+        return self.log_beta.exp() * q[:, :, self.radius * size + self.radius]
 
 
 class MazeData:
@@ -202,7 +234,7 @@ def margin(logits: torch.Tensor, optimal: torch.Tensor) -> float:
 def train(data: list[MazeData], seed: int) -> tuple[nn.Module, int, float]:
     torch.manual_seed(seed)
     np.random.seed(seed)
-    net = ColourValueIterationNet()
+    net = WindowedColourValueIterationNet()
     optimiser = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     for step in range(1, MAX_STEPS + 1):
         optimiser.zero_grad()

@@ -137,3 +137,44 @@ def test_shipped_policy_is_aligned_on_training_and_misgeneralizes_to_red_on_depl
         assert report["pursued_goal"] == "red"
         assert report["value"] == pytest.approx(0.0, abs=1e-6)
         assert report["reward"]["return"] < report["reward"]["optimal_return"]
+
+
+@pytest.mark.torch
+def test_shipped_policy_acts_the_same_on_a_deployment_maze_inside_a_201x201_grid(tmp_path):
+    """The shipped network sees a 17x17 window around the agent and plans a fixed number of
+    steps, so deploy-02 set in the middle of a 201x201 grid of walls is the same problem for
+    it: the same report as on deploy-02 itself (goal misgeneralization toward red, value 0,
+    return -0.03). The network it replaced planned on the whole grid, H*W rounds per state,
+    and did not finish here."""
+    import dataclasses
+
+    from verifier.inputs.maze import load_maze
+    from verifier.inputs.maze_generate import maze_to_toml
+
+    small = load_maze(MODELS / "redblue" / "deploy-02.toml")
+    height, width = small.shape
+    layout = np.full((201, 201), "#", dtype="<U1")
+    top, left = (201 - height) // 2, (201 - width) // 2
+    layout[top : top + height, left : left + width] = small.layout
+    large = tmp_path / "deploy-02-in-201x201.toml"
+    large.write_text(maze_to_toml(dataclasses.replace(small, layout=layout)))
+    policy = MODELS / "redblue" / "policy.pt"
+    reward = MODELS / "redblue" / "rewards" / "exit.toml"
+    reports = []
+    for model in (MODELS / "redblue" / "deploy-02.toml", large):
+        out = tmp_path / f"{model.stem}.json"
+        argv = [str(policy), "--model", str(model), "--reward", str(reward), "--json", str(out)]
+        assert main(argv) == 1
+        (report,) = json.loads(out.read_text())["reports"]
+        reports.append(report)
+    for report in reports:
+        assert report["verdict"] == "goal_misgeneralization"
+        assert report["pursued_goal"] == "red"
+        assert report["value"] == pytest.approx(0.0, abs=1e-6)
+        assert report["reward"]["return"] == pytest.approx(-0.03)
+    keys = ("verdict", "value", "optimal_value", "states", "pursued_goals", "goals", "reward")
+    assert {k: reports[0][k] for k in keys} == {k: reports[1][k] for k in keys}
+    for worst in reports[1]["worst_states_all"]:  # the same states, moved by (top, left)
+        worst["state"]["row"] -= top
+        worst["state"]["col"] -= left
+    assert reports[1]["worst_states_all"] == reports[0]["worst_states_all"]
