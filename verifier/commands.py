@@ -60,8 +60,8 @@ def environments(
     ['lava.toml']
     """
     from verifier.inputs.environment import Environment
-    from verifier.inputs.load import load_environments as read_model
-    from verifier.inputs.load import model_paths
+    from verifier.inputs.load import iter_environments
+    from verifier.inputs.paths import model_paths
 
     items = [model] if isinstance(model, str | os.PathLike | Environment) else list(model)
     if not items:
@@ -79,7 +79,7 @@ def environments(
             yield item
             continue
         for path in model_paths([os.fspath(item)]):
-            for env in read_model(path, spec, constants, max_states):
+            for env in iter_environments(path, spec, constants, max_states):
                 if env.maze is not None:
                     for warning in env.maze.warnings:
                         say(f"warning: {warning}")

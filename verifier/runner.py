@@ -95,40 +95,76 @@ def run_jobs(
     `scheduler` the address of a Dask scheduler instead. `on_done` is called as each job
     finishes, in completion order (for progress).
     """
+    outcomes: dict[int, Outcome] = {}
+    # Each job runs under a key that starts with its index, to put its outcome back in place.
+    indexed = [
+        Job(f"{i}:{job.key}", job.function, job.kwargs, job.timeout) for i, job in enumerate(jobs)
+    ]
+
+    def done(outcome: Outcome) -> None:
+        index = int(outcome.job.key.partition(":")[0])
+        outcomes[index] = outcome = Outcome(jobs[index], **_fields(outcome))
+        if on_done is not None:
+            on_done(outcome)
+
+    stream_jobs(indexed, workers, scheduler, done)
+    return [outcomes[i] for i in range(len(jobs))]
+
+
+def stream_jobs(
+    jobs: Iterable[Job],
+    workers: int | None = None,
+    scheduler: str | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
+    window: int | None = None,
+) -> None:
+    """Run the jobs as `jobs` yields them, at most `window` (default: four per worker) in
+    flight, calling `on_done` with each outcome as it finishes: a million jobs are never
+    held at once, and each result can be saved the moment it exists."""
     on_done = on_done or (lambda outcome: None)
-    if not jobs:
-        return []
     if scheduler:
-        return _run_dask(jobs, scheduler, on_done)
-    return _run_local(jobs, workers or multiprocessing.cpu_count(), on_done)
+        _run_dask(jobs, scheduler, on_done, window or 64)
+        return
+    workers = workers or multiprocessing.cpu_count()
+    _run_local(jobs, workers, on_done, window or 4 * workers)
 
 
-def _run_local(jobs: Sequence[Job], workers: int, on_done) -> list[Outcome]:
+def _fields(outcome: Outcome) -> dict:
+    return {
+        "status": outcome.status,
+        "result": outcome.result,
+        "message": outcome.message,
+        "seconds": outcome.seconds,
+        "peak_rss_mb": outcome.peak_rss_mb,
+    }
+
+
+def _run_local(jobs: Iterable[Job], workers: int, on_done, window: int) -> None:
     import pebble
 
+    iterator = iter(jobs)
+    first = next(iterator, None)
+    if first is None:
+        return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
-    outcomes: dict[int, Outcome] = {}  # by job index
-    workers = min(workers, len(jobs))
     with pebble.ProcessPool(
         max_workers=workers, context=context, initializer=_ignore_interrupts
     ) as pool:
         try:
-            futures = {}
-            for index, job in enumerate(jobs):
-                future: Future[Outcome] = pool.schedule(execute, args=(job,), timeout=job.timeout)
-                futures[future] = index
-            pending: set[Future[Outcome]] = set(futures)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    outcome = _collect(jobs[futures[future]], future)
-                    outcomes[futures[future]] = outcome
-                    on_done(outcome)
+            pending: dict[Future[Outcome], Job] = {}
+            upcoming: Job | None = first
+            while upcoming is not None or pending:
+                while upcoming is not None and len(pending) < window:
+                    scheduled = pool.schedule(execute, args=(upcoming,), timeout=upcoming.timeout)
+                    pending[scheduled] = upcoming
+                    upcoming = next(iterator, None)
+                finished, _ = wait(set(pending), return_when=FIRST_COMPLETED)
+                for done in finished:
+                    on_done(_collect(pending.pop(done), done))
         except BaseException:  # Ctrl-C in the caller: stop the workers, not wait for them
             pool.stop()
             raise
-    return [outcomes[i] for i in range(len(jobs))]
 
 
 def _ignore_interrupts() -> None:
@@ -150,7 +186,10 @@ def _collect(job: Job, future) -> Outcome:
         return Outcome(job, "crash", message=_one_line(exc))
 
 
-def _run_dask(jobs: Sequence[Job], scheduler: str, on_done) -> list[Outcome]:
+def _run_dask(jobs: Iterable[Job], scheduler: str, on_done, window: int) -> None:
+    """The jobs on a Dask cluster, `window` in flight. A task whose worker is lost is run
+    again on another worker by Dask's scheduler (its `allowed-failures`), so no job is lost
+    with a worker; after that many losses it is a crash."""
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -159,22 +198,31 @@ def _run_dask(jobs: Sequence[Job], scheduler: str, on_done) -> list[Outcome]:
         client = Client(scheduler, timeout="10s")
     except OSError as exc:
         raise InputError("--scheduler", f"cannot reach {scheduler}: {_one_line(exc)}") from None
-    outcomes: dict[int, Outcome] = {}  # by job index
     with client:
-        futures = [
-            client.submit(execute_isolated, job, key=f"verify-{i}-{job.key}", pure=False)
-            for i, job in enumerate(jobs)
-        ]
-        index = {future.key: i for i, future in enumerate(futures)}
-        for future in as_completed(futures):
-            job = jobs[index[future.key]]
+        iterator = enumerate(jobs)
+        submitted: dict[str, Job] = {}
+        running = as_completed()
+
+        def submit() -> bool:
+            item = next(iterator, None)
+            if item is None:
+                return False
+            i, job = item
+            future = client.submit(execute_isolated, job, key=f"verify-{i}-{job.key}", pure=False)
+            submitted[str(future.key)] = job
+            running.add(future)
+            return True
+
+        while len(submitted) < window and submit():
+            pass
+        for future in running:
+            job = submitted.pop(str(future.key))
             try:
                 outcome = future.result()
             except Exception as exc:  # the Dask worker itself died (KilledWorker) or similar
                 outcome = Outcome(job, "crash", message=f"Dask: {_one_line(exc)}")
-            outcomes[index[future.key]] = outcome
             on_done(outcome)
-    return [outcomes[i] for i in range(len(jobs))]
+            submit()
 
 
 def execute(job: Job) -> Outcome:

@@ -97,14 +97,23 @@ TIME_NOTE = (
 
 def gym_environments(model: str | Path, spec: str | None = None, max_states: int | None = None):
     """One Environment per seed of a Gymnasium model (the shorthand or a model TOML)."""
-    gym_spec = load_gym_spec(model)
+    return spec_environments(load_gym_spec(model), spec, max_states)
+
+
+def spec_environments(
+    gym_spec: GymSpec, spec: str | None = None, max_states: int | None = None, named: str = ""
+):
+    """One Environment per seed of `gym_spec`, each named `named` (default: the spec's
+    source, with `@seed=N` where it has several seeds)."""
     objective, objective_source = (
         (spec, "--spec") if spec else (gym_spec.intended, f"{gym_spec.source}: intended")
     )
     properties = storm.parse_properties(objective, source=objective_source)
     environments = []
     for seed in gym_spec.seeds:
-        name = gym_spec.source if len(gym_spec.seeds) == 1 else f"{gym_spec.source}@seed={seed}"
+        name = named or gym_spec.source
+        if len(gym_spec.seeds) > 1:
+            name = f"{name}@seed={seed}"
         instance = make_instance(gym_spec, seed)
         started = time.perf_counter()
         mdp, gym_model, notes = _build_mdp(instance, name, max_states)

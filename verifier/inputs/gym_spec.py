@@ -84,6 +84,12 @@ def load_gym_spec(model: str | Path) -> GymSpec:
         doc = tomllib.loads(Path(text).read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(text, f"TOML syntax error: {exc}") from None
+    return gym_spec_of(text, doc)
+
+
+def gym_spec_of(text: str, doc: dict) -> GymSpec:
+    """The GymSpec of a parsed TOML document with a `[gymnasium]` table (`text` names where
+    it was written); InputError naming the key."""
     table = doc["gymnasium"]
     if not isinstance(table, dict):
         raise InputError(text, "must be a table [gymnasium]", place="gymnasium")

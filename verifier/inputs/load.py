@@ -4,6 +4,7 @@ top-level table (`[gymnasium]`; otherwise a maze).
 
     gym:ENV_ID                  a Gymnasium environment (verifier/inputs/gym.py)
     .toml with [gymnasium]      a Gymnasium model file (verifier/inputs/gym.py)
+    .toml with [family]         a level family, read lazily (verifier/inputs/family.py)
     .toml                       a maze (verifier/inputs/maze.py, maze_compile.py)
     .prism .pm .nm              a PRISM model (verifier/inputs/prism.py)
 
@@ -13,7 +14,7 @@ environments (a Gymnasium model with `seeds`: a deployment set).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,12 @@ from verifier import storm
 from verifier.engine.query import Model
 from verifier.errors import InputError
 from verifier.inputs.environment import Environment, check_objectives
+from verifier.inputs.family import Family, is_family, load_family
 from verifier.inputs.gym_spec import SHORTHAND, is_gym_model
 from verifier.inputs.maze import Maze, load_maze
 from verifier.inputs.maze_compile import compile_maze, label_names
-from verifier.inputs.prism import PRISM_SUFFIXES, prism_environment
-
-MAZE_SUFFIXES = (".toml",)
-MODEL_SUFFIXES = MAZE_SUFFIXES + PRISM_SUFFIXES
+from verifier.inputs.paths import MAZE_SUFFIXES, PRISM_SUFFIXES
+from verifier.inputs.prism import prism_environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,8 @@ def _gym(model: Path | str, options: LoadOptions) -> list[Environment]:
 def _toml(model: Path | str, options: LoadOptions) -> list[Environment]:
     if is_gym_model(model):
         return _gym(model, options)
+    if is_family(model):
+        return list(_family(model, options))
     if options.constants:
         raise InputError("--const", f"{model} is a maze; --const applies to PRISM models")
     return [maze_environment(load_maze(model), model, options.spec, options.max_states)]
@@ -63,6 +65,32 @@ def _toml(model: Path | str, options: LoadOptions) -> list[Environment]:
 
 def _prism(model: Path | str, options: LoadOptions) -> list[Environment]:
     return [prism_environment(Path(model), options.spec, options.constants, options.max_states)]
+
+
+def _family(model: Path | str, options: LoadOptions) -> Iterator[Environment]:
+    if options.constants:
+        raise InputError("--const", f"{model} is a level family; --const applies to PRISM models")
+    family = load_family(model)
+    for index in range(len(family)):
+        yield from level_environments(family, index, options.spec, options.max_states)
+
+
+def level_environments(
+    family: Family, index: int, spec: str | None = None, max_states: int | None = None
+) -> list[Environment]:
+    """The environments of level `index` of a family (one), made now; φ is `spec`, else
+    the family's `intended`, else the level's own."""
+    level = family.level(index)
+    spec = spec or family.intended
+    if level.maze is not None:
+        return [maze_environment(level.maze, level.name, spec, max_states)]
+    if level.gym_spec is not None:
+        from verifier.inputs.gym import spec_environments  # gymnasium's machinery, on demand
+
+        return spec_environments(level.gym_spec, spec, max_states, level.name)
+    if level.file is None:
+        raise ValueError(f"{level.name}: a level with no source")
+    return load_environments(level.file, spec, max_states=max_states)
 
 
 PREFIX_READERS: dict[str, Reader] = {SHORTHAND: _gym}
@@ -96,6 +124,20 @@ def load_environments(
     return SUFFIX_READERS[suffix](path, options)
 
 
+def iter_environments(
+    path: str | Path,
+    spec: str | None = None,
+    constants: Mapping[str, str] | None = None,
+    max_states: int | None = None,
+) -> Iterator[Environment]:
+    """Every environment of one model file, each made when it is reached: a level family
+    (verifier/inputs/family.py) is never held whole."""
+    if is_family(path):
+        yield from _family(path, LoadOptions(spec, constants, max_states))
+    else:
+        yield from load_environments(path, spec, constants, max_states)
+
+
 def load_environment(
     path: str | Path,
     spec: str | None = None,
@@ -109,26 +151,6 @@ def load_environment(
             str(path), f"has {len(environments)} seeds (a deployment set); give one seed here"
         )
     return environments[0]
-
-
-def model_paths(models: Sequence[str]) -> list[str]:
-    """Model arguments with each directory replaced by its model files, sorted."""
-    paths = []
-    for model in models:
-        if not Path(model).is_dir():
-            paths.append(model)
-            continue
-        found = sorted(
-            str(p)
-            for p in Path(model).iterdir()
-            if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES
-        )
-        if not found:
-            raise InputError(
-                model, f"a directory without model files ({', '.join(MODEL_SUFFIXES)})"
-            )
-        paths += found
-    return paths
 
 
 def maze_environment(

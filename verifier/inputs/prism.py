@@ -12,8 +12,6 @@ from verifier.engine.query import Model
 from verifier.errors import InputError
 from verifier.inputs.environment import Environment, check_objectives
 
-PRISM_SUFFIXES = (".prism", ".pm", ".nm")
-
 
 def prism_environment(
     path: Path,
