@@ -87,6 +87,34 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     _add_max_states(parser)
     _add_report_options(parser)
+    families = parser.add_argument_group(
+        "level families (a [family] model file: README, Level families)"
+    )
+    families.add_argument(
+        "--sample",
+        type=_positive_int,
+        metavar="K",
+        help="verify K levels drawn uniformly, with a 95%% Clopper-Pearson interval per verdict",
+    )
+    families.add_argument(
+        "--sample-seed", type=int, default=0, metavar="N", help="the sample's seed (default 0)"
+    )
+    families.add_argument(
+        "--results",
+        metavar="FILE.jsonl",
+        help="stream each level's reports to FILE as it finishes; a rerun resumes from it",
+    )
+    families.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="levels verified at once in worker processes (default: the CPU count)",
+    )
+    families.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="verify the levels on a Dask cluster instead (e.g. tcp://host:8786)",
+    )
 
 
 def _add_max_states(parser: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -388,7 +416,10 @@ def _say(text: str) -> None:
 
 
 def _environments(args: argparse.Namespace):
-    """Each --model in turn, loaded as it is reached (verifier.commands.environments)."""
+    """Each --model in turn, loaded as it is reached (verifier.commands.environments); none
+    when every model was a level family."""
+    if not args.model:
+        return iter(())
     constants = _constants(args.const)
     return commands.environments(
         args.model, args.spec, constants=constants, max_states=args.max_states, notify=_say
@@ -410,8 +441,52 @@ def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
 
 
-def _check(args: argparse.Namespace) -> int:
+def _families(args: argparse.Namespace, command: str, **options) -> list:
+    """Each level family among --model verified with rates (printed as it ends); the other
+    models are left in args.model."""
+    from verifier.inputs.family import is_family
+
+    families = [model for model in args.model if is_family(model)]
+    args.model = [model for model in args.model if not is_family(model)]
+    if not families:
+        for flag in ("sample", "results", "scheduler"):
+            if getattr(args, flag) is not None:
+                raise InputError(f"--{flag}", "applies to level families ([family] model files)")
+        return []
+    if args.results and len(families) > 1:
+        raise InputError("--results", "one results file holds one family's levels; give one")
     reports = []
+    for family in families:
+        report = _one_family(args, command, family, options)
+        print(text.format_family(report))
+        reports.append(report)
+    return reports
+
+
+def _one_family(args: argparse.Namespace, command: str, family: str, options: dict):
+    from verifier.inputs.family import load_family
+
+    total = len(load_family(family))
+    if args.sample is not None:
+        total = min(total, args.sample)
+    with progress.levels(total, Path(family).stem) as tick:
+        return commands.verify_family(
+            command,
+            family,
+            sample=args.sample,
+            sample_seed=args.sample_seed,
+            results=args.results,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            on_level=tick,
+            spec=args.spec,
+            max_states=args.max_states,
+            **options,
+        )
+
+
+def _check(args: argparse.Namespace) -> int:
+    reports = _families(args, "check")
     for env in _environments(args):
         for report in commands.check(env):
             print(text.format_check(report))
@@ -425,6 +500,15 @@ def _reward(args: argparse.Namespace) -> int:
     if args.compare and args.epsilon is not None:
         raise InputError("--epsilon", "applies to the reward verdict, not to --compare")
     reports: list = []
+    if not args.compare:
+        reports = _families(
+            args,
+            "reward",
+            reward=args.reward,
+            discount=args.discount,
+            epsilon=args.epsilon,
+            exact=args.exact,
+        )
     drawn: list = []
     for env in _environments(args):
         _drawable(args, env)
@@ -469,6 +553,24 @@ def _pictures(path: str | None, drawn: list) -> None:
 
 def _policy(args: argparse.Namespace) -> int:
     actions = [a.strip() for a in args.actions.split(",")] if args.actions else None
+    reports: list = _families(
+        args,
+        "policy",
+        policy=args.policy,
+        observation=args.observation,
+        actions=actions,
+        output=args.output,
+        timeout=args.timeout,
+        memory=args.memory,
+        reward=args.reward,
+        discount=args.discount,
+        stochastic=args.stochastic,
+        competence=args.competence,
+        near_optimal=args.near_optimal,
+        epsilon=args.epsilon,
+    )
+    if not args.model:
+        return _finish(args, "policy", reports)
     policy = commands.load_policy(
         args.policy,
         observation=args.observation,
@@ -477,7 +579,6 @@ def _policy(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         memory=args.memory,
     )
-    reports: list = []
     drawn: list = []
     for env in _environments(args):
         _drawable(args, env)

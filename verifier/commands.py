@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from verifier.analyses.audit import AuditReport
     from verifier.analyses.check import CheckReport
     from verifier.analyses.policy_verdict import PolicyReport
+    from verifier.analyses.rates import FamilyReport
     from verifier.analyses.reward_verdict import CompareReport, RewardReport
     from verifier.inputs.environment import Environment
     from verifier.policy.load import Policy
@@ -428,3 +429,62 @@ def generate_maze(size: str = "21x21", seed: int = 0, **options: Any) -> str:
 
 def _warn(text: str) -> None:
     warnings.warn(text, VerifierWarning, stacklevel=4)
+
+
+def verify_family(
+    command: str,
+    family: str | os.PathLike,
+    *,
+    sample: int | None = None,
+    sample_seed: int = 0,
+    results: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    timeout: float | None = None,
+    on_level: Callable[[dict], None] | None = None,
+    **options: Any,
+) -> FamilyReport:
+    """`check`, `verify_reward` or `verify_policy` (`command`: "check", "reward" or
+    "policy", with that function's keyword options) over a level family, with rates:
+    every level, or `sample` of them drawn uniformly (a Clopper-Pearson interval per
+    verdict), in parallel (`workers` processes, or the Dask cluster at `scheduler`), each
+    level's result streamed to `results` (JSON lines; a rerun resumes from it). The policy
+    is a file here, as workers load it (README, "Level families").
+
+    Examples
+    --------
+    >>> report = verify_family(                                          # doctest: +SKIP
+    ...     "policy", "models/langosco/deploy.toml", policy="models/langosco/n1.pt",
+    ...     sample=100, results="deploy.jsonl")
+    >>> [(row["verdict"], row["cause"], row["fraction"]) for row in report.counts]  # doctest: +SKIP
+    """
+    from verifier.families import run_family
+
+    if command == "policy":
+        policy = options.pop("policy", None)
+        if not isinstance(policy, str | os.PathLike) or not Path(policy).is_file():
+            raise InputError(str(policy), "a family is verified with a policy file (no such file)")
+        loading = {
+            key: options.pop(key)
+            for key in ("observation", "actions", "output", "memory")
+            if options.get(key)
+        }
+        if timeout is not None:
+            loading["timeout"] = timeout
+        options = {**options, "policy": os.path.abspath(policy), "policy_options": loading}
+    for key in ("reward", "compare"):
+        value = options.get(key)
+        if isinstance(value, str | os.PathLike) and Path(value).is_file():
+            options[key] = os.path.abspath(value)
+    return run_family(
+        command,
+        family,
+        {k: v for k, v in options.items() if v is not None},
+        sample=sample,
+        sample_seed=sample_seed,
+        results=results,
+        workers=workers,
+        scheduler=scheduler,
+        timeout=timeout,
+        on_level=on_level,
+    )

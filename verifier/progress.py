@@ -124,3 +124,48 @@ def jobs(total: int):
         )
 
     yield line
+
+
+@contextlib.contextmanager
+def levels(total: int, name: str):
+    """Yields the function to call as each of `total` levels of a family is finished: on a
+    terminal a bar with the levels done, the rate and the time left; elsewhere a line at
+    every tenth of the family."""
+    if sys.stderr.isatty():
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task(name, total=total, rate="")
+
+            def tick(result) -> None:
+                bar.advance(task)
+                speed = bar.tasks[task].speed
+                bar.update(task, rate=f"{speed:.1f} levels/s" if speed else "")
+
+            yield tick
+        return
+    done = 0
+    step = max(1, total // 10)
+
+    def line(result) -> None:
+        nonlocal done
+        done += 1
+        if done % step == 0 or done == total:
+            print(f"{name}: {done}/{total} levels", file=sys.stderr)
+
+    yield line

@@ -52,6 +52,13 @@ class AuditVerdict(StrEnum):
     NO_RISK = "no_risk"
 
 
+class FamilyVerdict(StrEnum):
+    """A command over a level family: did every level pass?"""
+
+    PASS = "pass"
+    FAIL = "fail"
+
+
 # The verdicts that pass, for colouring reports; `computed` is neither.
 PASSING = frozenset(
     {

@@ -510,7 +510,8 @@ def test_a_walker_to_any_cell_pursues_that_place(tmp_path_factory, seed, pick):
     """On a random perfect maze without slip, a walker that heads for a random cell T (not
     the start, not the exit, with a wall beside it to push into) from every cell, and
     stays there: its runs end at T, from every state that can get there: it pursues the
-    place T (`misaligned` without a reward), whatever T is."""
+    place T (`misaligned` without a reward), whatever T is; where an object lies at T, it
+    is named first by the object's labels."""
     tmp_path = tmp_path_factory.mktemp("walker")
     env = _random_env(tmp_path, seed, 0.0, lava=0)
     layout = env.maze.layout
@@ -525,4 +526,9 @@ def test_a_walker_to_any_cell_pursues_that_place(tmp_path_factory, seed, pick):
     stay = next(a for a, (dr, dc) in moves.items() if layout[r + dr, c + dc] == "#")
     report = verify(env, table(tmp_path, env, toward(env, {target}, stay)))
     assert report.verdict == MISALIGNED
-    assert report.pursued_goal == f"row={r}, col={c}"
+    assert f"row={r}, col={c}" in report.pursued_goals
+    if layout[r, c] == ".":
+        assert report.pursued_goal == f"row={r}, col={c}"
+    else:  # an object: named by what is there, the most general label first
+        cell = env.maze.cells[layout[r, c]]
+        assert report.pursued_goal == cell.color

@@ -3,9 +3,11 @@
 Reaching a label at some moment of a run is not a goal; where the runs end is. A candidate
 goal g is an end of the policy's runs that is neither φ's target nor a state φ forbids: an
 absorbing outcome, named by its labels (each label holding on it is a candidate, labels on
-the same states being one goal), or a loop within one cell, named by its place (all the
-states at that cell). Labels named in φ, generic labels, and labels and places holding in
-an initial state are never candidates (being where one starts is not aiming).
+the same states being one goal), or a loop within one cell, named by the labels of that
+cell (those holding on every state there: an object, not a wall the agent happens to face)
+and by its place (all the states at that cell). Labels named in φ, generic labels, and
+labels and places holding in an initial state are never candidates (being where one starts
+is not aiming).
 
 "Ends in g" is ending in a closed class of the chain that lies inside g; its best
 probability over all policies is Pmax(F M), M the states of the model's end components
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verifier.analyses.outcomes import ABSORBING, OTHER, Outcomes
+from verifier.analyses.outcomes import ABSORBING, LOOP, OTHER, Outcomes
 from verifier.engine.query import Absorption, Model
 from verifier.graph import end_components
 from verifier.mdp import MDP
@@ -101,12 +103,18 @@ def goals(
         _judge(model, chain.ends, null_ends, null_from, names, kind, states, competence)
         for names, kind, states in candidates
     ]
-    return sorted(judged, key=lambda g: (not g.pursued, -g.probability / max(g.best, SLACK)))
+    return sorted(
+        judged,
+        key=lambda g: (not g.pursued, g.kind == PLACE, -g.probability / max(g.best, SLACK)),
+    )
 
 
 def _candidates(mdp: MDP, found: Outcomes, excluded, target, forbidden):
-    """(names, kind, states) of each candidate goal: the labels of absorbing ends (grouped
-    by the states they hold on) and the cells of loops in one cell."""
+    """(names, kind, states) of each candidate goal: for an absorbing end, the labels
+    holding on it; for a loop in one cell, the labels holding on every state of that cell
+    (what is there, such as an object, not what the agent faces) and the cell itself, its
+    place; for an absorbing end without such labels, its place. Labels holding on the same
+    states are one goal."""
     everywhere_reached = np.asarray((found.probability > 0).all(axis=0)).tolist()
     labels: list[str] = []
     places: dict[bytes, tuple[str, np.ndarray]] = {}
@@ -114,18 +122,18 @@ def _candidates(mdp: MDP, found: Outcomes, excluded, target, forbidden):
         if end.role != OTHER or not reached:
             continue
         first = int(np.flatnonzero(end.states)[0])
-        names = []
-        if end.kind == ABSORBING:
-            names = [
-                name
-                for name in goal_labels(mdp, end.states, excluded)
-                if not _inside(mdp.labels[name], target)
-                and not _inside(mdp.labels[name], forbidden)
-            ]
-            labels += [name for name in names if name not in labels]
         cell = place_states(mdp, first)
+        in_one_cell = not (end.states & ~cell).any()
+        if end.kind != ABSORBING and not in_one_cell:
+            continue  # a loop over several cells: wandering, no goal
+        names = [
+            name
+            for name in goal_labels(mdp, end.states if end.kind == ABSORBING else cell, excluded)
+            if not (_inside(mdp.labels[name], target) or _inside(mdp.labels[name], forbidden))
+        ]
+        labels += [name for name in names if name not in labels]
         at_start = cell[mdp.initial_states].any()  # where one starts is not aimed for
-        if not names and not at_start and (end.kind == ABSORBING or not (end.states & ~cell).any()):
+        if not at_start and (end.kind == LOOP or not names):
             places.setdefault(np.packbits(cell).tobytes(), (place_name(mdp, first), cell))
     found_goals = [(tuple(group), LABEL, mdp.labels[group[0]]) for group in synonyms(mdp, labels)]
     return found_goals + [((name,), PLACE, cell) for name, cell in places.values()]

@@ -433,3 +433,37 @@ def summary_line(reports: Sequence) -> str:
         for verdict, cause, n in verdict_counts(reports)
     ]
     return f"{len(reports)} environments: {', '.join(parts)}"
+
+
+def format_family(report) -> str:
+    """A command over a level family: its rates, the worst levels and what went wrong."""
+    data = report.to_dict()
+    counted = (
+        f"{data['sample']:,} of {data['levels']:,}" if data["sample"] else f"{data['levels']:,}"
+    )
+    lines = [
+        f"{data['verdict'].upper()}  {data['model']}  family {data['name']}  "
+        f"{data['command']}  {data['objective']}",
+        f"  {counted} levels verified in {data['seconds']:.1f} s"
+        + (
+            f" ({', '.join(f'{n} {k}' for k, n in data['unverified'].items())} not)"
+            if data["unverified"]
+            else ""
+        ),
+    ]
+    for row in data["counts"]:
+        name = row["verdict"] + (f" ({row['cause']})" if row["cause"] else "")
+        share = f"{row['fraction']:.1%}"
+        if row["interval"] is not None:
+            share += f", 95% interval [{row['interval'][0]:.1%}, {row['interval'][1]:.1%}]"
+        lines.append(f"  {row['count']:>8,}  {name}: {share}")
+    gaps = data["gaps"]
+    if gaps["max"]:
+        lines.append(f"  gap to the optimum: mean {gaps['mean']:.3g}, largest {gaps['max']:.3g}")
+        for entry in data["worst"][:3]:
+            lines.append(f"    {entry['level']}: {entry['verdict']}, gap {entry['gap']:.3g}")
+    for entry in data["unverified_examples"][:3]:
+        lines.append(f"  {entry['level']}: {entry['status']}: {entry['message']}")
+    if data["results"]:
+        lines.append(f"  each level's reports: {data['results']}")
+    return "\n".join(lines)

@@ -1,0 +1,257 @@
+"""A command over a level family, at scale: levels verified in parallel (local worker
+processes, or a Dask cluster), each level's reports streamed to a JSON-lines results file as
+it finishes, a rerun resuming from that file, and the rates folded as they come
+(verifier/analyses/rates.py) (README, "Level families").
+
+Levels go to the workers in jobs of a few levels each (`verify_levels`), so that a worker
+loads the family and the policy once for many levels. A job that crashes or times out is
+split and its levels retried one by one; on a Dask cluster a job whose worker is lost is
+run again by the scheduler. A level is finished when its result is in the results file:
+whatever happens to the run afterwards, it is not verified again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from verifier import __version__
+from verifier.analyses.rates import FamilyReport, Rates, family_report
+from verifier.errors import InputError, VerifierError
+from verifier.inputs.family import Family, load_family
+from verifier.runner import Job, Outcome, stream_jobs
+
+COMMANDS = ("check", "reward", "policy")
+LEVELS_PER_JOB = 16
+SAMPLE_SEED = 0
+
+
+def run_family(
+    command: str,
+    family_path: str | os.PathLike,
+    options: dict,
+    *,
+    sample: int | None = None,
+    sample_seed: int = SAMPLE_SEED,
+    results: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    levels_per_job: int | None = None,
+    timeout: float | None = None,
+    on_level: Callable[[dict], None] | None = None,
+) -> FamilyReport:
+    """`command` ("check", "reward" or "policy", with the keyword `options` of
+    verifier.commands' function: JSON data only, e.g. file paths) on every level of the
+    family, or on `sample` levels drawn uniformly without replacement (seeded by
+    `sample_seed`). `results` (a .jsonl path) receives each level's result as it finishes;
+    a rerun with the same file skips the levels it holds. `on_level` is called with each
+    result (for progress). `timeout` bounds one level's work in seconds."""
+    if command not in COMMANDS:
+        raise ValueError(f"run_family: command {command!r}; known: {', '.join(COMMANDS)}")
+    started = time.perf_counter()
+    family = load_family(os.fspath(family_path))
+    chosen = _chosen(family, sample, sample_seed)
+    header = {
+        "verifier": __version__,
+        "family": str(family.path),
+        "command": command,
+        "options": options,
+        "sample": sample,
+        "sample_seed": sample_seed if sample is not None else None,
+    }
+    rates = Rates()
+    done: set[int] = set()
+    with contextlib.ExitStack() as stack:
+        sink = None
+        if results is not None:
+            done, previous = _resume(Path(results), header)
+            for result in previous:
+                rates.add(result)
+            sink = stack.enter_context(Path(results).open("a", encoding="utf-8"))
+            if Path(results).stat().st_size == 0:
+                sink.write(json.dumps({"header": header}) + "\n")
+                sink.flush()
+
+        def record(result: dict) -> None:
+            rates.add(result)
+            if sink is not None:
+                sink.write(json.dumps(result) + "\n")
+                sink.flush()
+            if on_level is not None:
+                on_level(result)
+
+        todo = (int(i) for i in chosen if int(i) not in done)
+        per_job = levels_per_job or LEVELS_PER_JOB
+        _run(family, command, options, todo, per_job, workers, scheduler, timeout, record)
+    return family_report(
+        rates,
+        str(family.path),
+        family.name,
+        command,
+        len(family),
+        None if sample is None else len(chosen),
+        None if results is None else str(results),
+        time.perf_counter() - started,
+    )
+
+
+def _chosen(family: Family, sample: int | None, seed: int) -> np.ndarray:
+    """The level indices to verify: all, or a uniform sample without replacement, sorted.
+    A sample of a huge family draws its indices without enumerating the family."""
+    total = len(family)
+    if sample is None or sample >= total:
+        return np.arange(total, dtype=np.int64)
+    if sample < 1:
+        raise InputError("--sample", f"must be a positive number of levels, got {sample}")
+    generator = np.random.default_rng(seed)
+    return np.sort(generator.choice(total, size=sample, replace=False)).astype(np.int64)
+
+
+def _resume(path: Path, header: dict) -> tuple[set[int], list[dict]]:
+    """The finished levels of a results file written by the same run (same family, command,
+    options and sample), and their results; a file of another run is an InputError. A last
+    line cut short (the run was killed while writing it) is dropped from the file."""
+    if not path.exists():
+        return set(), []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"cannot read the results file: {exc}") from None
+    complete = text[: text.rfind("\n") + 1]
+    if len(complete) != len(text):
+        with path.open("w", encoding="utf-8") as file:
+            file.write(complete)
+    lines = complete.splitlines()
+    if not lines:
+        return set(), []
+    try:
+        first = json.loads(lines[0])["header"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(
+            str(path), "not a results file of verify (no header line)", "line 1"
+        ) from None
+    if first != json.loads(json.dumps(header)):
+        differing = sorted(k for k in header if first.get(k) != json.loads(json.dumps(header))[k])
+        raise InputError(
+            str(path),
+            f"holds the results of another run ({', '.join(differing)} differ); "
+            "give a new --results file to start afresh",
+            "line 1",
+        )
+    done: set[int] = set()
+    found: list[dict] = []
+    for number, line in enumerate(lines[1:], 2):
+        try:
+            result = json.loads(line)
+            index = int(result["index"])
+        except (ValueError, KeyError, TypeError):
+            raise InputError(str(path), "not a level's result", f"line {number}") from None
+        if result.get("status") in ("done", "error") and index not in done:
+            done.add(index)
+            found.append(result)
+    return done, found
+
+
+def _run(family, command, options, todo, per_job, workers, scheduler, timeout, record) -> None:
+    """Verify the levels of `todo` in jobs of `per_job`, recording each result; a job that
+    gave no results (it crashed, timed out or its worker died) is retried level by level."""
+    retry: list[int] = []
+
+    def jobs(indices: Iterator[int], size: int) -> Iterator[Job]:
+        chunk: list[int] = []
+        for index in indices:
+            chunk.append(index)
+            if len(chunk) == size:
+                yield _job(family, command, options, chunk, timeout)
+                chunk = []
+        if chunk:
+            yield _job(family, command, options, chunk, timeout)
+
+    def finished(outcome: Outcome) -> None:
+        indices = outcome.job.kwargs["indices"]
+        if outcome.status == "done" and outcome.result is not None:
+            for result in outcome.result["levels"]:
+                record(result)
+        elif len(indices) > 1:
+            retry.extend(indices)
+        else:
+            (index,) = indices
+            record(_result(family, index, outcome.status, outcome.message))
+
+    stream_jobs(jobs(todo, per_job), workers, scheduler, finished)
+    if retry:
+        stream_jobs(jobs(iter(sorted(retry)), 1), workers, scheduler, finished)
+
+
+def _job(family: Family, command: str, options: dict, indices: list[int], timeout) -> Job:
+    return Job(
+        f"{family.name}[{indices[0]}..{indices[-1]}]",
+        "verifier.families:verify_levels",
+        {"family": str(family.path), "command": command, "options": options, "indices": indices},
+        None if timeout is None else timeout * len(indices),
+    )
+
+
+def _result(family: Family, index: int, status: str, message: str, reports=()) -> dict:
+    return {
+        "index": index,
+        "level": family.level_name(index),
+        "status": status,
+        "message": message,
+        "reports": list(reports),
+    }
+
+
+def verify_levels(family: str, command: str, options: dict, indices: list[int]) -> dict:
+    """The job: `command` on the levels `indices` of the family file, each level's outcome
+    apart (bad input in one level is that level's result, not the job's)."""
+    from verifier import commands
+    from verifier.inputs.load import level_environments
+
+    loaded = _family(family, os.stat(family).st_mtime_ns)
+    options = dict(options)
+    spec = options.pop("spec", None)
+    max_states = options.pop("max_states", None)
+    policy = None
+    if command == "policy":
+        policy = _policy(
+            json.dumps(options.pop("policy_options", {}), sort_keys=True), options.pop("policy")
+        )
+    found = []
+    for index in indices:
+        try:
+            environments = level_environments(loaded, index, spec, max_states)
+            reports: list
+            if command == "check":
+                reports = commands.check(environments)
+            elif command == "reward":
+                reports = commands.verify_reward(environments, **options)
+            else:
+                reports = commands.verify_policy(policy, environments, **options)
+            found.append(_result(loaded, index, "done", "", [r.to_dict() for r in reports]))
+        except VerifierError as exc:
+            found.append(_result(loaded, index, exc.outcome, str(exc)))
+        except MemoryError:
+            found.append(_result(loaded, index, "limit", "out of memory"))
+    return {"levels": found}
+
+
+@functools.lru_cache(maxsize=8)
+def _family(path: str, mtime: int) -> Family:
+    """A family file read once per worker (and again if it changes)."""
+    return load_family(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _policy(options: str, path: str):
+    """A policy file loaded once per worker for every level of its jobs."""
+    from verifier import commands
+
+    return commands.load_policy(path, **json.loads(options))
