@@ -88,7 +88,10 @@ def run_family(
                 on_level(result)
 
         todo = (int(i) for i in chosen if int(i) not in done)
-        per_job = levels_per_job or LEVELS_PER_JOB
+        # Jobs of up to LEVELS_PER_JOB levels, and at least about 32 of them, so that every
+        # worker has work and a lost one takes little with it.
+        remaining = len(chosen) - len(done)
+        per_job = levels_per_job or max(1, min(LEVELS_PER_JOB, remaining // 32))
         _run(family, command, options, todo, per_job, workers, scheduler, timeout, record)
     return family_report(
         rates,

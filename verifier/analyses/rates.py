@@ -51,7 +51,6 @@ class Rates:
     levels: int = 0
     objectives: set = field(default_factory=set)
     _worst: list = field(default_factory=list)
-    _order: int = 0
 
     def add(self, result: dict) -> None:
         """Fold one level's result in."""
@@ -88,8 +87,7 @@ class Rates:
                 "optimal_value": report.get("optimal_value"),
                 "gap": gap,
             }
-            self._order += 1
-            item = (gap, -self._order, entry)
+            item = (gap, -result["index"], entry)  # ties: the first level first
             if len(self._worst) < WORST_SHOWN:
                 heapq.heappush(self._worst, item)
             elif item > self._worst[0]:

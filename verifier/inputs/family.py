@@ -169,7 +169,15 @@ def load_family(path: str | Path) -> Family:
             source_name, f"must be a table, e.g. {source} = {{ ... }}", f"family.{source}"
         )
     options = dict(options)
-    seeds = _seeds(source_name, options.pop("seeds", None), f"family.{source}.seeds")
+    if "seed" in options:
+        raise InputError(
+            source_name, "give `seeds` (a family's levels), not `seed`", f"family.{source}"
+        )
+    if "seeds" not in options:
+        raise InputError(
+            source_name, 'seeds is missing: "FIRST..LAST", a count or a list', f"family.{source}"
+        )
+    seeds = _seeds(source_name, options.pop("seeds"), f"family.{source}.seeds")
     if source == "generate":
         _check_generator(source_name, options)
     else:
@@ -247,8 +255,6 @@ def _check_gymnasium(source: str, options: dict) -> None:
 
 
 def _gym_spec(source: str, options: Mapping) -> GymSpec:
-    if "seed" in options:
-        raise InputError(source, "give `seeds` (a family's levels), not `seed`", "family.gymnasium")
     return gym_spec_of(source, {"gymnasium": dict(options)})
 
 

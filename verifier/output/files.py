@@ -85,7 +85,7 @@ def write_junit(path: str | Path, command: str, reports: Sequence) -> None:
         data = r.to_dict()
         failure = None if r.passed else (f"verdict {data['verdict']}", json.dumps(data, indent=2))
         out = f"verdict {data['verdict']}"
-        if data["value"] is not None:  # a comparison of two rewards has no value of φ
+        if data.get("value") is not None:  # a comparison or a family has no value of φ
             out += f", value {data['value']!r}"
         cases.append((data["model"], data["objective"], r.seconds, out, failure, None))
     _write_junit_cases(path, f"verify {command}", cases)

@@ -29,6 +29,7 @@ _SECTIONS = (
         "audit_keys",
         "The `audit` report (`verify audit --json`: its keys beside `verifier` and `command`):",
     ),  # fmt: skip
+    ("family", "A `family` report (`--model FAMILY`: README, Level families):"),
 )
 
 
