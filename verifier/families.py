@@ -56,6 +56,51 @@ def run_family(
     if command not in COMMANDS:
         raise ValueError(f"run_family: command {command!r}; known: {', '.join(COMMANDS)}")
     started = time.perf_counter()
+    rates = Rates()
+    family, chosen = run_levels(
+        command,
+        family_path,
+        options,
+        rates.add,
+        sample=sample,
+        sample_seed=sample_seed,
+        results=results,
+        workers=workers,
+        scheduler=scheduler,
+        levels_per_job=levels_per_job,
+        timeout=timeout,
+        on_level=on_level,
+    )
+    return family_report(
+        rates,
+        str(family.path),
+        family.name,
+        command,
+        len(family),
+        None if sample is None else chosen,
+        None if results is None else str(results),
+        time.perf_counter() - started,
+    )
+
+
+def run_levels(
+    command: str,
+    family_path: str | os.PathLike,
+    options: dict,
+    fold: Callable[[dict], None],
+    *,
+    sample: int | None = None,
+    sample_seed: int = SAMPLE_SEED,
+    results: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    levels_per_job: int | None = None,
+    timeout: float | None = None,
+    on_level: Callable[[dict], None] | None = None,
+) -> tuple[Family, int]:
+    """The engine of a family run: every chosen level's result (from the results file, or
+    verified now by `verify_levels` in jobs) is given to `fold`. (The family, and how many
+    levels were chosen.)"""
     family = load_family(os.fspath(family_path))
     chosen = _chosen(family, sample, sample_seed)
     header = {
@@ -66,21 +111,20 @@ def run_family(
         "sample": sample,
         "sample_seed": sample_seed if sample is not None else None,
     }
-    rates = Rates()
     done: set[int] = set()
     with contextlib.ExitStack() as stack:
         sink = None
         if results is not None:
             done, previous = _resume(Path(results), header)
             for result in previous:
-                rates.add(result)
+                fold(result)
             sink = stack.enter_context(Path(results).open("a", encoding="utf-8"))
             if Path(results).stat().st_size == 0:
                 sink.write(json.dumps({"header": header}) + "\n")
                 sink.flush()
 
         def record(result: dict) -> None:
-            rates.add(result)
+            fold(result)
             if sink is not None:
                 sink.write(json.dumps(result) + "\n")
                 sink.flush()
@@ -93,16 +137,7 @@ def run_family(
         remaining = len(chosen) - len(done)
         per_job = levels_per_job or max(1, min(LEVELS_PER_JOB, remaining // 32))
         _run(family, command, options, todo, per_job, workers, scheduler, timeout, record)
-    return family_report(
-        rates,
-        str(family.path),
-        family.name,
-        command,
-        len(family),
-        None if sample is None else len(chosen),
-        None if results is None else str(results),
-        time.perf_counter() - started,
-    )
+    return family, len(chosen)
 
 
 def _chosen(family: Family, sample: int | None, seed: int) -> np.ndarray:

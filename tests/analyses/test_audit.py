@@ -146,7 +146,7 @@ def test_no_repair_exists_in_a_span_that_cannot_tell_the_decoy_from_the_exit():
 
 def test_a_repair_found_by_the_linear_program_is_aligned_everywhere_with_a_margin():
     repair = repair_reward(envs(KEYS), ["blue", "exit"])
-    assert repair.status == "repaired" and repair.margin > 0
+    assert repair.status == "repaired" and repair.action_gap > 0
     assert repair.method.startswith("linear program")
     assert repair.weights["exit"] > repair.weights["blue"]  # the decoy must earn less
     assert set(repair.verified.values()) == {"aligned"}

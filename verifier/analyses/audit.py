@@ -81,7 +81,11 @@ class Proxy:
         return everywhere, position
 
     def cell(self, env: Environment) -> tuple[int, int]:
-        """The (row, col) a cell or corner proxy stands for on `env`."""
+        """The (row, col) a cell or corner proxy stands for on `env`. A corner is the cell
+        of the maze's states nearest (Manhattan) to that corner of its grid, the topmost,
+        then leftmost, among equals; whatever lies there, φ's target included (Langosco et
+        al.'s training mazes put the cheese in the corner: there "go to the corner" and
+        "go to the exit" cannot be told apart, which is the risk the audit is for)."""
         if self.kind == "cell":
             if self.position is None:
                 raise ValueError(f"cell proxy {self.name!r} without a position")
@@ -89,8 +93,8 @@ class Proxy:
         mdp = env.mdp
         rows, cols = _column(mdp, "row"), _column(mdp, "col")
         down, right = CORNERS[self.name.removeprefix("corner ")]
-        key = (rows if down else -rows) + (cols if right else -cols)
-        best = int(np.argmax(key))
+        nearness = (rows if down else -rows) + (cols if right else -cols)
+        best = int(np.lexsort((cols, rows, -nearness))[0])
         return int(rows[best]), int(cols[best])
 
 

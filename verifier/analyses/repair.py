@@ -2,9 +2,11 @@
 satisfies φ on every environment, with a margin, or a proof that no such weights exist.
 
 Features: one per label (+w on arriving in a state with the label) and the step cost, as in
-a maze reward TOML. "With a margin" means: every policy that takes only actions within
-`margin` of the best (Q(s, a) >= V*(s) - margin) satisfies φ, so every optimal policy does,
-and small changes of the weights or of the optimiser do not break it. The weights are
+a maze reward TOML. "With a margin" means an *action gap*: every policy that takes only
+actions within `action_gap` of the best in each state (Q(s, a) >= V*(s) - action_gap)
+satisfies φ, so every optimal policy does, and small changes of the weights or of the
+optimiser do not break it. (Not the reward report's `margin`, which bounds the loss of
+*return* at the initial states: README, "Nearly-optimal policies".) The weights are
 scale-free (any positive multiple of a repair is one), so they are searched in [-1, 1]^k.
 
 Two searches, both for objectives met with probability 1 (reach surely, avoiding what φ
@@ -61,7 +63,7 @@ class Repair:
     features: tuple[str, ...]
     status: str  # "repaired" | "impossible" | "unknown"
     weights: dict | None
-    margin: float | None
+    action_gap: float | None
     verified: dict  # model -> reward verdict of the rounded weights (exact check)
     method: str
     seconds: float
@@ -71,7 +73,7 @@ class Repair:
         if self.weights is None:
             raise ValueError(f"a repair with status {self.status!r} has no weights to write")
         lines = ["# Repaired reward (verify audit): every optimal policy satisfies the objective"]
-        lines.append("# on every audited environment, by a margin.")
+        lines.append("# on every audited environment; every other action loses by the action gap.")
         lines.append(f"step = {self.weights[STEP]!r}")
         lines.append("[arrive]")
         lines += [f"{label} = {self.weights[label]!r}" for label in self.features if label != STEP]
@@ -82,7 +84,7 @@ class Repair:
             "features": list(self.features),
             "status": self.status,
             "weights": self.weights,
-            "margin": self.margin,
+            "action_gap": self.action_gap,
             "verified": self.verified,
             "method": self.method,
             "seconds": round(self.seconds, 6),

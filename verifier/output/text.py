@@ -389,7 +389,7 @@ def format_audit(report, mazes: dict | None = None, color: bool | None = None) -
         if repair["status"] == "repaired":
             weights = ", ".join(f"{k} {v:g}" for k, v in repair["weights"].items())
             lines.append(
-                f"repair: {weights} (margin {repair['margin']:.3g}); every optimal policy "
+                f"repair: {weights} (action gap {repair['action_gap']:.3g}); every optimal policy "
                 f"satisfies the objective on all {len(repair['verified'])} environments "
                 "(exact reward check)"
             )
