@@ -277,3 +277,54 @@ def test_a_family_on_a_real_dask_cluster_survives_the_loss_of_a_worker(tmp_path)
         for process in reversed(started):
             process.kill()
             process.wait()
+
+
+CORNER_MAZE = """
+#######
+#S....#
+#.###.#
+#.#...#
+#.#.###
+#.....#
+#######
+"""
+
+
+def _corner_levels(tmp_path, name: str, exits: list[tuple[int, int]]) -> Path:
+    """A family of files: the same 7x7 maze with the exit at each of `exits`."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for i, (row, col) in enumerate(exits):
+        rows = [list(line) for line in CORNER_MAZE.strip().splitlines()]
+        rows[row][col] = "E"
+        text = "\n".join("".join(r) for r in rows)
+        (folder / f"{i:02d}.toml").write_text(
+            f'map = """\n{text}\n"""\n[cells.E]\nkind = "exit"\ncolor = "blue"\n'
+        )
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'[family]\nfiles = ["{name}/*.toml"]\n')
+    return path
+
+
+def test_the_audit_of_families_gives_the_distinguishing_rates_known_by_construction(tmp_path):
+    """Training: 6 levels, all with the exit in the bottom-right corner (5, 5): going to that
+    corner is going to the exit, on every level (rate 0). Deployment: 8 levels, 3 with the
+    exit there and 5 elsewhere (top-right (1, 5), middle (3, 3), ...): the corner proxy's
+    optimal policies walk to the corner, past... no: into the corner, not the exit, on
+    exactly those 5 (rate 5/8). A risk at the floor 0.05; mixing λ of deployment levels
+    makes the training rate λ 5/8, at least 0.05 from λ = 0.05 / (5/8) = 0.08."""
+    corner = (5, 5)
+    train = _corner_levels(tmp_path, "train", [corner] * 6)
+    elsewhere = [(1, 5), (3, 3), (3, 5), (5, 1), (1, 3)]
+    deploy = _corner_levels(tmp_path, "deploy", [corner] * 3 + elsewhere)
+    out = tmp_path / "audit.json"
+    code = main(["audit", "--train", str(train), "--deploy", str(deploy), "--json", str(out)])
+    assert code == 1
+    report = json.loads(out.read_text())
+    rows = {row["proxy"]: row for row in report["proxies"]}
+    bottom_right = rows["corner bottom-right"]
+    assert bottom_right["training"]["count"] == 0 and bottom_right["training"]["levels"] == 6
+    assert bottom_right["deployment"]["count"] == 5 and bottom_right["deployment"]["levels"] == 8
+    assert bottom_right["risk"] and bottom_right["mixing"] == pytest.approx(0.05 / (5 / 8))
+    assert report["fix"]["mixing"] >= bottom_right["mixing"]
+    assert "corner bottom-right" in report["risks"]

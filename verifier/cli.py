@@ -87,6 +87,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     _add_max_states(parser)
     _add_report_options(parser)
+    _add_family_options(parser)
+
+
+def _add_family_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     families = parser.add_argument_group(
         "level families (a [family] model file: README, Level families)"
     )
@@ -115,6 +119,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="verify the levels on a Dask cluster instead (e.g. tcp://host:8786)",
     )
+    return families
 
 
 def _add_max_states(parser: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -308,6 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_max_states(audit)
     _add_report_options(audit)
+    families = _add_family_options(audit)
+    families.add_argument(
+        "--floor",
+        type=float,
+        default=0.05,
+        metavar="F",
+        help="a proxy is a risk when fewer than F of the training levels distinguish it from "
+        "the objective and at least F of the deployment levels do (default 0.05)",
+    )
 
     states = commands.add_parser(
         "states", help="list a model's states in the order policy tables are keyed by"
@@ -632,6 +646,10 @@ def _suite(args: argparse.Namespace) -> int:
 
 def _audit(args: argparse.Namespace) -> int:
     """Exit 1 when some proxy is a goal-misgeneralization risk, else 0."""
+    from verifier.inputs.family import is_family
+
+    if any(is_family(model) for model in args.train + args.deploy):
+        return _audit_families(args)
     options = {"max_states": args.max_states, "notify": _say}
     train = commands.load_environments(args.train, args.spec, **options)
     deploy = commands.load_environments(args.deploy, args.spec, **options)
@@ -654,6 +672,39 @@ def _audit(args: argparse.Namespace) -> int:
     if args.repaired and report.repair is not None and report.repair.status == "repaired":
         files.write_text_atomic(args.repaired, report.repair.toml())
         print(f"wrote {args.repaired}")
+    return EXIT_OK if report.passed else EXIT_FAIL
+
+
+def _audit_families(args: argparse.Namespace) -> int:
+    """The audit of a training family against a deployment family, with rates."""
+    from verifier.inputs.family import load_family
+
+    if len(args.train) != 1 or len(args.deploy) != 1:
+        raise InputError("--train", "a family audit takes one training and one deployment family")
+    for flag in ("repair", "features", "repaired", "junit"):
+        if getattr(args, flag):
+            raise InputError(f"--{flag}", "applies to the audit of model sets, not of families")
+    total = sum(len(load_family(path)) for path in args.train + args.deploy)
+    if args.sample is not None:
+        total = 2 * args.sample
+    with progress.levels(total, "audit") as tick:
+        report = commands.audit_families(
+            args.train[0],
+            args.deploy[0],
+            spec=args.spec,
+            proxies=args.proxies,
+            floor=args.floor,
+            max_states=args.max_states,
+            sample=args.sample,
+            sample_seed=args.sample_seed,
+            results=args.results,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            on_level=tick,
+        )
+    print(text.format_family_audit(report))
+    if args.json:
+        files.write_audit_json(args.json, report)
     return EXIT_OK if report.passed else EXIT_FAIL
 
 

@@ -22,6 +22,7 @@ from verifier.errors import InputError
 
 if TYPE_CHECKING:
     from verifier.analyses.audit import AuditReport
+    from verifier.analyses.audit_family import FamilyAuditReport
     from verifier.analyses.check import CheckReport
     from verifier.analyses.policy_verdict import PolicyReport
     from verifier.analyses.rates import FamilyReport
@@ -488,3 +489,30 @@ def verify_family(
         timeout=timeout,
         on_level=on_level,
     )
+
+
+def audit_families(
+    train: str | os.PathLike,
+    deploy: str | os.PathLike,
+    *,
+    proxies: str | os.PathLike | None = None,
+    **options: Any,
+) -> FamilyAuditReport:
+    """`audit` of a training family against a deployment family (README, "Level
+    families"): for each proxy goal the fraction of levels that distinguish it from φ, on
+    training and on deployment, the risks (rare in training, not in deployment: below
+    `floor` and at least `floor`, default 0.05), and the fraction of deployment-like levels
+    to mix into training that fixes them. `proxies` is a file of extra proxies as for
+    `audit`; the other options are those of `verify_family` (sample, results, workers,
+    scheduler, ...) and `spec`, `max_states`.
+
+    Examples
+    --------
+    >>> report = audit_families("train.toml", "deploy.toml", sample=200)  # doctest: +SKIP
+    >>> report.risks, report.fix["mixing"]                              # doctest: +SKIP
+    """
+    from verifier.analyses.audit import load_proxies
+    from verifier.families import audit_families as run
+
+    user = load_proxies(os.fspath(proxies)) if proxies else None
+    return run(train, deploy, proxies=user, **options)

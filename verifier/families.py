@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from verifier import __version__
+from verifier.analyses.audit_family import FLOOR, FamilyAuditReport, ProxyRates, family_audit
 from verifier.analyses.rates import FamilyReport, Rates, family_report
 from verifier.errors import InputError, VerifierError
 from verifier.inputs.family import Family, load_family
 from verifier.runner import Job, Outcome, stream_jobs
 
-COMMANDS = ("check", "reward", "policy")
+COMMANDS = ("check", "reward", "policy")  # and "proxies", the audit's (audit_families)
 LEVELS_PER_JOB = 16
 SAMPLE_SEED = 0
 
@@ -266,19 +267,37 @@ def verify_levels(family: str, command: str, options: dict, indices: list[int]) 
     for index in indices:
         try:
             environments = level_environments(loaded, index, spec, max_states)
-            reports: list
+            data: list[dict]
             if command == "check":
-                reports = commands.check(environments)
+                data = [r.to_dict() for r in commands.check(environments)]
             elif command == "reward":
-                reports = commands.verify_reward(environments, **options)
-            else:
+                data = [r.to_dict() for r in commands.verify_reward(environments, **options)]
+            elif command == "policy":
                 reports = commands.verify_policy(policy, environments, **options)
-            found.append(_result(loaded, index, "done", "", [r.to_dict() for r in reports]))
+                data = [r.to_dict() for r in reports]
+            else:
+                data = [_distinguishing(env, options["proxies"]) for env in environments]
+            found.append(_result(loaded, index, "done", "", data))
         except VerifierError as exc:
             found.append(_result(loaded, index, exc.outcome, str(exc)))
         except MemoryError:
             found.append(_result(loaded, index, "limit", "out of memory"))
     return {"levels": found}
+
+
+def _distinguishing(env, proxies: list) -> dict:
+    """Which proxies the level distinguishes from φ: some proxy-optimal policy fails φ
+    there (analyses/audit.py, `evaluate`)."""
+    from verifier.analyses.audit import Proxy, evaluate
+    from verifier.analyses.reward_verdict import ALIGNED
+
+    cache: dict = {}
+    verdicts = {p[0]: evaluate(env, Proxy(*p), cache).verdict for p in proxies}
+    return {
+        "kind": "proxies",
+        "objective": env.objective,
+        "distinguishing": {name: verdict != ALIGNED for name, verdict in verdicts.items()},
+    }
 
 
 @functools.lru_cache(maxsize=8)
@@ -293,3 +312,71 @@ def _policy(options: str, path: str):
     from verifier import commands
 
     return commands.load_policy(path, **json.loads(options))
+
+
+def audit_families(
+    train_path: str | os.PathLike,
+    deploy_path: str | os.PathLike,
+    *,
+    spec: str | None = None,
+    proxies: list | None = None,
+    floor: float = FLOOR,
+    max_states: int | None = None,
+    sample: int | None = None,
+    sample_seed: int = SAMPLE_SEED,
+    results: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    on_level: Callable[[dict], None] | None = None,
+) -> FamilyAuditReport:
+    """The audit of a training family against a deployment family: each proxy's rate of
+    distinguishing levels on both, the risks and the mixing fraction that fixes them
+    (analyses/audit_family.py). The proxies are the candidate goal labels of the first
+    level of each family, the four corners (maze families), and `proxies` (audit.Proxy).
+    `results` names the results files: RESULTS-train.jsonl and RESULTS-deploy.jsonl."""
+    from verifier.analyses.audit import candidate_proxies
+    from verifier.inputs.load import level_environments
+
+    if not 0.0 < floor <= 1.0:
+        raise InputError("--floor", f"must be in (0, 1], got {floor}")
+    started = time.perf_counter()
+    families = [load_family(os.fspath(path)) for path in (train_path, deploy_path)]
+    firsts = [level_environments(f, 0, spec, max_states)[0] for f in families]
+    found = [
+        p
+        for p in candidate_proxies([firsts[0]], [firsts[1]], proxies)
+        if p.kind != "cell"  # φ's target cells differ level by level: no proxy of a family
+    ]
+    listed = [[p.name, p.kind, p.text, p.position] for p in found]
+    options = {"spec": spec, "max_states": max_states, "proxies": listed}
+    options = {k: v for k, v in options.items() if v is not None}
+    rates = (ProxyRates(), ProxyRates())
+    sizes = []
+    for side, (family, fold) in enumerate(zip(families, rates, strict=True)):
+        stem = (
+            None
+            if results is None
+            else f"{Path(results).with_suffix('')}-{('train', 'deploy')[side]}.jsonl"
+        )
+        _, chosen = run_levels(
+            "proxies",
+            family.path,
+            options,
+            fold.add,
+            sample=sample,
+            sample_seed=sample_seed,
+            results=stem,
+            workers=workers,
+            scheduler=scheduler,
+            on_level=on_level,
+        )
+        sizes.append((len(family), chosen))
+    return family_audit(
+        rates[0],
+        rates[1],
+        [(p.name, p.kind, p.text) for p in found],
+        (str(families[0].path), str(families[1].path)),
+        (sizes[0], sizes[1]),
+        floor,
+        time.perf_counter() - started,
+    )

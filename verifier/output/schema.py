@@ -30,6 +30,7 @@ _SECTIONS = (
         "The `audit` report (`verify audit --json`: its keys beside `verifier` and `command`):",
     ),  # fmt: skip
     ("family", "A `family` report (`--model FAMILY`: README, Level families):"),
+    ("family_audit", "A `family_audit` report (`verify audit` of two families):"),
 )
 
 

@@ -467,3 +467,34 @@ def format_family(report) -> str:
     if data["results"]:
         lines.append(f"  each level's reports: {data['results']}")
     return "\n".join(lines)
+
+
+def format_family_audit(report) -> str:
+    """The proxies of a family audit: distinguishing rates on training and deployment, the
+    risks first, then the mixing fraction that fixes them."""
+    data = report.to_dict()
+    lines = [
+        f"{data['verdict'].upper()}  audit of {data['train']} against {data['deploy']}  "
+        f"{data['objective']}  (floor {data['floor']:g})"
+    ]
+    rows = sorted(data["proxies"], key=lambda row: not row["risk"])
+    for row in rows:
+        marks = []
+        for side in ("training", "deployment"):
+            rate = row[side]
+            shown = "-" if rate["rate"] is None else f"{rate['rate']:.1%}"
+            if rate["interval"] is not None:
+                shown += f" [{rate['interval'][0]:.1%}, {rate['interval'][1]:.1%}]"
+            marks.append(f"{side} {shown} ({rate['count']}/{rate['levels']})")
+        flag = "RISK " if row["risk"] else "     "
+        lines.append(f"  {flag}{row['proxy']}: distinguishing on {', '.join(marks)}")
+    fix = data["fix"]
+    if fix:
+        bound = ""
+        if fix.get("mixing_bound") is not None:
+            bound = f" ({fix['mixing_bound']:.1%} from the rates' 95% bounds)"
+        lines.append(
+            f"  fix: mix at least {fix['mixing']:.1%} deployment-like levels into training{bound}: "
+            "then every risky proxy is distinguished on at least the floor of training levels"
+        )
+    return "\n".join(lines)
