@@ -19,7 +19,17 @@ LAYERS = (
     ("policy",),
     ("analyses",),
     ("output",),
-    ("commands", "families", "runner", "suite", "cli", "integrations", "__init__", "__main__"),
+    (
+        "commands",
+        "families",
+        "runner",
+        "suite",
+        "arguments",
+        "cli",
+        "integrations",
+        "__init__",
+        "__main__",
+    ),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
