@@ -20,7 +20,7 @@ from helpers import maze_text
 from verifier.errors import InputError
 from verifier.inputs.maze import parse_maze
 from verifier.inputs.maze_compile import compile_maze
-from verifier.output import picture
+from verifier.output import minigrid_picture, picture
 
 pytest.importorskip("matplotlib")
 from matplotlib.colors import to_rgb  # noqa: E402
@@ -286,7 +286,7 @@ def test_minigrid_goal_is_green_and_floor_black(empty_level):
 
 def test_minigrid_failing_state_marks_the_side_it_faces(empty_level):
     """(2,1) facing east fails: its east quarter is tinted, its west quarter is not."""
-    tint = blend((0, 0, 0), to_rgb(picture.FAILURE_COLOR), picture.MINIGRID_FAILURE_ALPHA)
+    tint = blend((0, 0, 0), to_rgb(picture.FAILURE_COLOR), minigrid_picture.MINIGRID_FAILURE_ALPHA)
     assert close(empty_level.at(2.9, 1.3), tint)
     assert close(empty_level.at(2.06, 1.75), (0, 0, 0), 0.01)
     assert close(empty_level.at(2.9, 2.3), (0, 0, 0), 0.01)  # the same quarter a row below
