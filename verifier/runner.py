@@ -158,7 +158,7 @@ def _run_dask(jobs: Sequence[Job], scheduler: str, on_done) -> list[Outcome]:
         ) from None
     try:
         client = Client(scheduler, timeout="10s")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # unreachable, or not an address ("missing port")
         raise InputError("--scheduler", f"cannot reach {scheduler}: {_one_line(exc)}") from None
     outcomes: dict[int, Outcome] = {}  # by job index
     with client:
