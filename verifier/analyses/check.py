@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from verifier.engine.query import DISCOUNTED, REACH, TOTAL, Property, PropertyResult
 from verifier.inputs.environment import Environment
+from verifier.spec.objective import resolve_intended
+from verifier.spec.performance import best_performance_method
 from verifier.verdicts import CheckVerdict
 
 HOLDS, FAILS, COMPUTED = CheckVerdict.HOLDS, CheckVerdict.FAILS, CheckVerdict.COMPUTED
@@ -63,7 +66,7 @@ def check_environment(env: Environment) -> list[CheckReport]:
     reports = []
     for prop in env.properties:
         started = time.perf_counter()
-        result = env.check(prop)
+        result = _performance(env, prop) if _is_performance(env, prop) else env.check(prop)
         seconds = time.perf_counter() - started
         initial = tuple(
             {"valuation": valuation, "value": float(v), "lower": float(lo), "upper": float(hi)}
@@ -88,6 +91,35 @@ def check_environment(env: Environment) -> list[CheckReport]:
             )
         )
     return reports
+
+
+def _is_performance(env: Environment, prop: Property) -> bool:
+    """An R operator that the reward and policy verdicts evaluate as an RL return (mixed
+    signs, a reward TOML beside the model, [ F target ] stopping there): `verify check`
+    evaluates it the same way. A query without min or max on a Markov chain stays Storm's."""
+    return (
+        prop.operator == "R"
+        and prop.form in (TOTAL, REACH, DISCOUNTED)
+        and (prop.direction is not None or prop.comparison is not None or env.mdp.kind != "dtmc")
+    )
+
+
+def _performance(env: Environment, prop: Property) -> PropertyResult:
+    """A performance objective's optimum at the initial states, by our policy iteration
+    (README, "The objective language"). As for every property of `verify check`, a bound
+    without min or max holds when it holds for every policy: the least return decides
+    `>=`, the greatest `<=`."""
+    objective = resolve_intended(env, prop)
+    direction = prop.direction or ("min" if prop.comparison in (">=", ">") else "max")
+    values, method = best_performance_method(
+        env.model, objective.reward_performance(), direction == "max"
+    )
+    initial = values[env.mdp.initial_states]
+    holds = None
+    if prop.comparison is not None:
+        holds = bool(objective.satisfied(initial, initial).all())
+    shown = None if env.mdp.kind == "dtmc" else direction
+    return PropertyResult(prop.text, initial, initial, initial, holds, method, shown)
 
 
 def _initial_valuations(env: Environment) -> list[dict[str, int]]:
