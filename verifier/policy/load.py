@@ -203,7 +203,12 @@ def _load_onnx(path: Path):
     except Exception as exc:
         raise InputError(str(path), f"not a readable ONNX model ({_first_line(exc)})") from None
     names = [i.name for i in session.get_inputs()]
-    meta = session.get_modelmeta().custom_metadata_map.get(METADATA, "")
+    try:
+        meta = session.get_modelmeta().custom_metadata_map.get(METADATA, "")
+    except UnicodeDecodeError as exc:  # onnxruntime decodes every entry as UTF-8
+        raise InputError(
+            str(path), f"the model's metadata is not UTF-8 text (byte {exc.start})"
+        ) from None
 
     def run(batch: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
         if not isinstance(batch, dict):  # one input, whatever its name
@@ -245,7 +250,7 @@ def _load_json(path: Path):
     """{"actions": [...], "probs": [[...], ...], optional "valuations": [[...], ...]}."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: over 4300 digits
         raise InputError(str(path), f"not a readable JSON policy ({_first_line(exc)})") from None
     except RecursionError:
         raise InputError(str(path), "not a readable JSON policy (nested too deeply)") from None
@@ -329,8 +334,8 @@ def _metadata(path: Path, text: str | bytes) -> dict:
         return {}
     try:
         meta = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"{METADATA}: invalid JSON ({exc})") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also over 4300 digits
+        raise InputError(str(path), f"{METADATA}: invalid JSON ({_first_line(exc)})") from None
     except RecursionError:
         raise InputError(str(path), f"{METADATA}: nested too deeply") from None
     if not isinstance(meta, dict):
