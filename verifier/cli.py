@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from verifier import __version__, progress
+from verifier.budget import DEFAULT_MAX_STATES, parse_max_states, state_budget
 from verifier.errors import BackendError, InputError, ResourceLimit
+from verifier.stdout import ClosedPipeGuard
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_LIMIT = 0, 1, 2, 3
 
@@ -86,12 +88,24 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _add_report_options(parser)
 
 
+def _max_states(text: str) -> int:
+    """An argparse type: a state budget, `none` for no budget (budget.NO_LIMIT)."""
+    try:
+        return parse_max_states(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer, got {text!r} (or none: no budget)"
+        ) from None
+
+
 def _add_max_states(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     parser.add_argument(
         "--max-states",
-        type=_positive_int,
+        type=_max_states,
         metavar="N",
-        help=help or "refuse models with more than N states (exit 3)",
+        help=help
+        or f"refuse models with more than N states (exit 3; default {DEFAULT_MAX_STATES:.0e}, "
+        "none for no budget)",
     )
 
 
@@ -160,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "policy",
         help="verify a learned policy on every state (also: verify POLICY --model MODEL)",
     )
-    policy.add_argument("policy", metavar="POLICY", help=".pt, .pt2, .onnx, .npz or .json policy")
+    policy.add_argument("policy", metavar="POLICY", help=".pt, .onnx, .npz or .json policy")
     _add_model_options(policy)
     policy.add_argument(
         "--reward",
@@ -218,7 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds per check (overrides the suite's)",
     )
-    _add_max_states(suite, "refuse models with more than N states (overrides the suite's)")
+    _add_max_states(
+        suite,
+        "refuse models with more than N states (overrides the suite's; "
+        f"default {DEFAULT_MAX_STATES:.0e}, none for no budget)",
+    )
     _add_report_options(suite)
 
     audit = commands.add_parser(
@@ -252,8 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     states = commands.add_parser(
         "states", help="list a model's states in the order policy tables are keyed by"
     )
-    states.add_argument("model", metavar="MODEL", help="maze .toml or PRISM .prism file")
+    states.add_argument(
+        "model",
+        metavar="MODEL",
+        help="maze .toml, PRISM .prism, Gymnasium model .toml or gym:ENV_ID (one seed)",
+    )
     states.add_argument("--const", action="append", default=[], metavar="NAME=VALUE")
+    _add_max_states(states)
     states.add_argument("--json", metavar="FILE", help="write the listing as JSON")
 
     compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
@@ -282,10 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "-o", "--output", metavar="OUT.toml", help="output file (default: stdout)"
     )
+    _add_max_states(generate, "refuse sizes whose maze would have more than N states")
     return parser
 
 
-POLICY_SUFFIXES = (".pt", ".pt2", ".onnx", ".npz", ".json")
+POLICY_FORMATS = (".pt", ".onnx", ".npz", ".json")
+POLICY_SUFFIXES = (*POLICY_FORMATS, ".pt2")  # a .pt2 is routed to the policy command to be refused
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
@@ -294,18 +319,18 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; the exit code. Output cut short by a closed pipe (`| head`) ends
-    quietly with the code the command had, or 1 if it had none yet."""
-    code = None
+    """Run one command; the exit code. Output cut short by a closed pipe (`| head`) is
+    dropped quietly: the command goes on, writes its report files and ends with its code."""
+    guard = ClosedPipeGuard(sys.stdout)
+    sys.stdout = guard
     try:
         code = _main(list(sys.argv[1:] if argv is None else argv))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAIL if code is None else code
+        guard.flush()
     except KeyboardInterrupt:
         print("verify: interrupted", file=sys.stderr)
         return EXIT_LIMIT
+    finally:
+        sys.stdout = guard.stream
     return code
 
 
@@ -317,7 +342,7 @@ def _main(argv: list[str]) -> int:
         if not (first.exists() or first.suffix.lower() in POLICY_SUFFIXES):
             print(
                 f"verify: unknown command {argv[0]!r}; commands: {', '.join(commands)} "
-                f"(or verify POLICY --model MODEL, POLICY a {'/'.join(POLICY_SUFFIXES)} file)",
+                f"(or verify POLICY --model MODEL, POLICY a {'/'.join(POLICY_FORMATS)} file)",
                 file=sys.stderr,
             )
             return EXIT_INPUT
@@ -332,21 +357,14 @@ def _main(argv: list[str]) -> int:
                 _check_writable(args.__dict__[flag], f"--{flag}")
         if sys.stderr.isatty() and args.command != "suite":  # a suite shows its own progress
             progress.enable()
-        if args.command == "check":
-            return _check(args)
-        if args.command == "generate":
-            return _generate(args)
-        if args.command == "reward":
-            return _reward(args)
-        if args.command == "policy":
-            return _policy(args)
-        if args.command == "suite":
-            return _suite(args)
-        if args.command == "audit":
-            return _audit(args)
-        if args.command == "states":
-            return _states(args)
-        return _compile(args)
+        return _reports_written(args, COMMANDS[args.command](args))
+    except SystemExit as exc:  # library code ending the process: never a verdict
+        print(
+            f"verify: internal error: sys.exit({exc.code!r}) was called during the command; "
+            "no verdict",
+            file=sys.stderr,
+        )
+        return EXIT_LIMIT
     except InputError as exc:
         print(f"verify: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -369,17 +387,42 @@ def _main(argv: list[str]) -> int:
         return EXIT_LIMIT
 
 
+def _reports_written(args: argparse.Namespace, code: int) -> int:
+    """The command's code, unless a report it promised (--json, --junit, --png, and with
+    exit 0 --repaired) is not on disk: then exit 3, so that a CI gate never passes with a
+    report missing."""
+    if code not in (EXIT_OK, EXIT_FAIL):
+        return code
+    promised = [(f"--{flag}", getattr(args, flag, None)) for flag in ("json", "junit")]
+    promised += [("--png", path) for path in getattr(args, "pictures", [])]
+    if code == EXIT_OK:
+        promised.append(("--repaired", getattr(args, "repaired", None)))
+    missing = [(flag, path) for flag, path in promised if path and not os.path.exists(path)]
+    if missing:
+        flag, path = missing[0]
+        print(f"verify: internal error: the {flag} report {path} was not written", file=sys.stderr)
+        return EXIT_LIMIT
+    return code
+
+
 def _check_writable(path: str, flag: str) -> None:
-    """Refuse a report path that cannot be written, before any work is done: a file is
-    created and removed beside it, as the atomic writer of reports will."""
+    """Refuse a report path that cannot be written, before any work is done: a regular
+    file (or a new path) gets a file created and removed beside it, as the atomic writer of
+    reports will; a device or FIFO must be writable in place; a directory is refused."""
     import tempfile
+
+    from verifier.output.files import report_target
 
     target = Path(path)
     try:
-        if target.is_dir():
-            raise IsADirectoryError(21, "is a directory")
+        if report_target(target) == "special":
+            if not os.access(target, os.W_OK):
+                raise PermissionError(13, "permission denied")
+            return
         with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}."):
             pass
+    except InputError as exc:
+        raise InputError(path, f"cannot write the {flag} report: {exc.message}") from None
     except OSError as exc:
         raise InputError(path, f"cannot write the {flag} report: {exc.strerror or exc}") from None
 
@@ -391,7 +434,7 @@ def _environments(args: argparse.Namespace):
     constants = _constants(args.const)
     for model in model_paths(args.model):
         for env in load_environments(
-            model, spec=args.spec, constants=constants, max_states=args.max_states
+            model, spec=args.spec, constants=constants, max_states=state_budget(args.max_states)
         ):
             if env.maze is not None:
                 for warning in env.maze.warnings:
@@ -450,7 +493,7 @@ def _reward(args: argparse.Namespace) -> int:
             reports.append(report)
             drawn.append((env, report))
     if args.png:
-        _draw_rewards(args.png, drawn)
+        _draw_rewards(args, args.png, drawn)
     return _finish(args, "reward", reports)
 
 
@@ -476,13 +519,19 @@ def _picture_paths(path: str, drawn: list) -> list[str]:
     return [str(target.with_name(name + target.suffix)) for name in paths]
 
 
-def _draw_rewards(path: str, drawn: list) -> None:
+def _promise_picture(args: argparse.Namespace, path: str) -> None:
+    """Note a picture the command will write (checked at its end)."""
+    args.pictures = [*getattr(args, "pictures", []), path]
+
+
+def _draw_rewards(args: argparse.Namespace, path: str, drawn: list) -> None:
     """--png for reward verdicts: the witness policy (else an optimal one) and its path."""
     import numpy as np
 
     from verifier.output.picture import deterministic_probs, write_picture
 
     for target, (env, report) in zip(_picture_paths(path, drawn), drawn, strict=True):
+        _promise_picture(args, target)
         mdp = env.mdp
         if report.witness_policy is None:  # not memoryless, or a loop: the path alone
             probs = np.zeros(mdp.n_choices)
@@ -526,6 +575,7 @@ def _policy(args: argparse.Namespace) -> int:
         from verifier.output.picture import write_picture
 
         for target, (env, report) in zip(_picture_paths(args.png, drawn), drawn, strict=True):
+            _promise_picture(args, target)
             title = f"{env.path.name}: {Path(args.policy).name} ({report.verdict})"
             if report.decisions is None:
                 raise ValueError(f"{report.model}: a policy report without the policy's decisions")
@@ -619,9 +669,11 @@ def _audit(args: argparse.Namespace) -> int:
         return [
             env
             for p in model_paths(paths)
-            for env in load_environments(p, args.spec, max_states=args.max_states)
+            for env in load_environments(p, args.spec, max_states=state_budget(args.max_states))
         ]
 
+    if args.repaired and not (args.repair or args.features):
+        raise InputError("--repaired", "needs --repair R or --features L,.. to search for a repair")
     train, deploy = load(args.train), load(args.deploy)
     user = load_proxies(args.proxies) if args.proxies else None
     labels, base = None, {}
@@ -637,7 +689,9 @@ def _audit(args: argparse.Namespace) -> int:
                 raise InputError(
                     args.repair or "--features", f"{label!r} is a label of no environment"
                 )
-    report = run_audit(train, deploy, user, labels, base, not args.no_variants, args.max_states)
+    report = run_audit(
+        train, deploy, user, labels, base, not args.no_variants, state_budget(args.max_states)
+    )
     mazes = {str(env.path): env.maze for env in train + deploy if env.maze is not None}
     print(format_audit(report, mazes))
     if args.json:
@@ -647,6 +701,12 @@ def _audit(args: argparse.Namespace) -> int:
     if args.repaired and report.repair is not None and report.repair.status == "repaired":
         write_text_atomic(args.repaired, report.repair.toml())
         print(f"wrote {args.repaired}")
+    elif args.repaired:  # asked for and not found: not a passing run
+        status = report.repair.status if report.repair is not None else "not searched"
+        print(
+            f"verify: {args.repaired} not written: no repaired reward ({status})", file=sys.stderr
+        )
+        return EXIT_FAIL
     return EXIT_FAIL if report.risks else EXIT_OK
 
 
@@ -657,13 +717,17 @@ def _states(args: argparse.Namespace) -> int:
     from verifier.inputs.load import load_environment
     from verifier.policy.observation import state_listing
 
-    env = load_environment(args.model, constants=_constants(args.const))
+    env = load_environment(
+        args.model,
+        constants=_constants(args.const),
+        max_states=state_budget(args.max_states),
+        properties=False,
+    )
     listing = {"model": str(args.model), **state_listing(env.mdp)}
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(listing) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise InputError(args.json, f"cannot write: {exc.strerror}") from None
+        from verifier.output.files import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(listing) + "\n")
         print(f"wrote {args.json} ({len(listing['states'])} states)")
         return EXIT_OK
     print(f"index  {' '.join(listing['variables'])}  labels")
@@ -692,21 +756,23 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from verifier.inputs.maze_generate import maze_to_toml, random_maze
+    from verifier.inputs.maze_generate import maze_to_toml, parse_size, random_maze
 
-    height, sep, width = args.size.lower().partition("x")
-    if not sep or not height.isdigit() or not width.isdigit():
-        raise InputError("--size", f"{args.size!r} is not HxW, e.g. 21x21")
+    try:
+        height, width = parse_size(args.size)
+    except ValueError as exc:
+        raise InputError("--size", str(exc)) from None
     try:
         maze = random_maze(
-            int(height),
-            int(width),
+            height,
+            width,
             args.seed,
             objects=args.objects,
             keys=args.keys,
             lava=args.lava,
             exit_color=args.exit_color,
             slip=args.slip,
+            max_states=state_budget(args.max_states),
         )
     except ValueError as exc:
         raise InputError("generate", str(exc)) from None
@@ -720,6 +786,18 @@ def _generate(args: argparse.Namespace) -> int:
         raise InputError(args.output, f"cannot write: {exc.strerror}") from None
     print(f"wrote {args.output}")
     return EXIT_OK
+
+
+COMMANDS = {
+    "check": _check,
+    "reward": _reward,
+    "policy": _policy,
+    "suite": _suite,
+    "audit": _audit,
+    "states": _states,
+    "compile": _compile,
+    "generate": _generate,
+}
 
 
 def entry_point() -> None:
