@@ -47,5 +47,13 @@ class ClosedPipeGuard(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    @property
+    def encoding(self):  # type: ignore[override]
+        return self.stream.encoding
+
+    @property
+    def errors(self):  # type: ignore[override]
+        return self.stream.errors
+
     def __getattr__(self, name: str):
         return getattr(self.stream, name)

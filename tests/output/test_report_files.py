@@ -38,7 +38,7 @@ def test_a_fifo_as_report_path_is_written_in_place(tmp_path, capsys):
     fifo = tmp_path / "report.fifo"
     os.mkfifo(fifo)
     received = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
     reader.start()
     assert main(["check", "--model", LAVA, "--json", str(fifo)]) == 0
     reader.join(timeout=60)

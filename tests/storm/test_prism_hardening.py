@@ -106,16 +106,16 @@ def test_an_audit_proxy_with_3000_nested_parentheses_is_refused_not_a_crash(tmp_
     assert "proxies.txt: line 2: nested deeper than 100 levels" in one_line(done.stderr)
 
 
-def test_a_const_flag_nested_too_deep_is_refused(tmp_path, capsys):
+def test_a_const_flag_nested_too_deep_is_refused(tmp_path):
     model = prism(
         tmp_path, "mdp\nconst int N;\nmodule m\n s : [0..N] init 0;\n [] true -> true;\nendmodule\n"
     )
     value = "(" * 3000 + "1" + ")" * 3000
-    assert (
-        main(["check", "--model", model, "--spec", "Pmax=? [ F s=0 ]", "--const", f"N={value}"])
-        == 2
+    done = run_verify(
+        "check", "--model", model, "--spec", "Pmax=? [ F s=0 ]", "--const", f"N={value}"
     )
-    assert "--const: N: nested deeper than 100 levels" in one_line(capsys.readouterr().err)
+    assert done.returncode == 2, done.stderr
+    assert "--const: N: nested deeper than 100 levels" in one_line(done.stderr)
 
 
 @pytest.mark.parametrize("gamma", ["0", "1"])
