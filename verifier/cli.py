@@ -415,6 +415,8 @@ def _check_writable(path: str, flag: str) -> None:
 
     target = Path(path)
     try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "is a directory, not a file")
         if report_target(target) == "special":
             if not os.access(target, os.W_OK):
                 raise PermissionError(13, "permission denied")

@@ -44,17 +44,15 @@ def make_instance(spec: GymSpec, seed: int, max_states: int | None = None) -> Gy
         raise InputError(
             spec.source, _not_allowed(module, "the environment's module"), "gymnasium.id"
         )
-    wrapper_names = [
-        _wrapper_name(spec, name, f"gymnasium.wrappers[{i}]")
-        for i, name in enumerate(spec.wrappers)
-    ]
+    for i, name in enumerate(spec.wrappers):
+        _check_wrapper_name(spec, name, f"gymnasium.wrappers[{i}]")
     gymnasium = _import("gymnasium", spec.source, "gymnasium")
     if spec.id.startswith(_MINIGRID_PREFIXES):
         _import("minigrid", spec.source, "minigrid")
     for package in spec.packages:
         try:
             importlib.import_module(package)
-        except ImportError as exc:
+        except Exception as exc:  # the package's own code failing is the file's problem
             raise InputError(
                 spec.source, f"cannot import {package!r} ({_first_line(exc)})", "gymnasium.packages"
             ) from None
@@ -73,13 +71,13 @@ def make_instance(spec: GymSpec, seed: int, max_states: int | None = None) -> Gy
             "gymnasium.kwargs",
         ) from None
     wrappers = []
-    for i, (module_name, attribute) in enumerate(wrapper_names):
+    for i, name in enumerate(spec.wrappers):
         place = f"gymnasium.wrappers[{i}]"
-        cls = _wrapper_class(module_name, attribute, spec.source, place)
+        cls = _wrapper_class(name, spec.source, place)
         if not issubclass(cls, gymnasium.ObservationWrapper):
             raise InputError(
                 spec.source,
-                f"{spec.wrappers[i]} is not a gymnasium.ObservationWrapper; only observation "
+                f"{name} is not a gymnasium.ObservationWrapper; only observation "
                 "wrappers are allowed (the dynamics must be the environment's own)",
                 place,
             )
@@ -87,7 +85,7 @@ def make_instance(spec: GymSpec, seed: int, max_states: int | None = None) -> Gy
             env = cls(env)
         except Exception as exc:
             raise InputError(
-                spec.source, f"{spec.wrappers[i]}(env) failed: {_first_line(exc)}", place
+                spec.source, f"{name}(env) failed: {_first_line(exc)}", place
             ) from None
         wrappers.append(env)
     try:
@@ -115,9 +113,9 @@ def _not_allowed(module: str, what: str) -> str:
     )
 
 
-def _wrapper_name(spec: GymSpec, name: str, place: str) -> tuple[str, str]:
-    """(module, class) of a wrapper written `package.module.Class` (or `package.module:Class`),
-    checked before anything is imported: absolute, and inside the allowed packages."""
+def _check_wrapper_name(spec: GymSpec, name: str, place: str) -> None:
+    """A wrapper written `package.module.Class` (or `package.module:Class`), checked before
+    anything is imported: absolute, and inside the allowed packages."""
     module, sep, attribute = name.replace(":", ".").rpartition(".")
     if not sep or not _MODULE_NAME.fullmatch(module) or not attribute.isidentifier():
         raise InputError(
@@ -125,16 +123,17 @@ def _wrapper_name(spec: GymSpec, name: str, place: str) -> tuple[str, str]:
         )
     if not spec.allows(module):
         raise InputError(spec.source, _not_allowed(module, "the wrapper's module"), place)
-    return module, attribute
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def _wrapper_class(module_name: str, attribute: str, source: str, place: str):
+def _wrapper_class(name: str, source: str, place: str):
+    """The class a checked wrapper name names (_check_wrapper_name first)."""
+    module_name, _, attribute = name.replace(":", ".").rpartition(".")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except Exception as exc:
         raise InputError(
             source, f"cannot import {module_name!r} ({_first_line(exc)})", place
         ) from None
@@ -160,8 +159,11 @@ def _check_registered(spec: GymSpec, gymnasium) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, control characters escaped (the text is
+    the environment's: it must not move the cursor or colour the terminal)."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
 
 
 @contextlib.contextmanager

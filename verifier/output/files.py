@@ -56,7 +56,7 @@ def report_target(path: str | Path) -> str:
     except OSError as exc:
         raise InputError(str(path), f"cannot write: {exc.strerror or exc}") from None
     if stat.S_ISDIR(mode):
-        raise InputError(str(path), "is a directory, not a file")
+        raise InputError(str(path), "cannot write: is a directory, not a file")
     return "file" if stat.S_ISREG(mode) else "special"
 
 
