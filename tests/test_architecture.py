@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "verifier"
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = (
-    ("errors", "verdicts", "progress", "mdp", "graph"),
+    ("errors", "verdicts", "progress", "mdp", "graph", "documents", "budget", "stdout"),
     ("storm",),
     ("engine",),
     ("inputs",),

@@ -9,6 +9,7 @@ import argparse
 from typing import NoReturn
 
 from verifier import __version__
+from verifier.budget import DEFAULT_MAX_STATES, parse_max_states
 
 EXIT_INPUT = 2
 
@@ -99,12 +100,24 @@ def add_family_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGro
     return families
 
 
+def max_states(text: str) -> int:
+    """An argparse type: a state budget, `none` for no budget (budget.NO_LIMIT)."""
+    try:
+        return parse_max_states(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer, got {text!r} (or none: no budget)"
+        ) from None
+
+
 def add_max_states(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     parser.add_argument(
         "--max-states",
-        type=positive_int,
+        type=max_states,
         metavar="N",
-        help=help or "refuse models with more than N states (exit 3)",
+        help=help
+        or f"refuse models with more than N states (exit 3; default {DEFAULT_MAX_STATES:.0e}, "
+        "none for no budget)",
     )
 
 
@@ -176,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument(
         "policy",
         metavar="POLICY",
-        help=".pt, .pt2, .onnx, .npz or .json policy, or a Stable-Baselines3 .zip agent",
+        help=".pt, .onnx, .npz or .json policy, or a Stable-Baselines3 .zip agent",
     )
     add_model_options(policy)
     policy.add_argument(
@@ -260,7 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds per check (overrides the suite's)",
     )
-    add_max_states(suite, "refuse models with more than N states (overrides the suite's)")
+    add_max_states(
+        suite,
+        "refuse models with more than N states (overrides the suite's; "
+        f"default {DEFAULT_MAX_STATES:.0e}, none for no budget)",
+    )
     add_report_options(suite)
 
     audit = commands.add_parser(
@@ -303,8 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     states = commands.add_parser(
         "states", help="list a model's states in the order policy tables are keyed by"
     )
-    states.add_argument("model", metavar="MODEL", help="maze .toml or PRISM .prism file")
+    states.add_argument(
+        "model",
+        metavar="MODEL",
+        help="maze .toml, PRISM .prism, Gymnasium model .toml or gym:ENV_ID (one seed)",
+    )
     states.add_argument("--const", action="append", default=[], metavar="NAME=VALUE")
+    add_max_states(states)
     states.add_argument("--json", metavar="FILE", help="write the listing as JSON")
 
     compile_ = commands.add_parser("compile", help="write a maze as a PRISM model and .props file")
@@ -333,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "-o", "--output", metavar="OUT.toml", help="output file (default: stdout)"
     )
+    add_max_states(generate, "refuse sizes whose maze would have more than N states")
     return parser
 
 
-POLICY_SUFFIXES = (".pt", ".pt2", ".onnx", ".npz", ".json", ".zip")
+POLICY_FORMATS = (".pt", ".onnx", ".npz", ".json", ".zip")
+POLICY_SUFFIXES = (*POLICY_FORMATS, ".pt2")  # a .pt2 is routed to the policy command to be refused

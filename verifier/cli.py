@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from verifier import commands, progress
-from verifier.arguments import POLICY_SUFFIXES, build_parser
+from verifier.arguments import POLICY_FORMATS, POLICY_SUFFIXES, build_parser
+from verifier.budget import state_budget
 from verifier.errors import InputError, VerifierError
 from verifier.output import files, text
+from verifier.stdout import ClosedPipeGuard
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_LIMIT = 0, 1, 2, 3
 
@@ -42,18 +44,18 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; the exit code. Output cut short by a closed pipe (`| head`) ends
-    quietly with the code the command had, or 1 if it had none yet."""
-    code = None
+    """Run one command; the exit code. Output cut short by a closed pipe (`| head`) is
+    dropped quietly: the command goes on, writes its report files and ends with its code."""
+    guard = ClosedPipeGuard(sys.stdout)
+    sys.stdout = guard
     try:
         code = _main(list(sys.argv[1:] if argv is None else argv))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAIL if code is None else code
+        guard.flush()
     except KeyboardInterrupt:
         print("verify: interrupted", file=sys.stderr)
         return EXIT_LIMIT
+    finally:
+        sys.stdout = guard.stream
     return code
 
 
@@ -65,7 +67,7 @@ def _main(argv: list[str]) -> int:
         if not (first.exists() or first.suffix.lower() in POLICY_SUFFIXES):
             print(
                 f"verify: unknown command {argv[0]!r}; commands: {', '.join(commands)} "
-                f"(or verify POLICY --model MODEL, POLICY a {'/'.join(POLICY_SUFFIXES)} file)",
+                f"(or verify POLICY --model MODEL, POLICY a {'/'.join(POLICY_FORMATS)} file)",
                 file=sys.stderr,
             )
             return EXIT_INPUT
@@ -74,13 +76,22 @@ def _main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (2), --help and --version (0)
         return int(exc.code or 0)
+    if args.command != "suite":  # a suite resolves --max-states against its own budget
+        args.max_states = state_budget(getattr(args, "max_states", None))
     try:
         for flag in ("json", "junit", "repaired", "png"):
             if getattr(args, flag, None):
                 files.check_writable(args.__dict__[flag], f"--{flag}")
         if sys.stderr.isatty() and args.command != "suite":  # a suite shows its own progress
             progress.enable()
-        return _HANDLERS[args.command](args)
+        return _reports_written(args, _HANDLERS[args.command](args))
+    except SystemExit as exc:  # library code ending the process: never a verdict
+        print(
+            f"verify: internal error: sys.exit({exc.code!r}) was called during the command; "
+            "no verdict",
+            file=sys.stderr,
+        )
+        return EXIT_LIMIT
     except VerifierError as exc:  # each class carries its exit code (verifier/errors.py)
         heading = f"{exc.heading}: " if exc.heading else ""
         print(f"verify: {heading}{exc}", file=sys.stderr)
@@ -96,6 +107,24 @@ def _main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_LIMIT
+
+
+def _reports_written(args: argparse.Namespace, code: int) -> int:
+    """The command's code, unless a report it promised (--json, --junit, --png, and with
+    exit 0 --repaired) is not on disk: then exit 3, so that a CI gate never passes with a
+    report missing."""
+    if code not in (EXIT_OK, EXIT_FAIL):
+        return code
+    promised = [(f"--{flag}", getattr(args, flag, None)) for flag in ("json", "junit")]
+    promised += [("--png", path) for path in getattr(args, "pictures", [])]
+    if code == EXIT_OK:
+        promised.append(("--repaired", getattr(args, "repaired", None)))
+    missing = [(flag, path) for flag, path in promised if path and not os.path.exists(path)]
+    if missing:
+        flag, path = missing[0]
+        print(f"verify: internal error: the {flag} report {path} was not written", file=sys.stderr)
+        return EXIT_LIMIT
+    return code
 
 
 def _say(text: str) -> None:
@@ -218,7 +247,7 @@ def _reward(args: argparse.Namespace) -> int:
             print(text.format_reward(report, env.maze))
             reports.append(report)
             drawn.append((env, report))
-    _pictures(args.png, drawn)
+    _pictures(args, drawn)
     return _finish(args, "reward", reports)
 
 
@@ -230,12 +259,13 @@ def _drawable(args: argparse.Namespace, env) -> None:
         require_drawable(env)
 
 
-def _pictures(path: str | None, drawn: list) -> None:
-    """--png: one picture per (environment, report)."""
-    if path:
-        from verifier.output.png import write_pictures
+def _pictures(args: argparse.Namespace, drawn: list) -> None:
+    """--png: one picture per (environment, report), each promised before it is drawn."""
+    if args.png:
+        from verifier.output.png import picture_paths, write_pictures
 
-        for written in write_pictures(path, drawn):
+        args.pictures = picture_paths(args.png, drawn)
+        for written in write_pictures(args.png, drawn):
             print(f"wrote {written}")
 
 
@@ -285,7 +315,7 @@ def _policy(args: argparse.Namespace) -> int:
             print(text.format_policy(report))
             reports.append(report)
             drawn.append((env, report))
-    _pictures(args.png, drawn)
+    _pictures(args, drawn)
     return _finish(args, "policy", reports)
 
 
@@ -324,6 +354,8 @@ def _audit(args: argparse.Namespace) -> int:
 
     if any(is_family(model) for model in args.train + args.deploy):
         return _audit_families(args)
+    if args.repaired and not (args.repair or args.features):
+        raise InputError("--repaired", "needs --repair R or --features L,.. to search for a repair")
     options = {"max_states": args.max_states, "notify": _say}
     train = commands.load_environments(args.train, args.spec, **options)
     deploy = commands.load_environments(args.deploy, args.spec, **options)
@@ -346,6 +378,12 @@ def _audit(args: argparse.Namespace) -> int:
     if args.repaired and report.repair is not None and report.repair.status == "repaired":
         files.write_text_atomic(args.repaired, report.repair.toml())
         print(f"wrote {args.repaired}")
+    elif args.repaired:  # asked for and not found: not a passing run
+        status = report.repair.status if report.repair is not None else "not searched"
+        print(
+            f"verify: {args.repaired} not written: no repaired reward ({status})", file=sys.stderr
+        )
+        return EXIT_FAIL
     return EXIT_OK if report.passed else EXIT_FAIL
 
 
@@ -384,7 +422,7 @@ def _audit_families(args: argparse.Namespace) -> int:
 
 def _states(args: argparse.Namespace) -> int:
     """One line per state: index, valuation and labels (or all of it as JSON)."""
-    listing = commands.state_listing(args.model, _constants(args.const))
+    listing = commands.state_listing(args.model, _constants(args.const), max_states=args.max_states)
     if args.json:
         files.write_text_atomic(args.json, json.dumps(listing) + "\n")
         print(f"wrote {args.json} ({len(listing['states'])} states)")
@@ -400,7 +438,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    options = ("seed", "objects", "keys", "lava", "exit_color", "slip")
+    options = ("seed", "objects", "keys", "lava", "exit_color", "slip", "max_states")
     maze = commands.generate_maze(args.size, **{key: getattr(args, key) for key in options})
     if not args.output:
         sys.stdout.write(maze)

@@ -4,10 +4,11 @@ all call (README, "Python API").
 Each takes models as `environments` resolves them, runs one analysis on each environment
 and returns typed reports (`.passed`, `.verdict`, `.to_dict()`); none prints or exits, none
 but `compile_maze` writes a file, and bad input raises an InputError naming the flag or
-file. What a person
-should be told about an input (a maze's warnings, how a Gymnasium model was abstracted) goes
-to `notify(text)`, by default as a Python warning. The analyses are imported by the command
-that needs them, so that `verify check` starts without the policy and audit machinery.
+file. Every command works under a state budget, `max_states` (DEFAULT_MAX_STATES unless
+given; None for none), as on the command line. What a person should be told about an input
+(a maze's warnings, how a Gymnasium model was abstracted) goes to `notify(text)`, by default
+as a Python warning. The analyses are imported by the command that needs them, so that
+`verify check` starts without the policy and audit machinery.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from verifier.budget import DEFAULT_MAX_STATES
 from verifier.errors import InputError
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ def environments(
     spec: str | None = None,
     *,
     constants: Mapping[str, str] | None = None,
-    max_states: int | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
     notify: Notify | None = None,
 ) -> Iterator[Environment]:
     """Every environment a model argument stands for, loaded one at a time, in order.
@@ -97,7 +99,7 @@ def load_environments(
     spec: str | None = None,
     *,
     constants: Mapping[str, str] | None = None,
-    max_states: int | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
     notify: Notify | None = None,
 ) -> list[Environment]:
     """Every environment a model argument stands for (`environments`), loaded now: load
@@ -163,7 +165,7 @@ def check(
     spec: str | None = None,
     *,
     constants: Mapping[str, str] | None = None,
-    max_states: int | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
     notify: Notify | None = None,
 ) -> list[CheckReport]:
     """`verify check`: each property at the initial states of each model, one CheckReport
@@ -191,7 +193,7 @@ def verify_reward(
     exact: bool = False,
     tradeoff: bool = False,
     constants: Mapping[str, str] | None = None,
-    max_states: int | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
     notify: Notify | None = None,
 ) -> list[RewardReport]:
     """`verify reward`: do the optimal policies of `reward` (a reward TOML, or the name of a
@@ -231,7 +233,7 @@ def compare_rewards(
     discount: float | None = None,
     exact: bool = False,
     constants: Mapping[str, str] | None = None,
-    max_states: int | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
     notify: Notify | None = None,
 ) -> list[CompareReport]:
     """`verify reward --compare`: do two rewards have the same optimal policies on each
@@ -273,7 +275,7 @@ def verify_policy(
     timeout: float | None = None,
     name: str | None = None,
     constants: Mapping[str, str] | None = None,
-    max_states: int | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
     notify: Notify | None = None,
     progress: Callable | None = None,
 ) -> list[PolicyReport]:
@@ -343,7 +345,7 @@ def audit(
     repair: str | os.PathLike | None = None,
     features: Sequence[str] = (),
     variants: bool = True,
-    max_states: int | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
     notify: Notify | None = None,
 ) -> AuditReport:
     """`verify audit`: which proxy goals can training not tell from φ, and what fixes it.
@@ -382,13 +384,20 @@ def audit(
     return run_audit(training, deployment, extra, labels, base, variants, max_states)
 
 
-def state_listing(model: ModelPath, constants: Mapping[str, str] | None = None) -> dict:
+def state_listing(
+    model: ModelPath,
+    constants: Mapping[str, str] | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
+) -> dict:
     """`verify states`: every state of one model with its index, valuation and labels, in
-    the order a table policy keyed by state index follows."""
+    the order a table policy keyed by state index follows. The model's properties are not
+    read: listing states needs none."""
     from verifier.inputs.load import load_environment
     from verifier.policy.observation import state_listing as listing
 
-    env = load_environment(Path(model), constants=constants)
+    env = load_environment(
+        Path(model), constants=constants, max_states=max_states, properties=False
+    )
     return {"model": os.fspath(model), **listing(env.mdp)}
 
 
@@ -415,14 +424,17 @@ def compile_maze(
 
 def generate_maze(size: str = "21x21", seed: int = 0, **options: Any) -> str:
     """`verify generate`: a seeded random perfect maze of `size` ("HxW", both odd, at least
-    5) as TOML; `options` are random_maze's (objects, keys, lava, exit_color, slip)."""
-    from verifier.inputs.maze_generate import maze_to_toml, random_maze
+    5) as TOML; `options` are random_maze's (objects, keys, lava, exit_color, slip,
+    max_states: by default the state budget of every command)."""
+    from verifier.inputs.maze_generate import maze_to_toml, parse_size, random_maze
 
-    height, sep, width = size.lower().partition("x")
-    if not sep or not height.isdigit() or not width.isdigit():
-        raise InputError("--size", f"{size!r} is not HxW, e.g. 21x21")
     try:
-        maze = random_maze(int(height), int(width), seed, **options)
+        height, width = parse_size(size)
+    except ValueError as exc:
+        raise InputError("--size", str(exc)) from None
+    options.setdefault("max_states", DEFAULT_MAX_STATES)
+    try:
+        maze = random_maze(height, width, seed, **options)
     except ValueError as exc:
         raise InputError("generate", str(exc)) from None
     return maze_to_toml(maze)

@@ -129,6 +129,9 @@ class EnumerationError(BackendError):
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none), for the
-    one line an error message may take."""
+    one line an error message may take, its control characters escaped: the text may be an
+    input's (a model's or a policy's own code), and must not move the cursor or colour the
+    terminal."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    line = text[0] if text else type(exc).__name__
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)

@@ -25,6 +25,7 @@ import numpy as np
 from verifier import __version__
 from verifier.analyses.audit_family import FLOOR, FamilyAuditReport, ProxyRates, family_audit
 from verifier.analyses.rates import FamilyReport, Rates, family_report
+from verifier.budget import DEFAULT_MAX_STATES
 from verifier.errors import InputError, VerifierError
 from verifier.inputs.family import Family, load_family
 from verifier.runner import Job, Outcome, stream_jobs
@@ -257,7 +258,7 @@ def verify_levels(family: str, command: str, options: dict, indices: list[int]) 
     loaded = _family(family, os.stat(family).st_mtime_ns)
     options = dict(options)
     spec = options.pop("spec", None)
-    max_states = options.pop("max_states", None)
+    max_states = options.pop("max_states", DEFAULT_MAX_STATES)
     policy = None
     if command == "policy":
         policy = _policy(
@@ -321,7 +322,7 @@ def audit_families(
     spec: str | None = None,
     proxies: list | None = None,
     floor: float = FLOOR,
-    max_states: int | None = None,
+    max_states: int | None = DEFAULT_MAX_STATES,
     sample: int | None = None,
     sample_seed: int = SAMPLE_SEED,
     results: str | os.PathLike | None = None,

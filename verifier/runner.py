@@ -196,7 +196,7 @@ def _run_dask(jobs: Iterable[Job], scheduler: str, on_done, window: int) -> None
         raise DependencyMissing("running on a cluster", "Dask", "cluster", "--scheduler") from None
     try:
         client = Client(scheduler, timeout="10s")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # unreachable, or not an address ("missing port")
         raise InputError("--scheduler", f"cannot reach {scheduler}: {_one_line(exc)}") from None
     with client:
         iterator = enumerate(jobs)

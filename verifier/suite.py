@@ -14,13 +14,14 @@ from __future__ import annotations
 import glob
 import math
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from verifier import commands, runner
-from verifier.errors import InputError
+from verifier.budget import DEFAULT_MAX_STATES, state_budget
+from verifier.documents import parse_toml, read_text
+from verifier.errors import InputError, ResourceLimit
 from verifier.runner import Job, Outcome
 from verifier.verdicts import (
     AuditVerdict,
@@ -65,6 +66,8 @@ _CHECK_KEYS = {
 }
 _COMMON_CHECK_KEYS = ("name", "kind", "environments", "spec", "expect", "timeout", "max_states")
 _AUDIT_COMMON_KEYS = ("name", "kind", "spec", "expect", "timeout", "max_states")
+MAX_SEEDS = 10_000  # generated mazes per environment set
+MAX_TIMEOUT = 1e9  # seconds: beyond it a timeout means none
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +145,7 @@ def load_suite(
     --json` does."""
     path = Path(path)
     source = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(source, f"cannot read suite: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(source, f"TOML syntax error: {exc}") from None
+    doc = parse_toml(read_text(path, "suite"), source)
     problems: list[str] = []
     _unknown(doc, ("suite", "environments", "rewards", "policies", "check"), "", problems)
     header = _table(doc, "suite", problems)
@@ -234,7 +232,7 @@ def _load(source: dict, spec: str | None, max_states: int | None) -> list[Enviro
         from verifier.inputs.load import maze_environment
         from verifier.inputs.maze_generate import random_maze
 
-        maze = random_maze(**source["generate"])
+        maze = random_maze(**source["generate"], max_states=max_states)
         return [maze_environment(maze, maze.name, spec, max_states)]
     if source.get("model") is None:
         raise ValueError("run_check: give `model` or `generate`")
@@ -332,6 +330,8 @@ def _expand(entry, where, context, problems):
                         + ", ".join(allowed))  # fmt: skip
     kwargs: dict = {"kind": kind, "max_states": limits["max_states"]}
     if "spec" in entry:
+        if not isinstance(entry["spec"], str) or not entry["spec"].strip():
+            problems.append(f"{where}.spec: must be a PRISM property string")
         kwargs["spec"] = entry["spec"]
     if kind in ("reward", "compare", "policy"):
         _reward_options(entry, where, kind, rewards, base, kwargs, problems)
@@ -486,23 +486,35 @@ def _generated(spec, where, problems) -> list[tuple[str, dict]]:
     sizes = spec.get("size", "21x21")
     sizes = [sizes] if isinstance(sizes, str) else sizes
     seeds = spec.get("seeds", 1)
-    seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        problems.append(f"{where}.seeds: a count or a list of integers, got {seeds!r}")
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and 0 <= seeds <= MAX_SEEDS:
+        seeds = list(range(seeds))
+    if (
+        not isinstance(seeds, list)
+        or len(seeds) > MAX_SEEDS
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
+        shown = repr(seeds) if len(repr(seeds)) <= 60 else repr(seeds)[:57] + "..."
+        problems.append(
+            f"{where}.seeds: a count or a list of seeds (integers >= 0), at most {MAX_SEEDS}, "
+            f"got {shown}"
+        )
         return []
     options = {k: v for k, v in spec.items() if k not in ("size", "seeds")}
     found: list[tuple[str, dict]] = []
     for size in sizes if isinstance(sizes, list) else [None]:
-        height, sep, width = str(size).lower().partition("x")
-        if not sep or not height.isdigit() or not width.isdigit():
-            problems.append(f"{where}.size: {size!r} is not HxW, e.g. 21x21")
+        from verifier.inputs.maze_generate import parse_size, random_maze
+
+        try:
+            height, width = parse_size(str(size))
+        except ValueError as exc:
+            problems.append(f"{where}.size: {exc}")
             continue
-        arguments = {"height": int(height), "width": int(width), **options}
+        arguments = {"height": height, "width": width, **options}
         if seeds:  # the arguments are checked on one maze, here; each job makes its own
             try:
-                from verifier.inputs.maze_generate import random_maze
-
-                random_maze(seed=seeds[0], **arguments)
+                random_maze(seed=seeds[0], max_states=DEFAULT_MAX_STATES, **arguments)
+            except ResourceLimit:
+                pass  # too large to try here: each job generates under its own budget
             except (TypeError, ValueError) as exc:
                 problems.append(f"{where}: {exc}")
                 return found
@@ -541,15 +553,36 @@ def _reward_name(value, base: Path) -> str:
 
 def _limit(key, override, entry, header, where, problems):
     """A check's timeout or max_states: the command line's, else the check's, else the
-    suite's; a positive number or None."""
+    suite's. A timeout is a positive number of seconds or None; max_states a positive
+    integer or "none", resolved to the state budget (budget.state_budget)."""
     if override is not None:
-        return override
+        return state_budget(override) if key == "max_states" else override
     value = entry.get(key, header.get(key))
-    if value is not None and (not _number(value) or not math.isfinite(value) or value <= 0):
-        origin = f"{where}.{key}" if key in entry else f"suite.{key}"
-        problems.append(f"{origin}: must be a positive number, got {value!r}")
+    origin = f"{where}.{key}" if key in entry else f"suite.{key}"
+    if key == "max_states":
+        if value == "none":
+            return None
+        if value is not None and not (
+            isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+        ):
+            problems.append(f'{origin}: must be a positive integer or "none", got {_shown(value)}')
+            return None
+        return state_budget(value)
+    if value is not None and (
+        not _number(value) or not 0 < value <= MAX_TIMEOUT or not math.isfinite(value)
+    ):
+        problems.append(
+            f"{origin}: must be a positive number, got {_shown(value)} (seconds, at most "
+            f"{MAX_TIMEOUT:.0e})"
+        )
         return None
     return value
+
+
+def _shown(value) -> str:
+    """A value of the file, short (an integer of hundreds of digits is not printed)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _table(doc: dict, key: str, problems: list[str]) -> dict:

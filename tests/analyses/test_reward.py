@@ -346,7 +346,7 @@ def test_property_storm_refuses_is_bad_input_naming_where_it_was_written(tmp_pat
     path.write_text(maze_text("#S.A#", EXIT, intended='R{"nope"}max=? [ F "exit" ]'))
     assert main(["check", "--model", str(path)]) == 2
     error = capsys.readouterr().err
-    assert f"{path}: intended" in error and "'nope' does not exist" in error
+    assert f"{path}: intended" in error and "'nope' is neither a reward structure" in error
 
 
 def test_failure_of_storm_itself_is_exit_3(tmp_path, capsys, monkeypatch):

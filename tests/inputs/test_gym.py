@@ -223,7 +223,11 @@ def test_taxi_every_initial_state_is_checked():
     [
         ('id = "NoSuchEnv-v0"', "doesn't exist"),
         ('id = "ALE/Pong-v5"', "Namespace ALE not found"),
-        ('id = "MiniGrid-Empty-5x5-v0"\nwrappers = ["no_such_module.Wrapper"]', "cannot import"),
+        (
+            'id = "MiniGrid-Empty-5x5-v0"\nwrappers = ["no_such_module.Wrapper"]',
+            "outside gymnasium",
+        ),
+        ('id = "MiniGrid-Empty-5x5-v0"\nwrappers = ["minigrid.no_such.Wrapper"]', "cannot import"),
         ('id = "MiniGrid-Empty-5x5-v0"\nwrappers = ["minigrid.wrappers.NoSuch"]', "has no class"),
         ('id = "MiniGrid-Dynamic-Obstacles-5x5-v0"', "random numbers"),
         ('id = "Taxi-v4"\nkwargs = { fickle_passenger = true }', "fickle_passenger"),

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from verifier.analyses.report import Report, json_key
+from verifier.engine.query import DISCOUNTED, REACH, TOTAL, Property, PropertyResult
 from verifier.inputs.environment import Environment
+from verifier.spec.objective import resolve_intended
+from verifier.spec.performance import best_performance_method
 from verifier.verdicts import CheckVerdict
 
 HOLDS, FAILS, COMPUTED = CheckVerdict.HOLDS, CheckVerdict.FAILS, CheckVerdict.COMPUTED
@@ -46,7 +49,10 @@ class CheckReport(Report):
         return self.verdict != FAILS
 
     def derived(self) -> dict:
-        return {"bound_width": max((s["upper"] - s["lower"] for s in self.initial), default=0.0)}
+        widths = (
+            s["upper"] - s["lower"] if s["upper"] != s["lower"] else 0.0 for s in self.initial
+        )
+        return {"bound_width": max(widths, default=0.0)}  # exact infinite values: width 0
 
 
 def check_environment(env: Environment) -> list[CheckReport]:
@@ -55,7 +61,8 @@ def check_environment(env: Environment) -> list[CheckReport]:
     reports = []
     for prop in env.properties:
         started = time.perf_counter()
-        result = env.check(prop)
+        performance = _is_performance(env, prop)
+        result = _performance(env, prop) if performance else env.check(prop)
         initial = tuple(
             {"valuation": valuation, "value": float(v), "lower": float(lo), "upper": float(hi)}
             for valuation, v, lo, hi in zip(
@@ -65,7 +72,8 @@ def check_environment(env: Environment) -> list[CheckReport]:
         verdict = {None: COMPUTED, True: HOLDS, False: FAILS}[result.holds]
         optimal = result.value
         if result.direction is not None and prop.direction is None:  # a bound on an MDP
-            optimal = env.check(prop, best=True).value
+            best = _performance(env, prop, best=True) if performance else env.check(prop, best=True)
+            optimal = best.value
         reports.append(
             CheckReport(
                 model=str(env.path),
@@ -83,6 +91,36 @@ def check_environment(env: Environment) -> list[CheckReport]:
             )
         )
     return reports
+
+
+def _is_performance(env: Environment, prop: Property) -> bool:
+    """An R operator that the reward and policy verdicts evaluate as an RL return (mixed
+    signs, a reward TOML beside the model, [ F target ] stopping there): `verify check`
+    evaluates it the same way. A query without min or max on a Markov chain stays Storm's."""
+    return (
+        prop.operator == "R"
+        and prop.form in (TOTAL, REACH, DISCOUNTED)
+        and (prop.direction is not None or prop.comparison is not None or env.mdp.kind != "dtmc")
+    )
+
+
+def _performance(env: Environment, prop: Property, best: bool = False) -> PropertyResult:
+    """A performance objective's optimum at the initial states, by our policy iteration
+    (README, "The objective language"). As for every property of `verify check`, a bound
+    without min or max holds when it holds for every policy: the least return decides
+    `>=`, the greatest `<=`; with `best`, the other optimum (the best any policy does)."""
+    objective = resolve_intended(env, prop)
+    lower_bound = prop.comparison in (">=", ">")
+    direction = prop.direction or ("max" if lower_bound == best else "min")
+    values, method = best_performance_method(
+        env.model, objective.reward_performance(), direction == "max"
+    )
+    initial = values[env.mdp.initial_states]
+    holds = None
+    if prop.comparison is not None:
+        holds = bool(objective.satisfied(initial, initial).all())
+    shown = None if env.mdp.kind == "dtmc" else direction
+    return PropertyResult(prop.text, initial, initial, initial, holds, method, shown)
 
 
 def _initial_valuations(env: Environment) -> list[dict[str, int]]:

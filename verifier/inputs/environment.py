@@ -5,6 +5,7 @@ Every input reader (verifier/inputs/load.py keeps them in a table) produces thes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,25 @@ class Environment:
 
 
 _UNDIRECTED = "on an MDP a query needs min or max, e.g. Pmax=? or Pmin=?"
+# Labels every Storm model has, whatever the model file defines.
+STORM_LABELS = ("init", "deadlock")
+_REWARD_NAME = re.compile(r'\{\s*"[^"]*"\s*\}')
+_LABEL = re.compile(r'"([^"]*)"')
+
+
+def check_labels(properties, source: str, labels) -> None:
+    """InputError naming a label that a property uses and the model does not have, with
+    the labels it has."""
+    known = set(labels) | set(STORM_LABELS)
+    for prop in properties:
+        used = _LABEL.findall(_REWARD_NAME.sub("", prop.text))
+        unknown = [label for label in dict.fromkeys(used) if label not in known]
+        if unknown:
+            shown = ", ".join(f'"{label}"' for label in sorted(known - set(STORM_LABELS)))
+            raise InputError(
+                source,
+                f"{prop.text}: unknown label '{unknown[0]}'; the model's labels: {shown}",
+            )
 
 
 def check_objectives(properties, source: str, nondeterministic: bool) -> None:

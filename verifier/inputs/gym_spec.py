@@ -6,11 +6,11 @@ import here: reading a model file needs none.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+from verifier.documents import parse_toml, read_text
 from verifier.errors import InputError
 
 SHORTHAND = "gym:"
@@ -19,7 +19,13 @@ SHORTHAND = "gym:"
 DEFAULT_OBJECTIVE = 'Pmax=? [ !"lava" U "goal" ]'
 
 
-_KEYS = ("id", "seed", "seeds", "kwargs", "wrappers", "actions", "intended")
+_KEYS = ("id", "seed", "seeds", "kwargs", "wrappers", "actions", "intended", "packages")
+# The packages whose modules a model file may have imported (environments, wrappers);
+# `packages = [...]` in the file adds the user's own.
+TRUSTED_PACKAGES = ("gymnasium", "minigrid")
+# render_mode values without side effects; "human" opens a window (and costs a minute).
+RENDER_MODES = ("rgb_array", "ansi")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,15 @@ class GymSpec:
     wrappers: tuple[str, ...] = ()
     actions: tuple[str, ...] | None = None
     intended: str = DEFAULT_OBJECTIVE
+    packages: tuple[str, ...] = ()
+
+    def allows(self, module: str) -> bool:
+        """May `module` be imported for this model: is it gymnasium, minigrid, or in one of
+        the packages the file names (`packages`), or a submodule of one?"""
+        return any(
+            module == package or module.startswith(package + ".")
+            for package in TRUSTED_PACKAGES + self.packages
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -67,8 +82,8 @@ def is_gym_model(model: str | Path) -> bool:
     if not _GYMNASIUM_KEY.search(text):  # a maze: skip parsing its (possibly huge) map twice
         return False
     try:
-        return "gymnasium" in tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+        return "gymnasium" in parse_toml(text, str(path))
+    except InputError:  # the maze reader reports it
         return False
 
 
@@ -80,10 +95,7 @@ def load_gym_spec(model: str | Path) -> GymSpec:
         if not env_id:
             raise InputError(text, "empty environment id; write gym:ENV_ID, e.g. gym:FrozenLake-v1")
         return GymSpec(source=text, id=env_id)
-    try:
-        doc = tomllib.loads(Path(text).read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(text, f"TOML syntax error: {exc}") from None
+    doc = parse_toml(read_text(text, "Gymnasium model"), text)
     return gym_spec_of(text, doc)
 
 
@@ -103,16 +115,33 @@ def gym_spec_of(text: str, doc: dict) -> GymSpec:
     ]
     toml_id = table.get("id")
     if not isinstance(toml_id, str) or not toml_id.strip():
-        problems.append(f"gymnasium.id: must be an environment id string, got {toml_id!r}")
+        problems.append(f"gymnasium.id: must be an environment id string, got {_short(toml_id)}")
     seeds = _seeds(table, problems)
     kwargs = table.get("kwargs", {})
     if not isinstance(kwargs, dict):
-        problems.append(f"gymnasium.kwargs: must be a table, got {kwargs!r}")
+        problems.append(f"gymnasium.kwargs: must be a table, got {_short(kwargs)}")
+        kwargs = {}
+    render_mode = kwargs.get("render_mode")
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        problems.append(
+            f"gymnasium.kwargs.render_mode: {_short(render_mode)} is refused (verify renders "
+            f'nothing; "human" would open a window); leave it out, or {" or ".join(RENDER_MODES)}'
+        )
+    packages = table.get("packages", [])
+    if not isinstance(packages, list) or not all(
+        isinstance(p, str) and _MODULE.fullmatch(p) for p in packages
+    ):
+        problems.append(
+            'gymnasium.packages: must be a list of package names such as "my_envs", got '
+            f"{_short(packages)}"
+        )
+        packages = []
     wrappers = table.get("wrappers", [])
     if not isinstance(wrappers, list) or not all(isinstance(w, str) for w in wrappers):
         problems.append(
-            f"gymnasium.wrappers: must be a list of 'module.Class' strings, got {wrappers!r}"
+            f"gymnasium.wrappers: must be a list of 'module.Class' strings, got {_short(wrappers)}"
         )
+        wrappers = []
     actions = table.get("actions")
     if actions is not None and (
         not isinstance(actions, list)
@@ -121,11 +150,11 @@ def gym_spec_of(text: str, doc: dict) -> GymSpec:
         or len(set(actions)) != len(actions)
     ):
         problems.append(
-            f"gymnasium.actions: must be a list of distinct action names, got {actions!r}"
+            f"gymnasium.actions: must be a list of distinct action names, got {_short(actions)}"
         )
     intended = table.get("intended", DEFAULT_OBJECTIVE)
     if not isinstance(intended, str):
-        problems.append(f"gymnasium.intended: must be a property string, got {intended!r}")
+        problems.append(f"gymnasium.intended: must be a property string, got {_short(intended)}")
     if problems:
         raise InputError(text, "; ".join(problems))
     return GymSpec(
@@ -136,6 +165,7 @@ def gym_spec_of(text: str, doc: dict) -> GymSpec:
         wrappers=tuple(wrappers),
         actions=tuple(actions) if actions is not None else None,
         intended=intended,
+        packages=tuple(packages),
     )
 
 
@@ -145,14 +175,22 @@ def _seeds(table: dict, problems: list[str]) -> tuple[int, ...]:
     if "seeds" in table:
         seeds = table["seeds"]
         if not isinstance(seeds, list) or not seeds or not all(_integer(s) for s in seeds):
-            problems.append(f"gymnasium.seeds: must be a non-empty list of integers, got {seeds!r}")
+            problems.append(
+                f"gymnasium.seeds: must be a non-empty list of integers, got {_short(seeds)}"
+            )
             return (0,)
         return tuple(seeds)
     seed = table.get("seed", 0)
     if not _integer(seed):
-        problems.append(f"gymnasium.seed: must be an integer, got {seed!r}")
+        problems.append(f"gymnasium.seed: must be an integer, got {_short(seed)}")
         return (0,)
     return (seed,)
+
+
+def _short(value: object) -> str:
+    """repr of a value from the file, cut to one short line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _integer(value: object) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from verifier import storm
 from verifier.engine.query import Model
 from verifier.errors import InputError
-from verifier.inputs.environment import Environment, check_objectives
+from verifier.inputs.environment import Environment, check_labels, check_objectives
 from verifier.inputs.family import Family, is_family, load_family
 from verifier.inputs.gym_spec import SHORTHAND, is_gym_model
 from verifier.inputs.maze import Maze, load_maze
@@ -33,11 +33,13 @@ from verifier.inputs.prism import prism_environment
 @dataclass(frozen=True, slots=True)
 class LoadOptions:
     """What every reader is given: the objective (`--spec`, else the model's own), open
-    PRISM constants, and the state budget."""
+    PRISM constants, the state budget, and whether properties are read at all (`verify
+    states` lists a model's states and asks no property)."""
 
     spec: str | None = None
     constants: Mapping[str, str] | None = None
     max_states: int | None = None
+    properties: bool = True
 
 
 Reader = Callable[[Path | str, LoadOptions], list[Environment]]
@@ -50,7 +52,7 @@ def _gym(model: Path | str, options: LoadOptions) -> list[Environment]:
         )
     from verifier.inputs.gym import gym_environments  # gymnasium's machinery, on demand
 
-    return gym_environments(model, options.spec, options.max_states)
+    return gym_environments(model, options.spec, options.max_states, options.properties)
 
 
 def _toml(model: Path | str, options: LoadOptions) -> list[Environment]:
@@ -60,11 +62,16 @@ def _toml(model: Path | str, options: LoadOptions) -> list[Environment]:
         return list(_family(model, options))
     if options.constants:
         raise InputError("--const", f"{model} is a maze; --const applies to PRISM models")
-    return [maze_environment(load_maze(model), model, options.spec, options.max_states)]
+    maze = load_maze(model)
+    return [maze_environment(maze, model, options.spec, options.max_states, options.properties)]
 
 
 def _prism(model: Path | str, options: LoadOptions) -> list[Environment]:
-    return [prism_environment(Path(model), options.spec, options.constants, options.max_states)]
+    return [
+        prism_environment(
+            Path(model), options.spec, options.constants, options.max_states, options.properties
+        )
+    ]
 
 
 def _family(model: Path | str, options: LoadOptions) -> Iterator[Environment]:
@@ -105,9 +112,11 @@ def load_environments(
     spec: str | None = None,
     constants: Mapping[str, str] | None = None,
     max_states: int | None = None,
+    properties: bool = True,
 ) -> list[Environment]:
-    """Every environment of one model file: one, or one per seed of a Gymnasium model."""
-    options = LoadOptions(spec, constants, max_states)
+    """Every environment of one model file: one, or one per seed of a Gymnasium model.
+    With `properties` False, the models alone (no objective is read: none to check)."""
+    options = LoadOptions(spec, constants, max_states, properties)
     text = str(path)
     for prefix, reader in PREFIX_READERS.items():
         if text.startswith(prefix):
@@ -143,9 +152,10 @@ def load_environment(
     spec: str | None = None,
     constants: Mapping[str, str] | None = None,
     max_states: int | None = None,
+    properties: bool = True,
 ) -> Environment:
     """The one environment of a model file (a Gymnasium model must name one seed)."""
-    environments = load_environments(path, spec, constants, max_states)
+    environments = load_environments(path, spec, constants, max_states, properties)
     if len(environments) > 1:
         raise InputError(
             str(path), f"has {len(environments)} seeds (a deployment set); give one seed here"
@@ -154,13 +164,21 @@ def load_environment(
 
 
 def maze_environment(
-    maze: Maze, path: str | Path, spec: str | None = None, max_states: int | None = None
+    maze: Maze,
+    path: str | Path,
+    spec: str | None = None,
+    max_states: int | None = None,
+    properties: bool = True,
 ) -> Environment:
     """A maze (read from `path`, or generated and shown as `path`) as an environment."""
     objective, objective_source = (spec, "--spec") if spec else (maze.intended, f"{path}: intended")
-    properties = storm.parse_properties(
-        objective, source=objective_source, labels=label_names(maze)
-    )
-    check_objectives(properties, objective_source, nondeterministic=True)
+    parsed = []
+    if properties:
+        parsed = storm.parse_properties(
+            objective, source=objective_source, labels=label_names(maze)
+        )
+        check_objectives(parsed, objective_source, nondeterministic=True)
     mdp = compile_maze(maze, max_states=max_states)
-    return Environment(Path(path), Model(mdp), tuple(properties), objective, objective_source, maze)
+    if properties:
+        check_labels(parsed, objective_source, mdp.labels)
+    return Environment(Path(path), Model(mdp), tuple(parsed), objective, objective_source, maze)

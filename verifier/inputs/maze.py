@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from verifier.documents import parse_toml, read_text
 from verifier.errors import InputError
 
 PALETTE = ("red", "green", "blue", "yellow", "purple", "grey")
@@ -95,20 +95,12 @@ class Maze:
 def load_maze(path: str | Path) -> Maze:
     """Read and validate a maze TOML file; raise InputError naming every problem found."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"cannot read maze: {exc}") from None
-    return parse_maze(text, source=str(path), default_name=path.stem)
+    return parse_maze(read_text(path, "maze"), source=str(path), default_name=path.stem)
 
 
 def parse_maze(text: str, source: str = "<maze>", default_name: str = "maze") -> Maze:
     """Parse maze TOML text (README, "Files"); raise InputError naming every problem found."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message, place = _split_toml_error(str(exc))
-        raise InputError(source, f"TOML syntax error: {message}", place) from None
+    doc = parse_toml(text, source)
     problems = _Problems(source)
 
     for key in doc:
@@ -174,14 +166,6 @@ class _Problems:
         if more > 0:
             shown += f"; and {more} more"
         raise InputError(self.source, shown)
-
-
-def _split_toml_error(message: str) -> tuple[str, str | None]:
-    match = re.search(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$", message)
-    if not match:
-        return message, None
-    place = f"line {match.group(1)}, column {match.group(2)}" if match.group(1) else "end of file"
-    return message[: match.start()], place
 
 
 def _probability(value: object, place: str, problems: _Problems) -> float:

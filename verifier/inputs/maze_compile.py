@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
+from verifier.budget import over_budget
 from verifier.errors import ResourceLimit
 from verifier.graph import reachable
 from verifier.inputs.maze import ACTIONS, KINDS, PALETTE, START, WALL, Maze
@@ -164,7 +165,7 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
     (3, 9)
     """
     if max_states is not None and _surely_reached(maze) > max_states:
-        raise ResourceLimit(f"the maze has more than {max_states} states (--max-states)")
+        raise over_budget("the maze", max_states)
     _require_memory(maze.layout.size * BYTES_PER_POSITION, f"{maze.layout.size} cells")
     grid = Grid.of(maze)
     n_positions = grid.n_positions
@@ -335,7 +336,7 @@ def _explore_layers(grid: Grid, max_states: int | None) -> list[tuple[int, np.nd
         states = np.nonzero(reached & ~new_key)[0]
         n_states += len(states)
         if max_states is not None and n_states > max_states:
-            raise ResourceLimit(f"the maze has more than {max_states} states (--max-states)")
+            raise over_budget("the maze", max_states)
         layers.append((inventory, states))
         for q in np.nonzero(reached & new_key)[0]:
             seeds.setdefault(inventory | int(grid.key_bit[q]), []).append(np.array([q]))

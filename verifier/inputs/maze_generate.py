@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 
+from verifier.budget import over_budget, require_memory
 from verifier.inputs.maze import (
     BUILTIN_CELLS,
     DEFAULT_INTENDED,
@@ -30,6 +31,7 @@ KEY_CHARS = dict(zip(PALETTE, "rgbypa", strict=True))
 DOOR_CHARS = {color: char.upper() for color, char in KEY_CHARS.items()}
 OBJECT_CHARS = {color: str(i + 1) for i, color in enumerate(PALETTE)}
 _ALWAYS_TERMINAL = ("exit", "lava")
+BYTES_PER_CELL = 100  # the generator's peak (measured: 80 B a cell at 2001x2001)
 
 
 def random_maze(
@@ -44,6 +46,7 @@ def random_maze(
     lava: int = 0,
     slip: float = 0.0,
     name: str | None = None,
+    max_states: int | None = None,
 ) -> Maze:
     """A seeded random perfect maze of `height` x `width` characters (odd, at least 5).
 
@@ -54,11 +57,19 @@ def random_maze(
     has a move that cannot slip into it); doors of distinct colors (the exit's color last) on
     the start-to-first-exit path, each key reachable without its door; objects non-terminal,
     of random colors, on free floor. Hence Pmax of reaching the exit is 1 at any slip. Same
-    arguments, same maze. ValueError for invalid sizes or counts, or too small a maze.
+    arguments, same maze. ValueError for invalid sizes or counts, or too small a maze;
+    ResourceLimit, before anything is allocated, when its states (about one per floor cell,
+    more with keys) pass `max_states` or generating it would pass the memory available.
     """
     _check_size(height, width, minimum=5)
     if height % 2 == 0 or width % 2 == 0:
         raise ValueError(f"the size must be odd in both directions, got {height}x{width}")
+    floor_cells = 2 * ((height - 1) // 2) * ((width - 1) // 2) - 1  # a spanning tree's
+    if max_states is not None and floor_cells > max_states:
+        raise over_budget(
+            f"a {height}x{width} maze", max_states, f": about {floor_cells}, one per floor cell"
+        )
+    require_memory(height * width * BYTES_PER_CELL, f"generating a {height}x{width} maze")
     for label, count in (("exits", exits), ("objects", objects), ("keys", keys), ("lava", lava)):
         if not isinstance(count, int | np.integer) or count < 0:
             raise ValueError(f"{label} must be a non-negative integer, got {count!r}")
@@ -270,6 +281,18 @@ def _validated(
         slip=float(slip),
     )
     return parse_maze(maze_to_toml(draft), source=source, default_name=name)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`HxW` (e.g. 21x21) -> (height, width); ValueError for anything else, including
+    sizes of more than 9 digits (no maze that large fits any budget)."""
+    height, sep, width = str(text).strip().lower().partition("x")
+    if not sep or not _SIZE.fullmatch(height) or not _SIZE.fullmatch(width):
+        raise ValueError(f"{str(text)[:40]!r} is not HxW, e.g. 21x21")
+    return int(height), int(width)
+
+
+_SIZE = re.compile(r"[0-9]{1,9}")
 
 
 def _check_size(height: int, width: int, minimum: int) -> None:

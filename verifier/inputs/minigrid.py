@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from verifier.budget import available_memory, over_budget, size
 from verifier.errors import EnumerationError, InputError, ResourceLimit
 from verifier.mdp import MDP, csr
 
@@ -113,6 +114,7 @@ def enumerate_minigrid(
     doors = tuple(obj for obj in objects if isinstance(obj, Door))
     movable = [obj for obj in objects if obj.can_pickup()]
     width = env.grid.width
+    memory = _memory_plan(env, chosen, max_states, name)
 
     def cells_key() -> tuple:
         return tuple(map(codes.__getitem__, map(id, env.grid.grid)))
@@ -219,9 +221,9 @@ def enumerate_minigrid(
                     state_cells.append(cells)
                     rows.append(describe(outcome))
                     if max_states is not None and len(snapshots) > max_states:
-                        raise ResourceLimit(
-                            f"{name} has more than --max-states {max_states} states"
-                        )
+                        raise over_budget(name, max_states)
+                    if memory is not None and len(snapshots) * memory[0] > memory[1]:
+                        raise _too_big(name, len(snapshots), memory[0], memory[1])
                 successors.append(target)
                 rewards.append(float(reward))
         seconds = time.perf_counter() - started
@@ -236,6 +238,51 @@ def enumerate_minigrid(
         env._np_random = real_rng
     steps = len(successors)
     return MiniGridModel(mdp, tuple(snapshots), doors, steps / max(seconds, 1e-9))
+
+
+# What one enumerated state costs in memory, beyond the grid: its snapshot, key, valuation
+# row and successors; and per grid cell: one slot in the snapshot's copy of the grid and one
+# in its key (measured: BlockedUnlockPickup, 66 cells, 2.5 KB a state).
+BYTES_PER_STATE = 1500
+BYTES_PER_CELL = 16
+
+
+def _memory_plan(env, actions: tuple[str, ...], max_states: int | None, name: str):
+    """(bytes per state, bytes the enumeration may take: half the memory available now),
+    after refusing, before any state is stored, a level that surely has more states than
+    the budget or memory allows. A lower bound of its states: every open cell joined to
+    the agent's through open cells, in each of the 4 directions, when the agent can move
+    and turn. None when the memory available is unknown."""
+    from scipy import ndimage
+
+    cells = env.grid.grid
+    per_state = BYTES_PER_STATE + BYTES_PER_CELL * len(cells)
+    open_cells = np.fromiter((c is None for c in cells), dtype=bool, count=len(cells))
+    open_cells = open_cells.reshape(env.grid.height, env.grid.width)
+    x, y = (int(v) for v in env.agent_pos)
+    open_cells[y, x] = True
+    components, _ = ndimage.label(open_cells)
+    moves = "forward" in actions and ("left" in actions or "right" in actions)
+    at_least = 4 * int((components == components[y, x]).sum()) if moves else 1
+    if max_states is not None and at_least > max_states:
+        raise over_budget(
+            name, max_states, f": at least {at_least}, 4 directions in each open cell"
+        )
+    available = available_memory()
+    if available is None:
+        return None
+    limit = available // 2
+    if min(at_least, max_states or at_least) * per_state > limit:
+        raise _too_big(name, min(at_least, max_states or at_least), per_state, limit)
+    return per_state, limit
+
+
+def _too_big(name: str, states: int, per_state: int, limit: int) -> ResourceLimit:
+    return ResourceLimit(
+        f"{name}: {states} states of {size(per_state)} each (a copy of the grid per state) "
+        f"need about {size(states * per_state)}, more than half the memory available "
+        f"({size(limit)})"
+    )
 
 
 def _cell_of(cells: list, obj) -> int:

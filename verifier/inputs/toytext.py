@@ -14,8 +14,10 @@ import copy
 
 import numpy as np
 
+from verifier.budget import over_budget, require_memory
 from verifier.errors import InputError
 from verifier.graph import reachable
+from verifier.inputs.gym_spec import GymSpec
 from verifier.mdp import MDP, csr
 
 ACTION_NAMES = {
@@ -25,10 +27,67 @@ ACTION_NAMES = {
 }
 CELL_LABELS = {"S": "start_cell", "F": "frozen", "H": "hole", "G": "goal_cell"}
 SELF_CHECK_SAMPLES = 200
+FROZEN_LAKE_MAPS = ("4x4", "8x8")
+# gymnasium's transition table (about 1.9 KB a cell when slippery) and the lists read from it
+BYTES_PER_CELL = 4000
+
+
+def check_toytext_kwargs(spec: GymSpec, max_states: int | None) -> None:
+    """FrozenLake's map, checked before gymnasium builds its transition table: `map_name`
+    one of gymnasium's, `desc` rows of equal length over S, F, H, G with a start cell,
+    `success_rate` a probability, and the map's states (each cell and its absorbing copy)
+    within the state budget and its table within the memory available."""
+    if not spec.id.rpartition(":")[2].startswith("FrozenLake"):
+        return
+    kwargs = spec.kwargs
+    where = "gymnasium.kwargs"
+    rate = kwargs.get("success_rate", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        raise InputError(
+            spec.source, f"success_rate must be a probability in [0, 1], got {rate!r}", where
+        )
+    desc = kwargs.get("desc")
+    if desc is None:
+        name = kwargs.get("map_name", "4x4")
+        if name not in FROZEN_LAKE_MAPS:
+            raise InputError(
+                spec.source,
+                f"map_name {repr(name)[:40]} is not one of gymnasium's maps "
+                f'({", ".join(FROZEN_LAKE_MAPS)}); give your own as desc = ["SFFF", ...]',
+                where,
+            )
+        return
+    rows = desc if isinstance(desc, list) else None
+    if (
+        not rows
+        or not all(isinstance(row, str) and row for row in rows)
+        or len({len(row) for row in rows}) != 1
+        or not set("".join(rows)) <= set(CELL_LABELS)
+    ):
+        raise InputError(
+            spec.source,
+            "desc must be rows of equal length over S (start), F (frozen), H (hole) and "
+            'G (goal), e.g. ["SFF", "FHF", "FFG"]',
+            where,
+        )
+    if not any("S" in row for row in rows):
+        raise InputError(spec.source, "desc has no start cell S", where)
+    cells = len(rows) * len(rows[0])
+    if max_states is not None and 2 * cells > max_states:
+        raise over_budget(
+            f"{spec.source}: the {len(rows)}x{len(rows[0])} map",
+            max_states,
+            f": up to {2 * cells}, each cell and its absorbing copy",
+        )
+    require_memory(cells * BYTES_PER_CELL, f"the {len(rows)}x{len(rows[0])} FrozenLake map")
 
 
 def toytext_mdp(
-    env, source: str, actions: tuple[str, ...] | None = None, name: str = "toytext"
+    env,
+    source: str,
+    actions: tuple[str, ...] | None = None,
+    name: str = "toytext",
+    max_states: int | None = None,
 ) -> MDP:
     """The reachable MDP of `env.P` (env is the unwrapped, reset environment).
 
@@ -45,6 +104,9 @@ def toytext_mdp(
             "gymnasium.kwargs",
         )
     n = int(env.observation_space.n)
+    if max_states is not None and n > max_states:
+        raise over_budget(name, max_states, f": {n} (the observation space)")
+    _check_initial(env, source)
     names = ACTION_NAMES.get(type(env).__name__, tuple(f"a{i}" for i in range(env.action_space.n)))
     chosen = tuple(actions) if actions else names
     unknown = [a for a in chosen if a not in names]
@@ -69,6 +131,7 @@ def toytext_mdp(
                 if terminated and r > 0 and p > 0:
                     positive[target] = True
     n_running = n * len(action_ids)
+    _check_table(rows, probs, n_running, source)
     absorbing = np.arange(n, 2 * n)
     rows += list(range(n_running, n_running + n))
     cols += absorbing.tolist()
@@ -117,6 +180,34 @@ def toytext_mdp(
         rewards={"env": reward[keep_choice]},
         name=name,
     )
+
+
+def _check_initial(env, source: str) -> None:
+    """InputError unless the initial state distribution is one (FrozenLake without a start
+    cell divides by 0)."""
+    initial = np.asarray(env.initial_state_distrib, dtype=np.float64)
+    if not np.isfinite(initial).all() or (initial < 0).any() or not np.isclose(initial.sum(), 1):
+        raise InputError(
+            source,
+            "the initial state distribution is not a distribution (no start cell?)",
+            "gymnasium.kwargs",
+        )
+
+
+def _check_table(rows: list[int], probs: list[float], n_choices: int, source: str) -> None:
+    """InputError unless every entry of P is a probability and every P[s][a] sums to 1
+    (FrozenLake's success_rate outside [0, 1] gives negative ones)."""
+    values = np.asarray(probs, dtype=np.float64)
+    sums = np.bincount(np.asarray(rows, dtype=np.int64), values, minlength=n_choices)
+    bad = ~((values >= 0) & (values <= 1))
+    if bad.any() or (np.abs(sums - 1.0) > 1e-9).any():
+        shown = values[bad][0] if bad.any() else sums[np.abs(sums - 1.0) > 1e-9][0]
+        raise InputError(
+            source,
+            f"the transition table P is not a set of distributions ({shown:g} found); check "
+            "the kwargs, such as success_rate",
+            "gymnasium.kwargs",
+        )
 
 
 def observation_states(mdp: MDP) -> np.ndarray:

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from verifier.budget import DEFAULT_MAX_STATES
 from verifier.commands import Models, load_environments, load_policy, verify_policy
 from verifier.errors import DependencyMissing, InputError
 from verifier.verdicts import PolicyVerdict
@@ -98,7 +99,7 @@ class VerifyCallback(BaseCallback):
         discount: float | None = None,
         competence: float | None = None,
         stochastic: bool = False,
-        max_states: int | None = None,
+        max_states: int | None = DEFAULT_MAX_STATES,
         verbose: int = 0,
     ):
         super().__init__(verbose)

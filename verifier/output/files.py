@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -20,12 +21,19 @@ def overall_verdict(reports: Sequence) -> str:
 
 
 def write_text_atomic(path: str | Path, text: str | bytes) -> None:
-    """Write a file whole or not at all: a temporary file in the same directory, then
-    os.replace, so that two writers of one path never interleave and a reader never sees
-    half a report."""
+    """Write a report whole or not at all: to a regular file (or a new path) through a
+    temporary file in the same directory and os.replace, so that two writers of one path
+    never interleave and a reader never sees half a report. Anything else that exists (a
+    device such as /dev/null, a FIFO, a terminal) is written in place: replacing it would
+    destroy it. A directory is refused (InputError)."""
     path = Path(path)
     data = text.encode("utf-8") if isinstance(text, str) else text
     try:
+        kind = report_target(path)
+        if kind == "special":
+            with open(path, "wb") as file:
+                file.write(data)
+            return
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(handle, "wb") as file:
@@ -39,15 +47,36 @@ def write_text_atomic(path: str | Path, text: str | bytes) -> None:
         raise InputError(str(path), f"cannot write: {exc.strerror or exc}") from None
 
 
+def report_target(path: str | Path) -> str:
+    """What a report path is: `file` (a regular file, or nothing yet: written atomically)
+    or `special` (a device, FIFO or socket: written in place). InputError for a directory."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "file"
+    except OSError as exc:
+        raise InputError(str(path), f"cannot write: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(str(path), "cannot write: is a directory, not a file")
+    return "file" if stat.S_ISREG(mode) else "special"
+
+
 def check_writable(path: str | Path, flag: str) -> None:
-    """Refuse a report path that cannot be written, before any work is done: a file is
-    created and removed beside it, as `write_text_atomic` will."""
+    """Refuse a report path that cannot be written, before any work is done: a regular
+    file (or a new path) gets a file created and removed beside it, as the atomic writer of
+    reports will; a device or FIFO must be writable in place; a directory is refused."""
     target = Path(path)
     try:
         if target.is_dir():
-            raise IsADirectoryError(21, "is a directory")
+            raise IsADirectoryError(21, "is a directory, not a file")
+        if report_target(target) == "special":
+            if not os.access(target, os.W_OK):
+                raise PermissionError(13, "permission denied")
+            return
         with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}."):
             pass
+    except InputError as exc:
+        raise InputError(str(path), f"cannot write the {flag} report: {exc.message}") from None
     except OSError as exc:
         raise InputError(
             str(path), f"cannot write the {flag} report: {exc.strerror or exc}"

@@ -18,7 +18,7 @@ def write_pictures(path: str | Path, drawn: Sequence[tuple]) -> list[str]:
     optimal one) and its path, or a policy's action in every cell, its failing states and
     its witness path. One pair: `path`; several: `path-<model>[-<k>].png`, k counting the
     properties of one model. The paths written."""
-    targets = _picture_paths(path, drawn)
+    targets = picture_paths(path, drawn)
     for target, (env, report) in zip(targets, drawn, strict=True):
         if report.kind == "reward":
             probs, failing, path_ = (
@@ -42,7 +42,7 @@ def write_pictures(path: str | Path, drawn: Sequence[tuple]) -> list[str]:
     return targets
 
 
-def _picture_paths(path: str | Path, drawn: Sequence[tuple]) -> list[str]:
+def picture_paths(path: str | Path, drawn: Sequence[tuple]) -> list[str]:
     """One picture: `path`; several: `path-<model>[-<k>].png`, k counting the properties."""
     if len(drawn) == 1:
         return [str(path)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -152,13 +153,31 @@ def format_states(listing: dict) -> str:
     return "\n".join(lines)
 
 
+def certification(objective: str, value: float, low: float, high: float) -> str:
+    """`certified [low, high]`, unless the bounds say nothing: for a probability every
+    value from 0 to 1 (an ill-conditioned chain whose direct solve's error bound covers the
+    whole range), else an infinite width around a finite value. Then "not certified" and
+    why: such a value is a float estimate, not a guarantee."""
+    if objective.lstrip().startswith("P"):
+        vacuous = low <= 0.0 and high >= 1.0
+    else:
+        vacuous = math.isfinite(value) and not math.isfinite(high - low)
+    if vacuous:
+        return (
+            f"not certified: its sound bounds [{low:.6g}, {high:.6g}] say nothing, the chain "
+            "is too ill-conditioned for the error bound"
+        )
+    return f"certified [{low:.6g}, {high:.6g}]"
+
+
 def format_policy(report, color: bool | None = None) -> str:
     """Verdict first; then value against optimum, the pursued goal, the return, worst states."""
     data = report.to_dict()
     lines = [f"{_verdict(data, color)}  {data['model']}  {data['policy']}  {data['objective']}"]
-    low, high = data["value_bounds"]
     lines.append(
-        f"  value {data['value']:.6g} (certified [{low:.6g}, {high:.6g}]), optimum "
+        f"  value {data['value']:.6g} "
+        f"({certification(data['objective'], data['value'], *data['value_bounds'])})"
+        ", optimum "
         f"{data['optimal_value']:.6g}, over {data['states']} states"
         + (
             f"; {data['masked_states']} states asked for a disabled action"

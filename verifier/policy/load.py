@@ -414,7 +414,7 @@ def _load_json(path: Path, data: bytes, memory: int):
     """{"actions": [...], "probs": [[...], ...], optional "valuations": [[...], ...]}."""
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also over 4300 digits
         raise InputError(str(path), f"not a readable JSON policy ({first_line(exc)})") from None
     except RecursionError:
         raise InputError(str(path), "not a readable JSON policy (nested too deeply)") from None
@@ -517,10 +517,17 @@ def _metadata(path: Path, text: str | bytes) -> dict:
     if len(text) > METADATA_BYTES:
         limit = megabytes(METADATA_BYTES)
         raise InputError(str(path), f"{METADATA} holds {megabytes(len(text))}; at most {limit}")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                str(path), f"the model's metadata is not UTF-8 text (byte {exc.start})"
+            ) from None
     try:
         meta = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"{METADATA}: invalid JSON ({exc})") from None
+    except ValueError as exc:  # ValueError: also over 4300 digits
+        raise InputError(str(path), f"{METADATA}: invalid JSON ({first_line(exc)})") from None
     except RecursionError:
         raise InputError(str(path), f"{METADATA}: nested too deeply") from None
     if not isinstance(meta, dict):

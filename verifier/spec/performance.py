@@ -54,11 +54,20 @@ def stopped_at_target(mdp: MDP, values: np.ndarray, performance: Performance):
 
 def best_performance(model: Model, performance: Performance, maximize: bool) -> np.ndarray:
     """float64 [n_states]: the greatest (or least) performance over all policies."""
+    return best_performance_method(model, performance, maximize)[0]
+
+
+def best_performance_method(
+    model: Model, performance: Performance, maximize: bool
+) -> tuple[np.ndarray, str]:
+    """(float64 [n_states], how it was computed): the greatest (or least) performance over
+    all policies, and the solver's account of it (`verify check` reports it)."""
     stopped, values = stopped_at_target(model.mdp, performance.values, performance)
     if stopped is not model.mdp:
         model = Model(stopped)
     sign = 1.0 if maximize else -1.0
-    return sign * model.optimum(sign * values, performance.discount).values
+    solution = model.optimum(sign * values, performance.discount)
+    return sign * solution.values, solution.method
 
 
 def chain_performance(chain: MDP, expected: np.ndarray, performance: Performance) -> np.ndarray:

@@ -107,3 +107,76 @@ def storm_message(exc: Exception) -> str:
     ):
         text = text.replace(prefix, "").strip()
     return text or type(exc).__name__
+
+
+# Storm's parsers recurse once per nested bracket or prefix operator and overflow the stack
+# (SIGSEGV) between about 1,100 and 8,000 levels (measured on stormpy 2.0: P operators
+# 1,141, parentheses in a property 1,532, in a PRISM constant 1,727, X 2,899, ! 7,819).
+# No model or property nests anywhere near this deep, so text is refused well below it.
+MAX_NESTING = 100
+# Prefix operators: (a regex of one, the characters one can start with)
+PRISM_PREFIX = (r"!(?!=)", "!")  # in PRISM programs and expressions
+PROPERTY_PREFIX = (r"!(?!=)|\b[XFG]\b(?:\s*[<>]=?\s*[\w.]+)?", "!XFG")  # in properties
+_QUOTED_OR_COMMENT = re.compile(r'"[^"\n]*"|//[^\n]*')
+
+
+def check_nesting(
+    text: str, source: str, prefix: tuple[str, str], place: str | None = None
+) -> None:
+    """InputError if brackets and prefix operators (`prefix`, PRISM_PREFIX or
+    PROPERTY_PREFIX) nest deeper than
+    MAX_NESTING in `text`, before Storm's recursive parser sees it. The depth at a point is
+    the number of open brackets plus the prefix operators applied to what follows (a chain
+    `X X X` counts 3, and each enclosing bracket keeps the chain before it); anything else
+    between two of them ends a chain. One step per bracket or operator, not per character."""
+    if len(text) <= MAX_NESTING:
+        return
+    bare = _QUOTED_OR_COMMENT.sub(lambda m: "x" * len(m.group()), text)
+    if _nesting_bound(bare, prefix) <= MAX_NESTING:
+        return
+    tokens = re.compile(rf"(?P<open>[(\[{{])|(?P<close>[)\]}}])|(?P<prefix>{prefix[0]})")
+    stack: list[int] = []
+    enclosing = chain = end = 0
+    for match in tokens.finditer(bare):
+        if not bare[end : match.start()].isspace() and match.start() > end:
+            chain = 0  # an operand since the last bracket or operator
+        end = match.end()
+        kind = match.lastgroup
+        if kind == "open":
+            stack.append(chain)
+            enclosing += chain + 1
+            chain = 0
+        elif kind == "close":
+            chain = 0
+            if stack:
+                enclosing -= stack.pop() + 1
+        else:
+            chain += 1
+        if enclosing + chain > MAX_NESTING:
+            line = text.count("\n", 0, match.start()) + 1
+            where = place or (f"line {line}" if "\n" in text.strip() else None)
+            raise InputError(
+                source,
+                f"nested deeper than {MAX_NESTING} levels (brackets and operators such as "
+                "!, X, F, G); Storm's parser cannot take such text",
+                where,
+            )
+
+
+_BRACKET_STEP = np.zeros(256, dtype=np.int8)  # +1 for ( [ {, -1 for ) ] }, by byte
+_BRACKET_STEP[[ord(c) for c in "([{"]] = 1
+_BRACKET_STEP[[ord(c) for c in ")]}"]] = -1
+
+
+def _nesting_bound(bare: str, prefix: tuple[str, str]) -> int:
+    """An upper bound of check_nesting's depth, vectorised: with brackets at most D deep
+    and chains of prefix operators at most R long, no point is deeper than D * (1 + R) + R.
+    R is bounded by the count of the operators' first characters, else by the longest run
+    of operators and spaces. Ordinary text passes on this alone."""
+    steps = _BRACKET_STEP[np.frombuffer(bare.encode(), dtype=np.uint8)]
+    deepest = int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+    longest = sum(bare.count(c) for c in prefix[1])
+    if deepest * (1 + longest) + longest > MAX_NESTING:
+        runs = re.findall(rf"(?:(?:{prefix[0]})\s*)+", bare)
+        longest = max(map(len, runs), default=0)
+    return deepest * (1 + longest) + longest

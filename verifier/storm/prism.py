@@ -15,10 +15,11 @@ import numpy as np
 import stormpy
 import stormpy.developer
 
-from verifier.errors import InputError, ResourceLimit
+from verifier.budget import over_budget
+from verifier.errors import InputError
 from verifier.progress import stage
 from verifier.storm.convert import exported_arrays
-from verifier.storm.core import instance, storm_message
+from verifier.storm.core import PRISM_PREFIX, check_nesting, instance, storm_message
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -49,9 +50,11 @@ def load_prism(path: str | Path, constants: Mapping[str, str] | None = None) -> 
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(source, f"cannot read PRISM file: {exc}") from None
     text = re.sub(r"//[^\n]*", "", text)
+    check_nesting(text, source, PRISM_PREFIX)
     _parse_survives_or_raise(source, text)
-    try:
-        program = stormpy.parse_prism_program(source)
+    try:  # unsimplified first: simplifying turns a variable never updated into a constant
+        raw = stormpy.parse_prism_program(source, simplify=False)
+        program = raw.simplify()
     except Exception as exc:  # stormpy raises RuntimeError carrying Storm's text
         raise InputError(source, storm_message(exc)) from None
     try:
@@ -63,6 +66,7 @@ def load_prism(path: str | Path, constants: Mapping[str, str] | None = None) -> 
         name = keyword.group(0) if keyword else "?"
         raise InputError(source, f"model type {name} is not supported; use mdp or dtmc")
     program = _define_constants(program, source, dict(constants or {}))
+    _check_ranges(raw, program, source, text)
     names = {v.name for v in program.variables} - {c.name for c in program.constants}
     declared = [n for n in dict.fromkeys(_DECLARATION.findall(text)) if n in names]
     declared += sorted(names - set(declared))  # e.g. from renamed modules
@@ -125,6 +129,7 @@ def _define_constants(program, source: str, constants: dict[str, str]):
     parser.set_identifier_mapping({})
     definitions = {}
     for name, text in constants.items():
+        check_nesting(text, "--const", PRISM_PREFIX, name)
         try:
             expression = parser.parse_from_string(text)
         except Exception as exc:
@@ -149,6 +154,57 @@ def _define_constants(program, source: str, constants: dict[str, str]):
             f"constants {', '.join(undefined)} are not defined; set them with --const NAME=VALUE",
         )
     return program
+
+
+def _check_ranges(raw, program, source: str, text: str) -> None:
+    """InputError for a bounded int variable whose range is empty (`s : [5..0]`) or whose
+    initial value lies outside it (`s : [0..1] init 7`): Storm builds such a model without
+    complaint (the variable is a constant when nothing updates it). `raw` is the program as
+    written, `program` the one with every constant defined."""
+    constants = {c.expression_variable: c.definition for c in program.constants if c.defined}
+    variables = list(raw.global_integer_variables)
+    variables += [v for module in raw.modules for v in module.integer_variables]
+    for variable in variables:
+        bounds = (variable.lower_bound_expression, variable.upper_bound_expression)
+        if any("notinitialized" in str(e) for e in bounds):  # `int`: unbounded
+            continue
+        found = [_constant_value(e, constants) for e in bounds]
+        initial = variable.initial_value_expression
+        if "notinitialized" not in str(initial):  # else the lowest value, or an init block
+            found.append(_constant_value(initial, constants))
+        values = [v for v in found if v is not None]
+        if len(values) < len(found):
+            continue
+        low, high, *start = values
+        place = _declaration_line(text, variable.name)
+        if low > high:
+            raise InputError(source, f"{variable.name} : [{low}..{high}] is an empty range", place)
+        if start and not low <= start[0] <= high:
+            raise InputError(
+                source,
+                f"{variable.name} starts at {start[0]}, outside its range [{low}..{high}]",
+                place,
+            )
+
+
+def _constant_value(expression, constants) -> int | None:
+    """The integer value of a constant expression (constants substituted), None where it
+    depends on a variable or divides by zero (Storm's exploration reports those)."""
+    for _ in range(len(constants) + 1):
+        substituted = expression.substitute(constants) if constants else expression
+        if str(substituted) == str(expression):
+            break
+        expression = substituted
+    if expression.contains_variables() or zero_division(expression) is not None:
+        return None
+    return expression.evaluate_as_int()
+
+
+def _declaration_line(text: str, name: str) -> str | None:
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*(?:global\s+)?{re.escape(name)}\s*:", line):
+            return f"line {number}"
+    return None
 
 
 def _check_expression(expression, source: str, text: str) -> None:
@@ -211,10 +267,7 @@ def build_prism(prism: PrismProgram, properties: Iterable = (), max_states: int 
         model = _explore(prism, list(properties), max_states, checks=False, program=program)
         _check_distributions(prism, model)
     if max_states is not None and model.nr_states > max_states:
-        raise ResourceLimit(
-            f"{prism.source} has more than {max_states} states (--max-states): exploration "
-            f"stopped at {model.nr_states}"
-        )
+        raise over_budget(prism.source, max_states, f": exploration stopped at {model.nr_states}")
     return model
 
 

@@ -14,7 +14,7 @@ import stormpy
 from stormpy.logic import ComparisonType, OptimizationDirection
 
 from verifier.errors import InputError
-from verifier.storm.core import storm_message
+from verifier.storm.core import PROPERTY_PREFIX, check_nesting, storm_message
 from verifier.storm.prism import PrismProgram, zero_division
 
 # The forms of a property's path formula (Property.form).
@@ -91,17 +91,35 @@ def parse_properties(
     properties = []
     for line, statement in statements:
         place = f"line {line}" if len(statements) > 1 or "\n" in text.strip() else None
+        if _CONSTANT.match(statement):
+            raise InputError(
+                source,
+                f"{statement.split('=')[0].strip()}: constants in property files are not "
+                "supported; define the constant in the PRISM model (or --const), or write "
+                "its value in the property",
+                place,
+            )
+        check_nesting(statement, source, PROPERTY_PREFIX, place)
         try:
             if prism is None:
                 parsed = stormpy.parse_properties(statement)
             else:
                 parsed = stormpy.parse_properties(statement, prism.program)
         except Exception as exc:
-            raise InputError(source, _property_message(exc, prism, labels), place) from None
+            raise InputError(source, _property_message(exc, statement, labels), place) from None
         for prop in parsed:
             _check_property(prop, prism, source, place)
-            properties.append(_describe(prop.get_raw_formula(), source))
+            try:
+                properties.append(_describe(prop.get_raw_formula(), source))
+            except RuntimeError as exc:  # Storm refusing a part it reads lazily (Cdiscount=1)
+                message = storm_message(exc)
+                if "Discount factor" in message:
+                    message = "Cdiscount=γ needs 0 < γ < 1 (an undiscounted return is [ C ])"
+                raise InputError(source, f"{prop.get_raw_formula()}: {message}", place) from None
     return properties
+
+
+_CONSTANT = re.compile(r"const\b")
 
 
 def _describe(formula, source: str) -> Property:
@@ -230,8 +248,18 @@ def _statements(text: str) -> list[tuple[int, str]]:
     return [(line, statement.strip()) for line, statement in statements if statement.strip()]
 
 
-def _property_message(exc: Exception, prism: PrismProgram | None, labels: Iterable[str]) -> str:
+_BOUNDED_GLOBALLY = re.compile(r"\bG\s*(<=?|>=?)\s*([\w.]+)\s*(.*?)\s*\]?\s*$", re.S)
+
+
+def _property_message(exc: Exception, statement: str, labels: Iterable[str]) -> str:
     message = storm_message(exc)
+    bounded = _BOUNDED_GLOBALLY.search(statement)
+    if bounded:
+        operand = bounded.group(3).rstrip("] ") or "ψ"
+        message += (
+            f"; Storm's grammar has no bounded G: write !(F{bounded.group(1)}{bounded.group(2)} "
+            f"!({operand})) for G{bounded.group(1)}{bounded.group(2)} {operand}"
+        )
     labels = sorted(labels)
     if labels and "access to model variables" in str(exc):
         shown = ", ".join(f'"{label}"' for label in labels[:8])
@@ -270,6 +298,10 @@ def unsupported(formula) -> str | None:
             "is a state formula, not a query; ask for a probability or a bound, "
             'e.g. Pmax=? [ F "goal" ] or P>=0.9 [ F "goal" ]'
         )
+    if str(formula).startswith("LRA"):
+        return "long-run averages (LRA, S) are not supported as objectives"
+    if not (formula.is_probability_operator_formula or formula.is_reward_operator_formula):
+        return "only P and R operators are objectives (expected time, T, is not supported)"
     return None
 
 
