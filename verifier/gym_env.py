@@ -19,6 +19,11 @@ Actions: Discrete(4), in the verifier's order up, down, left, right (`ACTIONS`).
 trained here and saved with `verifier.json` {"observation": "grid", "actions": ["up", "down",
 "left", "right"], "output": "logits"} is read by `verify` as it acted here.
 
+Through `gym.make`, `max_episode_steps` is Gymnasium's own TimeLimit wrapper, to the same
+effect. Stable-Baselines3's MlpPolicy trains on it as it is; its CnnPolicy expects uint8
+images of at least 36x36, so a CNN on `grid` needs a custom features extractor (and
+`normalize_images=False`).
+
 Importing this module registers it with Gymnasium as "verifier/Maze-v0":
 
     >>> import gymnasium as gym
