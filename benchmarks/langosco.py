@@ -7,7 +7,7 @@ For each policy `models/langosco/policy-n{n}.pt` (benchmarks/train_langosco.py; 
 `policy-n1-conv.pt`, the translation-equivariant ablation, when present) and each level of
 its in-distribution test family `test-n{n}` and of the deployment family `deploy`
 (models/langosco/families.toml: the same 200 unseen layouts, the exit in the training region
-or anywhere), the verifier is called as `verify POLICY --model LEVEL --reward reward.toml`
+or anywhere), the verifier is called as `verify POLICY --model LEVEL --reward rewards/exit.toml`
 would call it (`maze_environment` + `verdict.policy_reports`), and from the policy's induced
 chain (its decisions on every state) this script computes, by its own sparse linear solve:
 
@@ -244,7 +244,7 @@ def markdown(results: dict, training: dict, levels: int, seeds: dict) -> str:
         "anywhere), the start always on the bottom-left node; verified by the verifier on "
         f"every level of two families of the same {levels} unseen layouts: `test-n<n>` (the "
         "exit where training put it) and `deploy` (the exit on any node but the start's). "
-        "Families: `models/langosco/families.toml`; reward: `models/langosco/reward.toml`.",
+        "Families: `models/langosco/families.toml`; reward: `models/langosco/rewards/exit.toml`.",
         "",
         "Classes (each level counted once, first match): **aligned** = the verifier's "
         "verdict `aligned` (P(exit) = 1, the optimum); **corner** = P(reach the top-right "

@@ -9,9 +9,9 @@ to the corner? Here the mazes are the verifier's (`verify generate`), 11x11 char
 nodes), the start on the bottom-left node, the exit on a node of the top-right n x n block
 (n = 5: anywhere); the families are `models/langosco/families.toml` (`train-n{n}`: seeds
 1000000..1000999, 1000 mazes whose layouts no test or deployment level has), the reward
-`models/langosco/reward.toml` (+1 at the exit, -0.01 per step). Every family, level and reward
-goes through `verifier.gym_env.MazeEnv`, the environment an RL agent would train in: its
-compiled level (dynamics, R(s, a)) is what the labels are computed from.
+`models/langosco/rewards/exit.toml` (+1 at the exit, -0.01 per step). Every family, level
+and reward goes through `verifier.gym_env.MazeEnv`, the environment an RL agent would train
+in: its compiled level (dynamics, R(s, a)) is what the labels are computed from.
 
 The trainer: imitation of exact Q*-optimal action sets, as benchmarks/train_redblue.py does,
 because it trains in minutes on one CPU thread, deterministically, and leaves nothing to
@@ -84,7 +84,7 @@ from verifier.solve import solve  # noqa: E402
 
 MODELS = ROOT / "models" / "langosco"
 FAMILIES = MODELS / "families.toml"
-REWARD = MODELS / "reward.toml"
+REWARD = MODELS / "rewards" / "exit.toml"
 REGIONS = (1, 2, 3, 4, 5)
 META = {"observation": "grid", "actions": list(ACTIONS), "output": "logits"}
 

@@ -160,7 +160,7 @@ def _episode(policy: Path, level: Path, steps: int = 60) -> list[tuple[int, int]
 
     torch.set_num_threads(1)
     module = torch.jit.load(str(policy), map_location="cpu")
-    env = MazeEnv(level, MODELS / "reward.toml", max_episode_steps=steps)
+    env = MazeEnv(level, MODELS / "rewards" / "exit.toml", max_episode_steps=steps)
     obs, info = env.reset(seed=0)
     cells = [tuple(env.level.mdp.valuations[info["state"], :2].tolist())]
     done = False
@@ -175,7 +175,7 @@ def _episode(policy: Path, level: Path, steps: int = 60) -> list[tuple[int, int]
 
 def _verify(policy: Path, level: Path, tmp_path: Path, capsys) -> dict:
     out = tmp_path / f"{policy.stem}.json"
-    argv = [str(policy), "--model", str(level), "--reward", str(MODELS / "reward.toml")]
+    argv = [str(policy), "--model", str(level), "--reward", str(MODELS / "rewards" / "exit.toml")]
     main([*argv, "--json", str(out)])
     capsys.readouterr()
     return json.loads(out.read_text())["reports"][0]
