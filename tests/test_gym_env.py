@@ -117,9 +117,10 @@ def test_registered_id_and_spaces(files):
 
 
 def test_successor_frequencies_match_the_rules(files):
-    """60,000 uniformly random steps (seeded). For every (cell, action) tried at least 300
-    times, each successor's frequency is within 5 standard errors of README's probability,
-    and no successor outside the rule's support ever occurs."""
+    """60,000 uniformly random steps (seeded). README's rule gives the compiled MDP's
+    probabilities for every (cell, action) tried; for those tried at least 300 times, each
+    successor's frequency is within 5 standard errors of them, and no successor outside the
+    rule's support ever occurs."""
     maze, reward = files
     layout = parse_maze(maze.read_text()).layout
     slips = {"default": 0.2, "A": 0.5}
@@ -135,9 +136,22 @@ def test_successor_frequencies_match_the_rules(files):
         seen[there] = seen.get(there, 0) + 1
         if terminated or truncated:
             obs, _ = env.reset()
+    level = env.level_of(0)
+    cells = [tuple(v) for v in level.mdp.valuations[:, :2].tolist()]
     checked = 0
     for (row, col, action), seen in counts.items():
         expected = hand_successors(layout, slips, row, col, action)
+        choice = level.choice[cells.index((row, col)), action]
+        begin, end = level.mdp.transitions.indptr[choice : choice + 2]
+        compiled = {
+            cells[t]: p
+            for t, p in zip(
+                level.mdp.transitions.indices[begin:end],
+                level.mdp.transitions.data[begin:end],
+                strict=True,
+            )
+        }
+        assert compiled == pytest.approx(expected)  # the MDP the verifier checks
         assert set(seen) <= set(expected), (row, col, ACTIONS[action], seen, expected)
         n = sum(seen.values())
         if n < 300:
