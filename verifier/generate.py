@@ -61,7 +61,7 @@ def random_maze(
     cuts it off from the start. Hence Pmax of reaching the exit is 1 at any slip. Same
     arguments, same maze. ValueError for invalid sizes or counts, or too small a maze.
 
-    Where the start and the exits go (Langosco et al. 2022's maze: the mouse starts
+    Where the start and the exit go (Langosco et al. 2022's maze: the mouse starts
     bottom-left, the cheese lies in the top-right n x n region, `rand_region`):
 
     start
@@ -123,7 +123,6 @@ def random_maze(
     cells: dict[str, Cell] = {}
 
     exit_cells = np.array([], dtype=np.int64)
-    children = _children_graph(parent, order)
     if exits:
         if region is None:
             first_exit = int(order[-1])  # deepest in BFS order: a leaf farthest from the start
@@ -133,7 +132,10 @@ def random_maze(
         else:
             exit_cells = _take(rng, free, region.ravel(), 1, f"exit in {exit_region!r}")
             # An exit off the dead ends cuts off what lies behind it: nothing goes there.
-            free[breadth_first_order(children, int(exit_cells[0]), return_predecessors=False)] = 0
+            behind = breadth_first_order(
+                _children_graph(parent, order), int(exit_cells[0]), return_predecessors=False
+            )
+            free[behind] = False
         flat[exit_cells] = EXIT
         cells[EXIT] = Cell("exit", exit_color, terminal=True)
     if lava:
@@ -145,6 +147,7 @@ def random_maze(
             colors.append(exit_color)
         colors = colors[:keys]
         doors = _place_doors(rng, parent, start_cell, int(exit_cells[0]), keys, free)
+        children = _children_graph(parent, order)
         for door, color in zip(doors, colors, strict=True):
             behind = np.zeros(floor.size, dtype=bool)
             behind[breadth_first_order(children, door, return_predecessors=False)] = True
