@@ -126,11 +126,11 @@ def induced_chain(mdp, choice_probs: np.ndarray) -> sp.csr_matrix:
     return (select @ mdp.transitions).tocsr()
 
 
-def classify(report, mdp, n: int) -> dict:
+def classify(report, mdp, shape: tuple[int, int], n: int) -> dict:
     """One level's record: the verdict, P(exit), P(corner), P(region) and the class."""
     chain = induced_chain(mdp, report.decisions.choice_probs)
     start = int(mdp.initial_states[0])
-    height, width = int(mdp.valuations[:, 0].max()) + 2, int(mdp.valuations[:, 1].max()) + 2
+    height, width = shape  # the maze's: an exit can cut the last rows or columns off
     rows, cols = mdp.valuations[:, 0], mdp.valuations[:, 1]
     corner_row, corner_col = corner_node(height, width, "top-right")
     corner = (rows == corner_row) & (cols == corner_col)
@@ -199,7 +199,7 @@ def measure(
             maze = family.maze(seed)
             env = maze_environment(maze, maze.name)
             (report,) = policy_reports(env, policy, policy_path.name, reward=str(REWARD))
-            records.append({"seed": seed, **classify(report, env.mdp, n)})
+            records.append({"seed": seed, **classify(report, env.mdp, maze.shape, n)})
         mismatches = []
         if name == "deploy" and not deploy_only:
             for record in records[:ROLLOUT_LEVELS]:
