@@ -9,10 +9,12 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import maze_text
 
 from verifier.cli import main
+from verifier.inputs.maze import load_maze
 
 LAVA_MAZE = maze_text(
     """
@@ -143,6 +145,12 @@ def test_prism_constants_are_set_with_const(tmp_path, capsys):
         (["{tmp}/model.xyz", "--model", "{lava}"], "unknown policy format '.xyz'"),  # a file
         (["{tmp}/nope.onnx", "--model", "{lava}"], "nope.onnx: no such policy file"),
         (["generate", "--size", "10x10"], "verify: generate: the size must be odd"),
+        (["generate", "--start", "middle"], "verify: generate: unknown start 'middle'"),
+        (
+            ["generate", "--exit-region", "top-rigth 3"],
+            "verify: generate: exit_region 'top-rigth 3': unknown corner 'top-rigth'",
+        ),
+        (["generate", "--exit-region", "top-right 0"], "the size '0' must be a positive"),
     ],
 )
 def test_bad_input_and_usage_exit_2_with_one_line(lava, tmp_path, capsys, argv, expected):
@@ -181,6 +189,18 @@ def test_generate_writes_a_maze_that_checks(tmp_path, capsys):
     assert code == 0 and "value 1" in text
     code, _, err = run(capsys, "generate", "--size", "10x10")
     assert code == 2 and "odd" in err and "random_maze" not in err
+
+
+def test_generate_places_start_and_exit_as_asked(tmp_path, capsys):
+    """Langosco's maze: the start on the bottom-left node (row 9, col 1 of an 11x13 maze), the
+    exit on the top-right node (row 1, col 11)."""
+    out = tmp_path / "corner.toml"
+    argv = ["generate", "--size", "11x13", "--seed", "2", "-o", out]
+    code, _, _ = run(capsys, *argv, "--start", "bottom-left", "--exit-region", "top-right 1")
+    assert code == 0
+    maze = load_maze(out)
+    assert maze.starts() == [(9, 1)]
+    assert np.argwhere(maze.layout == "E").tolist() == [[1, 11]]
 
 
 @pytest.mark.parametrize(

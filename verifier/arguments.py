@@ -353,6 +353,19 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--exit-color", default="blue")
     generate.add_argument("--slip", type=float, default=0.0)
     generate.add_argument(
+        "--start",
+        metavar="CORNER",
+        help="the start on a corner's node: top-left, top-right, bottom-left or bottom-right "
+        "(default: a random node)",
+    )
+    generate.add_argument(
+        "--exit-region",
+        metavar="REGION",
+        help="the exit on a random node of the N x N nodes at a corner, e.g. 'top-right 3' "
+        "(Langosco et al.'s rand_region), or 'anywhere' (default: the dead end farthest from "
+        "the start)",
+    )
+    generate.add_argument(
         "-o", "--output", metavar="OUT.toml", help="output file (default: stdout)"
     )
     add_max_states(generate, "refuse sizes whose maze would have more than N states")

@@ -424,7 +424,7 @@ def compile_maze(
 
 def generate_maze(size: str = "21x21", seed: int = 0, **options: Any) -> str:
     """`verify generate`: a seeded random perfect maze of `size` ("HxW", both odd, at least
-    5) as TOML; `options` are random_maze's (objects, keys, lava, exit_color, slip,
+    5) as TOML; `options` are random_maze's (objects, keys, lava, exit_color, slip, start, exit_region,
     max_states: by default the state budget of every command)."""
     from verifier.inputs.maze_generate import maze_to_toml, parse_size, random_maze
 

@@ -47,7 +47,18 @@ EXPECTABLE_OUTCOMES = ("error", "limit", "backend", "timeout")
 
 _SUITE_KEYS = ("name", "description", "timeout", "max_states")
 _FILES_KEYS = ("files", "const")
-_GENERATE_KEYS = ("size", "seeds", "objects", "keys", "lava", "exit_color", "exits", "slip")
+_GENERATE_KEYS = (
+    "size",
+    "seeds",
+    "objects",
+    "keys",
+    "lava",
+    "exit_color",
+    "exits",
+    "slip",
+    "start",
+    "exit_region",
+)
 _POLICY_KEYS = ("file", "observation", "actions", "output")
 _CHECK_KEYS = {
     "check": (),

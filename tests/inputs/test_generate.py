@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +11,17 @@ import scipy.sparse as sp
 from helpers import values
 from scipy.sparse.csgraph import connected_components
 
+from verifier.inputs.family import is_family
 from verifier.inputs.maze import KINDS, PALETTE, WALL, Cell, Maze, load_maze, parse_maze
 from verifier.inputs.maze_compile import compile_maze
 from verifier.inputs.maze_generate import maze_to_toml, open_room, random_maze
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 EXAMPLES = sorted(
-    p for p in MODELS.rglob("*.toml") if "rewards" not in p.parts and "minigrid" not in p.parts
-)
+    p
+    for p in MODELS.rglob("*.toml")
+    if "rewards" not in p.parts and "minigrid" not in p.parts and not is_family(p)
+)  # a family file holds generator options, not a maze
 
 
 def value(mdp, prop: str) -> float:
@@ -327,3 +331,119 @@ def test_1001_square_maze_compiles():
     mdp = compile_maze(maze)
     assert mdp.n_states == 2 * 500 * 500 - 1
     assert value(mdp, 'Pmax=? [ F "exit" ]') == 1.0
+
+
+# --- start corner and exit region (Langosco et al.'s maze: mouse bottom-left, cheese in the
+# top-right n x n block of nodes) -----------------------------------------------------------
+
+CORNER_NODES_9x9 = {"top-left": (1, 1), "top-right": (1, 7), "bottom-left": (7, 1)}
+CORNER_NODES_9x9["bottom-right"] = (7, 7)
+
+
+@pytest.mark.parametrize("corner, node", sorted(CORNER_NODES_9x9.items()))
+def test_start_is_on_the_named_corner_node(corner, node):
+    for seed in range(5):
+        assert random_maze(9, 9, seed, start=corner).starts() == [node]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_exit_always_lies_in_the_top_right_region_of_nodes(size):
+    """Over 100 seeds of an 11x11 maze (5 x 5 nodes), the one exit is a node whose row is
+    among the top `size` node rows (1, 3, ..., 2 size - 1) and whose column among the right
+    `size` node columns (9, 7, ...); the start stays bottom-left."""
+    rows = {2 * k + 1 for k in range(size)}
+    cols = {9 - 2 * k for k in range(size)}
+    for seed in range(100):
+        maze = random_maze(11, 11, seed, start="bottom-left", exit_region=f"top-right {size}")
+        (exit_cell,) = positions(maze, "E")
+        assert exit_cell[0] in rows and exit_cell[1] in cols, (seed, exit_cell)
+        assert maze.starts() == [(9, 1)]
+
+
+def test_region_of_one_node_is_exactly_the_corner():
+    for seed in range(20):
+        maze = random_maze(15, 21, seed, start="bottom-left", exit_region="top-right 1")
+        assert positions(maze, "E") == [(1, 19)]
+        maze = random_maze(15, 21, seed, start="top-right", exit_region="bottom-left 1")
+        assert positions(maze, "E") == [(13, 1)]
+
+
+def test_exit_is_spread_over_every_node_of_the_region():
+    """Roughly uniform: over 200 seeds each of the 4 nodes of "top-right 2" is the exit
+    between 25 and 75 times (expected 50; a binomial(200, 1/4) leaves that range with
+    probability below 1e-6). Over 600 seeds "anywhere" puts it on each of the 15 nodes of a
+    9x9 maze other than the start."""
+    counts: dict[tuple[int, int], int] = {}
+    for seed in range(200):
+        maze = random_maze(9, 9, seed, start="bottom-left", exit_region="top-right 2")
+        (cell,) = positions(maze, "E")
+        counts[cell] = counts.get(cell, 0) + 1
+    assert set(counts) == {(1, 5), (1, 7), (3, 5), (3, 7)}
+    assert all(25 <= n <= 75 for n in counts.values()), counts
+    anywhere = {
+        positions(random_maze(9, 9, seed, start="bottom-left", exit_region="anywhere"), "E")[0]
+        for seed in range(600)
+    }
+    nodes = {(r, c) for r in (1, 3, 5, 7) for c in (1, 3, 5, 7)}
+    assert anywhere == nodes - {(7, 1)}
+
+
+def test_a_region_as_large_as_the_maze_is_anywhere():
+    for seed in range(10):
+        whole = random_maze(9, 13, seed, start="bottom-left", exit_region="top-right 6")
+        anywhere = random_maze(9, 13, seed, start="bottom-left", exit_region="anywhere")
+        assert np.array_equal(whole.layout, anywhere.layout)
+
+
+def test_same_seed_same_maze_with_start_and_region():
+    options = {"start": "bottom-left", "exit_region": "top-right 3", **EXTRAS, "exits": 1}
+    assert_same_maze(random_maze(21, 21, 11, **options), random_maze(21, 21, 11, **options))
+    assert random_maze(21, 21, 11, **options).source == (
+        "random_maze(21, 21, seed=11, start='bottom-left', exit_region='top-right 3')"
+    )
+
+
+def test_region_keeps_the_floor_of_the_seed():
+    """Only where the start and the exit go changes: the carved floor is the seed's."""
+    for seed in range(5):
+        plain = random_maze(11, 11, seed).layout != WALL
+        placed = random_maze(11, 11, seed, start="bottom-left", exit_region="top-right 2")
+        assert np.array_equal(plain, placed.layout != WALL)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_nothing_is_placed_behind_an_exit(seed):
+    """An exit inside the maze cuts off the subtree behind it. Every exit, key, door, lava
+    cell and object is still the position of some reachable state, and the exit is reached
+    with probability 1 at any slip."""
+    maze = random_maze(
+        15, 15, seed, keys=2, lava=2, objects=3, slip=0.1,
+        start="bottom-left", exit_region="top-right 4",
+    )  # fmt: skip
+    mdp = compile_maze(maze)
+    reached = {tuple(v) for v in mdp.valuations[:, :2].tolist()}
+    placed = [p for char in maze.cells if char not in ".S" for p in positions(maze, char)]
+    assert len(placed) == 1 + 2 * 2 + 2 + 3
+    assert all(tuple(p) in reached for p in placed), sorted(set(placed) - reached)
+    assert value(mdp, 'Pmax=? [ !"lava" U "exit" ]') == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"exit_region": "top-rigth 2"}, "unknown corner 'top-rigth'"),
+        ({"exit_region": "top-right 0"}, "the size '0' must be a positive"),
+        ({"exit_region": "top-right -1"}, "the size '-1' must be a positive"),
+        ({"exit_region": "top-right two"}, "the size 'two' must be a positive"),
+        ({"exit_region": "top-right"}, "'top-right': write a corner and a size"),
+        ({"exit_region": "top right 3"}, "'top right 3': write a corner and a size"),
+        ({"exit_region": 3}, "exit_region must be a string"),
+        ({"start": "middle"}, "unknown start 'middle'"),
+        ({"exits": 0, "exit_region": "top-right 1"}, "places one exit, got exits=0"),
+        ({"exits": 2, "exit_region": "top-right 2"}, "places one exit, got exits=2"),
+        ({"start": "top-right", "exit_region": "top-right 1"}, "only 0 places for 1 exit in"),
+    ],
+)
+def test_bad_start_or_region_is_a_value_error_naming_it(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        random_maze(9, 9, 0, **kwargs)

@@ -32,6 +32,8 @@ DOOR_CHARS = {color: char.upper() for color, char in KEY_CHARS.items()}
 OBJECT_CHARS = {color: str(i + 1) for i, color in enumerate(PALETTE)}
 _ALWAYS_TERMINAL = ("exit", "lava")
 BYTES_PER_CELL = 100  # the generator's peak (measured: 80 B a cell at 2001x2001)
+CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+ANYWHERE = "anywhere"
 
 
 def random_maze(
@@ -47,19 +49,47 @@ def random_maze(
     slip: float = 0.0,
     name: str | None = None,
     max_states: int | None = None,
+    start: str | None = None,
+    exit_region: str | None = None,
 ) -> Maze:
     """A seeded random perfect maze of `height` x `width` characters (odd, at least 5).
 
-    The floor is a spanning tree of the odd cells (randomised Kruskal: scipy's minimum spanning
-    tree under random weights), so any two cells are joined by exactly one path. One start on a
-    random node; the first exit on the dead end farthest from it, further exits and the lava on
-    random dead ends (a dead end cuts nothing off, and the corridor cell beside a lava dead end
-    has a move that cannot slip into it); doors of distinct colors (the exit's color last) on
-    the start-to-first-exit path, each key reachable without its door; objects non-terminal,
-    of random colors, on free floor. Hence Pmax of reaching the exit is 1 at any slip. Same
+    The floor is a spanning tree of the odd cells, the *nodes* (randomised Kruskal: scipy's
+    minimum spanning tree under random weights), so any two cells are joined by exactly one
+    path. One start on a random node; the first exit on the dead end farthest from it, further
+    exits and the lava on random dead ends (a dead end cuts nothing off, and the corridor cell
+    beside a lava dead end has a move that cannot slip into it); doors of distinct colors (the
+    exit's color last) on the start-to-first-exit path, each key reachable without its door;
+    objects non-terminal, of random colors, on free floor. Nothing is placed where an exit
+    cuts it off from the start. Hence Pmax of reaching the exit is 1 at any slip. Same
     arguments, same maze. ValueError for invalid sizes or counts, or too small a maze;
     ResourceLimit, before anything is allocated, when its states (about one per floor cell,
     more with keys) pass `max_states` or generating it would pass the memory available.
+
+    Where the start and the exit go (Langosco et al. 2022's maze: the mouse starts
+    bottom-left, the cheese lies in the top-right n x n region, `rand_region`):
+
+    start
+        A corner: "top-left", "top-right", "bottom-left" or "bottom-right" puts the start on
+        that corner's node (e.g. (H-2, 1) for "bottom-left"). None (default): a random node.
+    exit_region
+        "CORNER N" (e.g. "top-right 3"): the exit (exits must be 1) on a node of the N x N
+        block of nodes at that corner, drawn uniformly by the seed, never the start's. "top-right
+        1" is exactly the top-right node; a size at least the nodes per side of the maze
+        ((H-1)/2 rows, (W-1)/2 columns) covers it whole, as does "anywhere". N counts nodes,
+        not characters: "top-right 2" is the 4 nodes at rows 1 and 3, columns W-4 and W-2.
+        (The procgen original counts cells, corridors included; it clips N to the maze too.)
+        An exit need not be on a dead end here: what lies behind it is out of reach. None
+        (default): the dead-end placement above.
+
+    In a family file the same words read `start = "bottom-left"`, `exit_region = "top-right
+    3"` under [family.generate]; `verify generate` takes `--start` and `--exit-region`.
+
+    Examples
+    --------
+    >>> maze = random_maze(9, 9, 0, start="bottom-left", exit_region="top-right 1")
+    >>> maze.starts(), np.argwhere(maze.layout == EXIT).tolist()
+    ([(7, 1)], [[1, 7]])
     """
     _check_size(height, width, minimum=5)
     if height % 2 == 0 or width % 2 == 0:
@@ -80,27 +110,43 @@ def random_maze(
     if exit_color is not None and exit_color not in PALETTE:
         raise ValueError(f"unknown exit_color {exit_color!r}; known: {', '.join(PALETTE)}")
     _check_slip(slip)
+    if start is not None and start not in CORNERS:
+        raise ValueError(f"unknown start {start!r}; known: {', '.join(CORNERS)}")
+    region = None if exit_region is None else exit_region_mask(height, width, exit_region)
+    if region is not None and exits != 1:
+        raise ValueError(f"exit_region {exit_region!r} places one exit, got exits={exits}")
 
     rng = np.random.default_rng(seed)
     floor = _carve(height, width, rng).ravel()
     adjacency, degree = _tree_graph(floor.reshape(height, width))
-    nodes = np.flatnonzero(_node_mask(height, width).ravel())
-    start = int(rng.choice(nodes))
-    order, parent = breadth_first_order(adjacency, start, directed=False)
+    if start is None:
+        start_cell = int(rng.choice(np.flatnonzero(_node_mask(height, width).ravel())))
+    else:
+        row, col = corner_node(height, width, start)
+        start_cell = row * width + col
+    order, parent = breadth_first_order(adjacency, start_cell, directed=False)
 
     free = floor.copy()
-    free[start] = False
+    free[start_cell] = False
     layout = np.where(floor, FLOOR, WALL).astype("<U1").reshape(height, width)
     flat = layout.ravel()
-    flat[start] = START
+    flat[start_cell] = START
     cells: dict[str, Cell] = {}
 
     exit_cells = np.array([], dtype=np.int64)
     if exits:
-        first_exit = int(order[-1])  # deepest in BFS order: a leaf farthest from the start
-        free[first_exit] = False
-        more = _take(rng, free, degree == 1, exits - 1, "exits on dead ends")
-        exit_cells = np.concatenate([[first_exit], more])
+        if region is None:
+            first_exit = int(order[-1])  # deepest in BFS order: a leaf farthest from the start
+            free[first_exit] = False
+            more = _take(rng, free, degree == 1, exits - 1, "exits on dead ends")
+            exit_cells = np.concatenate([[first_exit], more])
+        else:
+            exit_cells = _take(rng, free, region.ravel(), 1, f"exit in {exit_region!r}")
+            # An exit off the dead ends cuts off what lies behind it: nothing goes there.
+            behind = breadth_first_order(
+                _children_graph(parent, order), int(exit_cells[0]), return_predecessors=False
+            )
+            free[behind] = False
         flat[exit_cells] = EXIT
         cells[EXIT] = Cell("exit", exit_color, terminal=True)
     if lava:
@@ -111,7 +157,7 @@ def random_maze(
         if exit_color is not None:
             colors.append(exit_color)
         colors = colors[:keys]
-        doors = _place_doors(rng, parent, start, int(exit_cells[0]), keys, free)
+        doors = _place_doors(rng, parent, start_cell, int(exit_cells[0]), keys, free)
         children = _children_graph(parent, order)
         for door, color in zip(doors, colors, strict=True):
             behind = np.zeros(floor.size, dtype=bool)
@@ -128,8 +174,60 @@ def random_maze(
             cells[OBJECT_CHARS[color]] = Cell("object", color)
 
     name = name or f"random-{height}x{width}-seed{seed}"
-    source = f"random_maze({height}, {width}, seed={seed})"
+    placed = "".join(
+        f", {key}={value!r}"
+        for key, value in (("start", start), ("exit_region", exit_region))
+        if value is not None
+    )
+    source = f"random_maze({height}, {width}, seed={seed}{placed})"
     return _validated(layout, cells, name, slip, source)
+
+
+def corner_node(height: int, width: int, corner: str) -> tuple[int, int]:
+    """(row, col) of the node at `corner` (one of CORNERS) of a `height` x `width` maze."""
+    if corner not in CORNERS:
+        raise ValueError(f"unknown corner {corner!r}; known: {', '.join(CORNERS)}")
+    vertical, horizontal = corner.split("-")
+    return (1 if vertical == "top" else height - 2, 1 if horizontal == "left" else width - 2)
+
+
+def exit_region_mask(height: int, width: int, exit_region: str) -> np.ndarray:
+    """bool [H, W]: the nodes of `exit_region` ("CORNER N" or "anywhere"; see `random_maze`).
+    ValueError naming the value when it is not one of those."""
+    corner, size = _parse_region(exit_region)
+    nodes = _node_mask(height, width)
+    if corner is None:
+        return nodes
+    vertical, horizontal = corner.split("-")
+    reach = 2 * size  # node k of a side sits at character 2k + 1
+    rows = np.arange(height)
+    cols = np.arange(width)
+    in_rows = rows < reach if vertical == "top" else rows >= height - 1 - reach
+    in_cols = cols < reach if horizontal == "left" else cols >= width - 1 - reach
+    return nodes & in_rows[:, None] & in_cols[None, :]
+
+
+def _parse_region(exit_region: object) -> tuple[str | None, int]:
+    """("top-right", 3) for "top-right 3"; (None, 0) for "anywhere"."""
+    example = "write a corner and a size in nodes, e.g. 'top-right 3', or 'anywhere'"
+    if not isinstance(exit_region, str):
+        raise ValueError(f"exit_region must be a string: {example}; got {exit_region!r}")
+    words = exit_region.split()
+    if words == [ANYWHERE]:
+        return None, 0
+    if len(words) != 2:
+        raise ValueError(f"exit_region {exit_region!r}: {example}")
+    corner, size = words
+    if corner not in CORNERS:
+        raise ValueError(
+            f"exit_region {exit_region!r}: unknown corner {corner!r}; known: {', '.join(CORNERS)}"
+        )
+    if not re.fullmatch(r"[0-9]+", size) or int(size) < 1:
+        raise ValueError(
+            f"exit_region {exit_region!r}: the size {size!r} must be a positive whole number "
+            "of nodes"
+        )
+    return corner, int(size)
 
 
 def open_room(height: int, width: int, *, slip: float = 0.0, name: str | None = None) -> Maze:
