@@ -438,8 +438,8 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    options = ("seed", "objects", "keys", "lava", "exit_color", "slip", "start", "exit_region")
-    options += ("max_states",)
+    options = ["seed", "objects", "keys", "lava", "exit_color", "slip", "start", "exit_region"]
+    options.append("max_states")
     maze = commands.generate_maze(args.size, **{key: getattr(args, key) for key in options})
     if not args.output:
         sys.stdout.write(maze)
