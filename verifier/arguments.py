@@ -65,6 +65,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     add_max_states(parser)
     add_report_options(parser)
+    parser.add_argument(
+        "--html",
+        metavar="DIR",
+        help="write DIR/index.html, a page of every level coloured by verdict with its "
+        "outcomes, witness and picture (no server, no external assets)",
+    )
     add_family_options(parser)
 
 

@@ -144,18 +144,67 @@ def _environments(args: argparse.Namespace):
 
 
 def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
-    """Overall line for several checks, the --json and --junit reports, the exit code."""
+    """Overall line for several checks, the --json, --junit and --html reports, the exit
+    code."""
+    summary = []
     if len(reports) > 1:
         if command == "policy":
-            print(text.summary_line(reports))
+            summary.append(text.summary_line(reports))
         failed = sum(not r.passed for r in reports)
         verdict = "PASS" if not failed else "FAIL"
-        print(f"overall: {verdict} ({len(reports) - failed} of {len(reports)} checks passed)")
+        summary.append(
+            f"overall: {verdict} ({len(reports) - failed} of {len(reports)} checks passed)"
+        )
+        print("\n".join(summary))
+    if args.page is not None:
+        families = [text.format_family(r) for r in reports if r.kind == "family"]
+        _write_page(args, "\n".join([*families, *summary]))
     if args.json:
         files.write_json(args.json, command, reports)
     if args.junit:
         files.write_junit(args.junit, command, reports)
     return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
+
+
+def _open_page(args: argparse.Namespace, command: str) -> None:
+    """--html: the page of this run (verifier/output/html.py), filled as levels finish;
+    `args.drawable` keeps, by page index, how to get a level's (environment, report) pairs
+    again to draw it."""
+    args.page, args.drawable, args.next_index = None, {}, 0
+    if args.html:
+        from verifier.output.html import HtmlReport
+
+        args.page = HtmlReport(args.html, command, " ".join(args.model))
+
+
+def _page_level(args: argparse.Namespace, env, reports: list) -> None:
+    """--html: one environment's reports on the page."""
+    if args.page is not None:
+        index = args.next_index
+        args.next_index += 1
+        args.page.add(index, str(env.path), [r.to_dict() for r in reports])
+        args.drawable[index] = lambda: [(env, r) for r in reports]
+
+
+def _write_page(args: argparse.Namespace, summary: str) -> None:
+    """--html: draw the levels the page pictures (those that can be drawn), write it."""
+    from verifier.errors import InputError as NotDrawable
+    from verifier.output.png import draw, require_drawable
+
+    page = args.page
+    for entry in page.to_picture():
+        pairs = args.drawable.get(entry.index, lambda: [])()
+        shown = next((pair for pair in pairs if not pair[1].passed), pairs[0] if pairs else None)
+        if shown is None or shown[1].kind not in ("reward", "policy"):
+            continue
+        try:
+            require_drawable(shown[0])
+        except NotDrawable:  # a PRISM or Gymnasium model: its entry has no picture
+            continue
+        target = page.picture_path(entry)
+        draw(target, *shown)
+        page.set_picture(entry, target)
+    print(f"wrote {page.write(summary)}")
 
 
 def _families(args: argparse.Namespace, command: str, **options) -> list:
@@ -183,10 +232,23 @@ def _families(args: argparse.Namespace, command: str, **options) -> list:
 def _one_family(args: argparse.Namespace, command: str, family: str, options: dict):
     from verifier.inputs.family import load_family
 
-    total = len(load_family(family))
-    if args.sample is not None:
-        total = min(total, args.sample)
+    size = len(load_family(family))
+    total = size if args.sample is None else min(size, args.sample)
+    options = {**options, "spec": args.spec, "max_states": args.max_states}
+    offset = args.next_index
+    args.next_index += size
     with progress.levels(total, Path(family).stem) as tick:
+
+        def on_level(result: dict) -> None:
+            tick(result)
+            if args.page is not None:
+                index = offset + result["index"]
+                reports, status, message = result["reports"], result["status"], result["message"]
+                args.page.add(index, result["level"], reports, status, message)
+                args.drawable[index] = lambda: commands.family_level(
+                    command, family, result["index"], **options
+                )
+
         return commands.verify_family(
             command,
             family,
@@ -195,19 +257,20 @@ def _one_family(args: argparse.Namespace, command: str, family: str, options: di
             results=args.results,
             workers=args.workers,
             scheduler=args.scheduler,
-            on_level=tick,
-            spec=args.spec,
-            max_states=args.max_states,
+            on_level=on_level,
             **options,
         )
 
 
 def _check(args: argparse.Namespace) -> int:
+    _open_page(args, "check")
     reports = _families(args, "check")
     for env in _environments(args):
-        for report in commands.check(env):
+        found = commands.check(env)
+        for report in found:
             print(text.format_check(report))
             reports.append(report)
+        _page_level(args, env, found)
     return _finish(args, "check", reports)
 
 
@@ -216,6 +279,7 @@ def _reward(args: argparse.Namespace) -> int:
         raise InputError("--png", "draws a reward's witness; it does not apply to --compare")
     if args.compare and args.epsilon is not None:
         raise InputError("--epsilon", "applies to the reward verdict, not to --compare")
+    _open_page(args, "reward")
     reports: list = []
     if not args.compare:
         reports = _families(
@@ -230,23 +294,27 @@ def _reward(args: argparse.Namespace) -> int:
     for env in _environments(args):
         _drawable(args, env)
         if args.compare:
-            for comparison in commands.compare_rewards(
+            comparisons = commands.compare_rewards(
                 env, args.reward, args.compare, discount=args.discount, exact=args.exact
-            ):
+            )
+            for comparison in comparisons:
                 print(text.format_compare(comparison))
                 reports.append(comparison)
+            _page_level(args, env, comparisons)
             continue
-        for report in commands.verify_reward(
+        found = commands.verify_reward(
             env,
             args.reward,
             discount=args.discount,
             epsilon=args.epsilon,
             exact=args.exact,
             tradeoff=args.json is not None,
-        ):
+        )
+        for report in found:
             print(text.format_reward(report, env.maze))
             reports.append(report)
             drawn.append((env, report))
+        _page_level(args, env, found)
     _pictures(args, drawn)
     return _finish(args, "reward", reports)
 
@@ -271,6 +339,7 @@ def _pictures(args: argparse.Namespace, drawn: list) -> None:
 
 def _policy(args: argparse.Namespace) -> int:
     actions = [a.strip() for a in args.actions.split(",")] if args.actions else None
+    _open_page(args, "policy")
     reports: list = _families(
         args,
         "policy",
@@ -300,7 +369,7 @@ def _policy(args: argparse.Namespace) -> int:
     drawn: list = []
     for env in _environments(args):
         _drawable(args, env)
-        for report in commands.verify_policy(
+        found = commands.verify_policy(
             policy,
             env,
             reward=args.reward,
@@ -311,10 +380,12 @@ def _policy(args: argparse.Namespace) -> int:
             epsilon=args.epsilon,
             name=args.policy,
             progress=progress.batches(env.mdp.n_states),
-        ):
+        )
+        for report in found:
             print(text.format_policy(report))
             reports.append(report)
             drawn.append((env, report))
+        _page_level(args, env, found)
     _pictures(args, drawn)
     return _finish(args, "policy", reports)
 

@@ -424,8 +424,8 @@ def compile_maze(
 
 def generate_maze(size: str = "21x21", seed: int = 0, **options: Any) -> str:
     """`verify generate`: a seeded random perfect maze of `size` ("HxW", both odd, at least
-    5) as TOML; `options` are random_maze's (objects, keys, lava, exit_color, slip, start, exit_region,
-    max_states: by default the state budget of every command)."""
+    5) as TOML; `options` are random_maze's (objects, keys, lava, exit_color, slip, start,
+    exit_region, max_states: by default the state budget of every command)."""
     from verifier.inputs.maze_generate import maze_to_toml, parse_size, random_maze
 
     try:
@@ -467,12 +467,43 @@ def verify_family(
     Examples
     --------
     >>> report = verify_family(                                          # doctest: +SKIP
-    ...     "policy", "models/langosco/deploy.toml", policy="models/langosco/n1.pt",
+    ...     "policy", "models/langosco/families/deploy.toml",
+    ...     policy="models/langosco/policy-n1.pt",
     ...     sample=100, results="deploy.jsonl")
     >>> [(row["verdict"], row["cause"], row["fraction"]) for row in report.counts]  # doctest: +SKIP
     """
     from verifier.families import run_family
 
+    return run_family(
+        command,
+        family,
+        _family_options(command, options, timeout),
+        sample=sample,
+        sample_seed=sample_seed,
+        results=results,
+        workers=workers,
+        scheduler=scheduler,
+        timeout=timeout,
+        on_level=on_level,
+    )
+
+
+def family_level(
+    command: str, family: str | os.PathLike, index: int, *, timeout: float | None = None, **options
+) -> list[tuple[Environment, Any]]:
+    """(environment, report) of each report of `command` on level `index` of a family, as
+    `verify_family` with the same options verifies it (e.g. to draw the level)."""
+    from verifier.families import level_reports
+
+    return level_reports(
+        os.fspath(family), command, _family_options(command, options, timeout), index
+    )
+
+
+def _family_options(command: str, options: dict, timeout: float | None) -> dict:
+    """A family run's options as its jobs take them: JSON data, with the files absolute
+    (workers may run elsewhere) and a policy as its file and its loading options."""
+    options = dict(options)
     if command == "policy":
         policy = options.pop("policy", None)
         if not isinstance(policy, str | os.PathLike) or not Path(policy).is_file():
@@ -489,18 +520,7 @@ def verify_family(
         value = options.get(key)
         if isinstance(value, str | os.PathLike) and Path(value).is_file():
             options[key] = os.path.abspath(value)
-    return run_family(
-        command,
-        family,
-        {k: v for k, v in options.items() if v is not None},
-        sample=sample,
-        sample_seed=sample_seed,
-        results=results,
-        workers=workers,
-        scheduler=scheduler,
-        timeout=timeout,
-        on_level=on_level,
-    )
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def audit_families(

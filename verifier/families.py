@@ -54,7 +54,8 @@ def run_family(
     family, or on `sample` levels drawn uniformly without replacement (seeded by
     `sample_seed`). `results` (a .jsonl path) receives each level's result as it finishes;
     a rerun with the same file skips the levels it holds. `on_level` is called with each
-    result (for progress). `timeout` bounds one level's work in seconds."""
+    result, those read back from the results file too (for progress and --html).
+    `timeout` bounds one level's work in seconds."""
     if command not in COMMANDS:
         raise ValueError(f"run_family: command {command!r}; known: {', '.join(COMMANDS)}")
     started = time.perf_counter()
@@ -120,6 +121,8 @@ def run_levels(
             done, previous = _resume(Path(results), header)
             for result in previous:
                 fold(result)
+                if on_level is not None:
+                    on_level(result)
             sink = stack.enter_context(Path(results).open("a", encoding="utf-8"))
             if Path(results).stat().st_size == 0:
                 sink.write(json.dumps({"header": header}) + "\n")
@@ -252,6 +255,26 @@ def _result(family: Family, index: int, status: str, message: str, reports=()) -
 def verify_levels(family: str, command: str, options: dict, indices: list[int]) -> dict:
     """The job: `command` on the levels `indices` of the family file, each level's outcome
     apart (bad input in one level is that level's result, not the job's)."""
+    loaded = _family(family, os.stat(family).st_mtime_ns)
+    found = []
+    for index in indices:
+        try:
+            data = [
+                report if isinstance(report, dict) else report.to_dict()
+                for _, report in level_reports(family, command, options, index)
+            ]
+            found.append(_result(loaded, index, "done", "", data))
+        except VerifierError as exc:
+            found.append(_result(loaded, index, exc.outcome, str(exc)))
+        except MemoryError:
+            found.append(_result(loaded, index, "limit", "out of memory"))
+    return {"levels": found}
+
+
+def level_reports(family: str, command: str, options: dict, index: int) -> list[tuple]:
+    """(environment, report) for each report `command` gives on level `index` of the family
+    file, as its job verifies it (the audit's "proxies" give a dict); VerifierError for bad
+    input or a limit."""
     from verifier import commands
     from verifier.inputs.load import level_environments
 
@@ -259,31 +282,20 @@ def verify_levels(family: str, command: str, options: dict, indices: list[int]) 
     options = dict(options)
     spec = options.pop("spec", None)
     max_states = options.pop("max_states", DEFAULT_MAX_STATES)
-    policy = None
-    if command == "policy":
-        policy = _policy(
-            json.dumps(options.pop("policy_options", {}), sort_keys=True), options.pop("policy")
-        )
-    found = []
-    for index in indices:
-        try:
-            environments = level_environments(loaded, index, spec, max_states)
-            data: list[dict]
-            if command == "check":
-                data = [r.to_dict() for r in commands.check(environments)]
-            elif command == "reward":
-                data = [r.to_dict() for r in commands.verify_reward(environments, **options)]
-            elif command == "policy":
-                reports = commands.verify_policy(policy, environments, **options)
-                data = [r.to_dict() for r in reports]
-            else:
-                data = [_distinguishing(env, options["proxies"]) for env in environments]
-            found.append(_result(loaded, index, "done", "", data))
-        except VerifierError as exc:
-            found.append(_result(loaded, index, exc.outcome, str(exc)))
-        except MemoryError:
-            found.append(_result(loaded, index, "limit", "out of memory"))
-    return {"levels": found}
+    pairs: list[tuple] = []
+    for env in level_environments(loaded, index, spec, max_states):
+        if command == "check":
+            pairs += [(env, r) for r in commands.check(env)]
+        elif command == "reward":
+            pairs += [(env, r) for r in commands.verify_reward(env, **options)]
+        elif command == "policy":
+            loader = json.dumps(options.get("policy_options", {}), sort_keys=True)
+            policy = _policy(loader, options["policy"])
+            rest = {k: v for k, v in options.items() if k not in ("policy", "policy_options")}
+            pairs += [(env, r) for r in commands.verify_policy(policy, env, **rest)]
+        else:
+            pairs.append((env, _distinguishing(env, options["proxies"])))
+    return pairs
 
 
 def _distinguishing(env, proxies: list) -> dict:

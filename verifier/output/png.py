@@ -10,36 +10,42 @@ import numpy as np
 
 from verifier.output.picture import deterministic_probs, require_drawable, write_picture
 
-__all__ = ["require_drawable", "write_pictures"]
+__all__ = ["draw", "picture_paths", "require_drawable", "write_pictures"]
 
 
 def write_pictures(path: str | Path, drawn: Sequence[tuple]) -> list[str]:
-    """--png: draw each (environment, report) pair, a reward's witness policy (else an
-    optimal one) and its path, or a policy's action in every cell, its failing states and
-    its witness path. One pair: `path`; several: `path-<model>[-<k>].png`, k counting the
-    properties of one model. The paths written."""
+    """--png: draw each (environment, report) pair (`draw`). One pair: `path`; several:
+    `path-<model>[-<k>].png`, k counting the properties of one model. The paths written."""
     targets = picture_paths(path, drawn)
     for target, (env, report) in zip(targets, drawn, strict=True):
-        if report.kind == "reward":
-            probs, failing, path_ = (
-                np.zeros(env.mdp.n_choices),
-                report.violation,
-                report.witness_path,
-            )
-            if report.witness_policy is not None:  # else not memoryless, or a loop: the path
-                probs = deterministic_probs(env.mdp, report.witness_policy)
-            title = f"{env.path.name}: reward {report.reward} ({report.verdict})"
-        else:
-            if report.decisions is None:
-                raise ValueError(f"{report.model}: a policy report without the policy's decisions")
-            probs, failing, path_ = (
-                report.decisions.choice_probs,
-                report.failing,
-                report.witness_states,
-            )
-            title = f"{env.path.name}: {Path(report.policy).name} ({report.verdict})"
-        write_picture(target, env, probs, failing, path_, title)
+        draw(target, env, report)
     return targets
+
+
+def draw(target: str | Path, env, report) -> None:
+    """One picture: a reward's witness policy (else an optimal one) and its path, or a
+    policy's action in every cell, its failing states and its witness path."""
+    if report.kind == "reward":
+        probs, failing, path_ = (
+            np.zeros(env.mdp.n_choices),
+            report.violation,
+            report.witness_path,
+        )
+        if report.witness_policy is not None:  # else not memoryless, or a loop: the path
+            probs = deterministic_probs(env.mdp, report.witness_policy)
+        title = f"{env.path.name}: reward {report.reward} ({report.verdict})"
+    elif report.kind == "policy":
+        if report.decisions is None:
+            raise ValueError(f"{report.model}: a policy report without the policy's decisions")
+        probs, failing, path_ = (
+            report.decisions.choice_probs,
+            report.failing,
+            report.witness_states,
+        )
+        title = f"{env.path.name}: {Path(report.policy).name} ({report.verdict})"
+    else:
+        raise ValueError(f"{report.model}: a {report.kind} report has no picture")
+    write_picture(target, env, probs, failing, path_, title)
 
 
 def picture_paths(path: str | Path, drawn: Sequence[tuple]) -> list[str]:

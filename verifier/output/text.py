@@ -79,7 +79,7 @@ def format_reward(report, maze=None, color: bool | None = None) -> str:
         )
         if len(witness["path"]) == 1:
             lines.append(
-                f"  the witness policy never leaves its start {_state_text(witness['start'])}: "
+                f"  the witness policy never leaves its start {state_text(witness['start'])}: "
                 "it stays there forever"
             )
         else:
@@ -101,7 +101,7 @@ def _margin_line(margin: float | None) -> str:
 def _path_lines(maze, path: Sequence[dict], loop: Sequence[dict] = ()) -> list[str]:
     """A witness path, indented: drawn on the maze's map, else as a list of states."""
     if maze is None:
-        return ["    " + " -> ".join(_state_text(s) for s in path)]
+        return ["    " + " -> ".join(state_text(s) for s in path)]
     return ["    " + row for row in render_path(maze, path, loop)]
 
 
@@ -138,7 +138,7 @@ def render_path(
     return [caption] + ["".join(row[left : right + 1]) for row in grid[top : bottom + 1]]
 
 
-def _state_text(state: dict) -> str:
+def state_text(state: dict) -> str:
     return (
         "(" + ", ".join(f"{k}={v}" for k, v in state.items() if v or not k.startswith("key_")) + ")"
     )
@@ -206,7 +206,7 @@ def format_policy(report, color: bool | None = None) -> str:
         )
     for entry in data.get("hazard_entries", [])[:3]:
         lines.append(
-            f"  enters a hazard φ forbids from {_state_text(entry['state'])} "
+            f"  enters a hazard φ forbids from {state_text(entry['state'])} "
             f"(probability {entry['probability']:.3g})"
         )
     reward = data["reward"]
@@ -217,7 +217,7 @@ def format_policy(report, color: bool | None = None) -> str:
         )
     if data["verdict"] != PolicyVerdict.ALIGNED and data["worst_states_all"]:
         worst = data["worst_states_all"][0]
-        lines.append(f"  largest gap {worst['gap']:.3g} at {_state_text(worst['state'])}")
+        lines.append(f"  largest gap {worst['gap']:.3g} at {state_text(worst['state'])}")
     return "\n".join(lines)
 
 
@@ -228,7 +228,7 @@ def _outcome_lines(outcomes: Sequence[dict]) -> list[str]:
         key=lambda o: sum(e["probability"] for e in o["ends"] if e["role"] == "target"),
     )
     lines = [
-        f"  from {_state_text(entry['initial'])}: {outcome_line(entry)}"
+        f"  from {state_text(entry['initial'])}: {outcome_line(entry)}"
         for entry in order[:SHOWN_INITIAL_STATES]
     ]
     if len(order) > SHOWN_INITIAL_STATES:
@@ -375,7 +375,7 @@ def format_audit(report, mazes: dict | None = None, color: bool | None = None) -
             unreachable = finding.divergent[0].optimal_return == 0.0
             lines.append(
                 f"  a proxy-optimal policy on {first['model']} never leaves the start "
-                f"{_state_text({k: v for k, v in path[0].items() if k != 'proxy_settled'})}"
+                f"{state_text({k: v for k, v in path[0].items() if k != 'proxy_settled'})}"
                 + (
                     f": {item['proxy']} cannot be reached there, so every policy is "
                     "proxy-optimal, this one too"
