@@ -8,6 +8,8 @@ The commands of `verify` as functions, each returning typed reports with `.verdi
     compare_rewards(model, r1, r2)        do two rewards have the same optimal policies?
     verify_policy(policy, model, spec)    a learned policy on every state, and why it fails
     audit(train, deploy, spec)            proxy goals training cannot tell from φ
+    verify_family(command, family)        check, reward or policy over a level family: rates
+    audit_families(train, deploy)         distinguishing rates of two families, the mixing fix
     run_suite(path)                       a suite of checks with expected verdicts
 
 `model` is a path, a list of paths, a directory, a `gym:` id or an environment already
@@ -46,17 +48,21 @@ from verifier.verdicts import (
 
 if TYPE_CHECKING:
     from verifier.analyses.audit import AuditReport
+    from verifier.analyses.audit_family import FamilyAuditReport
     from verifier.analyses.check import CheckReport
     from verifier.analyses.policy_verdict import PolicyReport
+    from verifier.analyses.rates import FamilyReport
     from verifier.analyses.report import Report
     from verifier.analyses.reward_verdict import CompareReport, RewardReport
     from verifier.commands import (
         VerifierWarning,
         audit,
+        audit_families,
         check,
         compare_rewards,
         load_environments,
         load_policy,
+        verify_family,
         verify_policy,
         verify_reward,
     )
@@ -76,6 +82,8 @@ _LAZY = {
             "compare_rewards",
             "verify_policy",
             "audit",
+            "verify_family",
+            "audit_families",
             "load_environments",
             "load_policy",
             "VerifierWarning",
@@ -93,6 +101,8 @@ _LAZY = {
     "CompareReport": "verifier.analyses.reward_verdict",
     "PolicyReport": "verifier.analyses.policy_verdict",
     "AuditReport": "verifier.analyses.audit",
+    "FamilyReport": "verifier.analyses.rates",
+    "FamilyAuditReport": "verifier.analyses.audit_family",
 }
 
 __all__ = [
@@ -102,6 +112,8 @@ __all__ = [
     "compare_rewards",
     "verify_policy",
     "audit",
+    "verify_family",
+    "audit_families",
     "run_suite",
     # the loaders
     "load_environments",
@@ -116,6 +128,8 @@ __all__ = [
     "CompareReport",
     "PolicyReport",
     "AuditReport",
+    "FamilyReport",
+    "FamilyAuditReport",
     "SuiteResult",
     "CheckVerdict",
     "RewardVerdict",

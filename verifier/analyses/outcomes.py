@@ -170,16 +170,29 @@ def _absorbing_name(mdp: MDP, state: int, absorbing: np.ndarray, named: set[str]
 
 def _loop_name(mdp: MDP, members: np.ndarray, positions: tuple[str, ...]) -> str:
     """`loop at <cell>` for a loop in one cell, `loop over N cells around <cell>` else."""
-    cells = _cells(mdp, members, positions)
+    cells = _cell_count(mdp, members, positions)
     first = place_name(mdp, int(members[0]), positions)
-    if len(cells) == 1:
+    if cells == 1:
         return f"loop at {first}"
-    return f"loop over {len(cells)} cells around {first}"
+    return f"loop over {cells} cells around {first}"
 
 
-def _cells(mdp: MDP, members: np.ndarray, positions: tuple[str, ...]) -> set[tuple[int, ...]]:
-    columns = np.array([mdp.variables.index(v) for v in positions], dtype=np.int64)
-    return {tuple(row) for row in mdp.valuations[np.ix_(members, columns)].tolist()}
+def _cell_count(mdp: MDP, members: np.ndarray, positions: tuple[str, ...]) -> int:
+    """How many distinct cells (valuations of `positions`) the states `members` are in: each
+    cell encoded as one integer, mixed radix over the columns' ranges (a loop can span a
+    million states)."""
+    columns = [mdp.variables.index(v) for v in positions]
+    values = mdp.valuations[np.ix_(members, columns)].astype(np.int64)
+    key = np.zeros(len(members), dtype=np.int64)
+    for column in values.T:
+        column = column - column.min()
+        key = key * (int(column.max()) + 1) + column
+    top = int(key.max(initial=0)) + 1
+    if top > 4 * len(key) + 1024:  # sparse cells: sort
+        return int(np.unique(key).size)
+    seen = np.zeros(top, dtype=bool)
+    seen[key] = True
+    return int(seen.sum())
 
 
 def _role(states: np.ndarray, target, forbidden) -> str:
