@@ -139,7 +139,7 @@ def markdown(d: dict) -> str:
             "# Level families: throughput (benchmarks/family_throughput.py)",
             "",
             f"`verify check` over a family of {d['levels']:,} generated 9x9 mazes (one lava "
-            "dead end, slip 0.1), `Pmin>=0.5 [ !\"lava\" U \"exit\" ]`, on "
+            'dead end, slip 0.1), `Pmin>=0.5 [ !"lava" U "exit" ]`, on '
             f"{d['machine']['cpu_count']} cores ({d['machine']['cpu_model'] or 'unknown CPU'}).",
             "",
             "| run | levels | seconds | levels / s | per level |",

@@ -476,6 +476,32 @@ def test_a_gymnasium_model_with_seeds_is_one_row_per_seed(capsys, tmp_path):
     capsys.readouterr()
 
 
+def test_a_level_family_is_one_row_per_level_with_the_family_runs_verdicts(capsys, tmp_path):
+    """A family file among a set's files: one row per level, named as the family names its
+    levels, with the verdicts `verify check --model FAMILY` counts (9x9 mazes: the exit
+    within 14 steps with probability 0.2 holds on some levels, not on others)."""
+    family = tmp_path / "fam.toml"
+    family.write_text(
+        '[family]\n[family.generate]\nsize = "9x9"\nseeds = "0..5"\nlava = 1\nslip = 0.1\n'
+    )
+    spec = 'Pmax>=0.2 [ F<=14 "exit" ]'
+    text = '[environments.e]\nfiles = ["fam.toml"]\n[[check]]\nkind = "check"\n'
+    suite = write_suite(tmp_path, text + f"environments = \"e\"\nspec = '{spec}'\n")
+    report = tmp_path / "r.json"
+    main(["suite", str(suite), "--workers", "1", "--json", str(report)])
+    rows = json.loads(report.read_text())["rows"]
+    assert [Path(r["environment"]).name for r in rows] == [f"fam.toml@seed={i}" for i in range(6)]
+    from verifier.commands import verify_family
+
+    counts = {
+        row["verdict"]: row["count"]
+        for row in verify_family("check", family, spec=spec, workers=1).counts
+    }
+    assert {v: sum(r["verdict"] == v for r in rows) for v in counts} == counts
+    assert len(counts) == 2  # both verdicts occur: the test tells levels apart
+    capsys.readouterr()
+
+
 def test_a_reward_check_adds_its_tradeoff_to_the_json_as_verify_reward_does(capsys, tmp_path):
     """README's --epsilon example: the worst P(φ) falls from 1 at ε = 0 to 0 at ε = 1 (the
     red object costs exactly 1 of return). `verify reward --json` and `verify suite --json`

@@ -181,7 +181,7 @@ def _cell_count(mdp: MDP, members: np.ndarray, positions: tuple[str, ...]) -> in
     """How many distinct cells (valuations of `positions`) the states `members` are in: each
     cell encoded as one integer, mixed radix over the columns' ranges (a loop can span a
     million states)."""
-    columns = [mdp.variables.index(v) for v in positions]
+    columns = np.array([mdp.variables.index(v) for v in positions], dtype=np.intp)
     values = mdp.valuations[np.ix_(members, columns)].astype(np.int64)
     key = np.zeros(len(members), dtype=np.int64)
     for column in values.T:
