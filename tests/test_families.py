@@ -311,8 +311,8 @@ def test_the_audit_of_families_gives_the_distinguishing_rates_known_by_construct
     """Training: 6 levels, all with the exit in the bottom-right corner (5, 5): going to that
     corner is going to the exit, on every level (rate 0). Deployment: 8 levels, 3 with the
     exit there and 5 elsewhere (top-right (1, 5), middle (3, 3), ...): the corner proxy's
-    optimal policies walk to the corner, past... no: into the corner, not the exit, on
-    exactly those 5 (rate 5/8). A risk at the floor 0.05; mixing λ of deployment levels
+    optimal policies walk into the corner, not to the exit, on exactly those 5
+    (rate 5/8). A risk at the floor 0.05; mixing λ of deployment levels
     makes the training rate λ 5/8, at least 0.05 from λ = 0.05 / (5/8) = 0.08."""
     corner = (5, 5)
     train = _corner_levels(tmp_path, "train", [corner] * 6)
@@ -329,3 +329,40 @@ def test_the_audit_of_families_gives_the_distinguishing_rates_known_by_construct
     assert bottom_right["risk"] and bottom_right["mixing"] == pytest.approx(0.05 / (5 / 8))
     assert report["fix"]["mixing"] >= bottom_right["mixing"]
     assert "corner bottom-right" in report["risks"]
+
+
+def test_levels_nobody_judged_make_the_run_exit_2_and_are_named_in_family_order(tmp_path, capsys):
+    """Two good mazes and three malformed ones (a map row of another width): the good ones
+    are counted, the others named first to last whatever order the workers finish in, and
+    the run is exit 2 as one bad file would be: a rate over what could be judged is not the
+    family's verdict. The audit says so too (its proxies come from the first level: a good
+    one here; a bad first level is exit 2 at once)."""
+    family = _corner_levels(tmp_path, "mixed", [(5, 5), (1, 5), (5, 5), (3, 3), (5, 5)])
+    for i in (1, 3, 4):
+        (tmp_path / "mixed" / f"{i:02d}.toml").write_text('map = """\n#####\n#S.E\n#####\n"""\n')
+    out = tmp_path / "family.json"
+    args = ["check", "--model", str(family), "--spec", 'Pmax=? [ F "exit" ]', "--workers", "2"]
+    assert main([*args, "--json", str(out)]) == 2
+    text = capsys.readouterr().out
+    assert "5 levels in" in text and "2 verified, 3 not verified (3 bad input)" in text
+    named = [line.split(":")[0].strip() for line in text.splitlines() if ": error: " in line]
+    assert named == [f"{tmp_path / 'mixed' / f'{i:02d}.toml'}" for i in (1, 3, 4)]
+    (report,) = json.loads(out.read_text())["reports"]
+    assert report["verified"] == 2 and report["unverified"] == {"error": 3}
+    deploy = _corner_levels(tmp_path, "deploy", [(5, 5), (1, 5)])
+    assert main(["audit", "--train", str(family), "--deploy", str(deploy)]) == 2
+    text = capsys.readouterr().out
+    assert "training: 3 not verified (3 bad input)" in text and "deployment:" not in text
+
+
+def test_the_levels_named_as_not_verified_are_the_first_of_the_family_in_any_arrival_order():
+    """Results arrive in whatever order jobs finish: the report names the first levels."""
+    from verifier.analyses.rates import WORST_SHOWN, Rates
+
+    rates = Rates()
+    for index in reversed(range(3 * WORST_SHOWN)):
+        rates.add({"index": index, "level": f"L{index}", "status": "error", "message": "bad"})
+    assert [e["level"] for e in rates.unverified_examples()] == [
+        f"L{i}" for i in range(WORST_SHOWN)
+    ]
+    assert rates.unverified == {"error": 3 * WORST_SHOWN}

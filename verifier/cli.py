@@ -163,7 +163,21 @@ def _finish(args: argparse.Namespace, command: str, reports: list) -> int:
         files.write_json(args.json, command, reports)
     if args.junit:
         files.write_junit(args.junit, command, reports)
-    return EXIT_OK if all(r.passed for r in reports) else EXIT_FAIL
+    unverified = [r.unverified for r in reports if r.kind == "family" and r.unverified]
+    return _exit_code(all(r.passed for r in reports), unverified)
+
+
+def _exit_code(passed: bool, unverified: list[dict]) -> int:
+    """0 or 1 for what was judged; but a family run with levels nobody judged (`unverified`:
+    their outcomes by name) is 2 when one was bad input, 3 otherwise (a limit, the backend,
+    a timeout, a crash), as a single level would be: a rate over what could be judged is
+    not the family's verdict."""
+    outcomes = {outcome for counts in unverified for outcome in counts}
+    if "error" in outcomes:
+        return EXIT_INPUT
+    if outcomes:
+        return EXIT_LIMIT
+    return EXIT_OK if passed else EXIT_FAIL
 
 
 def _open_page(args: argparse.Namespace, command: str) -> None:
@@ -488,7 +502,7 @@ def _audit_families(args: argparse.Namespace) -> int:
     print(text.format_family_audit(report))
     if args.json:
         files.write_audit_json(args.json, report)
-    return EXIT_OK if report.passed else EXIT_FAIL
+    return _exit_code(report.passed, list(report.unverified.values()))
 
 
 def _states(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from verifier.analyses.rates import WORST_SHOWN, clopper_pearson
+from verifier.analyses.rates import Rates, clopper_pearson
 from verifier.analyses.report import Report
 from verifier.verdicts import AuditVerdict
 
@@ -40,15 +40,12 @@ class ProxyRates:
 
     levels: int = 0
     distinguishing: Counter = field(default_factory=Counter)
-    unverified: Counter = field(default_factory=Counter)
-    messages: list = field(default_factory=list)
     objectives: set = field(default_factory=set)
+    unverified: Rates = field(default_factory=Rates)  # the levels without a result
 
     def add(self, result: dict) -> None:
         if result["status"] != "done":
-            self.unverified[result["status"]] += 1
-            if len(self.messages) < WORST_SHOWN:
-                self.messages.append({"level": result["level"], "message": result["message"]})
+            self.unverified.add(result)
             return
         for report in result["reports"]:
             self.levels += 1
@@ -82,6 +79,7 @@ class FamilyAuditReport(Report):
     proxies: tuple[dict, ...]
     fix: dict | None
     unverified: dict
+    unverified_examples: dict
     seconds: float
 
     @property
@@ -158,8 +156,12 @@ def family_audit(
         proxies=tuple(rows),
         fix=fix,
         unverified={
-            "training": dict(train.unverified),
-            "deployment": dict(deploy.unverified),
+            "training": dict(train.unverified.unverified),
+            "deployment": dict(deploy.unverified.unverified),
+        },
+        unverified_examples={
+            "training": train.unverified.unverified_examples(),
+            "deployment": deploy.unverified.unverified_examples(),
         },
         seconds=seconds,
     )

@@ -41,7 +41,6 @@ class Rates:
 
     counts: Counter = field(default_factory=Counter)
     unverified: Counter = field(default_factory=Counter)
-    messages: list = field(default_factory=list)
     gap_bins: np.ndarray = field(default_factory=lambda: np.zeros(len(GAP_EDGES) + 2, int))
     gap_sum: float = 0.0
     gap_max: float = 0.0
@@ -51,20 +50,23 @@ class Rates:
     levels: int = 0
     objectives: set = field(default_factory=set)
     _worst: list = field(default_factory=list)
+    _unverified: list = field(default_factory=list)
 
     def add(self, result: dict) -> None:
         """Fold one level's result in."""
         self.levels += 1
         if result["status"] != "done":
             self.unverified[result["status"]] += 1
-            if len(self.messages) < WORST_SHOWN:
-                self.messages.append(
-                    {
-                        "level": result["level"],
-                        "status": result["status"],
-                        "message": result["message"],
-                    }
-                )
+            entry = {
+                "level": result["level"],
+                "status": result["status"],
+                "message": result["message"],
+            }
+            first = (-result["index"], entry)  # keep the first levels, whatever the order
+            if len(self._unverified) < WORST_SHOWN:
+                heapq.heappush(self._unverified, first)
+            elif first[0] > self._unverified[0][0]:
+                heapq.heapreplace(self._unverified, first)
             return
         for report in result["reports"]:
             self.reports += 1
@@ -96,6 +98,10 @@ class Rates:
     def worst(self) -> list[dict]:
         """The levels with the largest gap to the optimum, largest first."""
         return [entry for _, _, entry in sorted(self._worst, reverse=True)]
+
+    def unverified_examples(self) -> list[dict]:
+        """The first levels (in family order) that were not verified, with what happened."""
+        return [entry for _, entry in sorted(self._unverified, key=lambda item: -item[0])]
 
     def count_rows(self, sampled: bool) -> list[dict]:
         """One row per (verdict, cause): count, fraction of the reports, and with a sample
@@ -191,7 +197,7 @@ def family_report(
         verified=rates.levels - sum(rates.unverified.values()),
         reports=rates.reports,
         unverified=dict(rates.unverified),
-        unverified_examples=tuple(rates.messages),
+        unverified_examples=tuple(rates.unverified_examples()),
         counts=tuple(rates.count_rows(sample is not None and sample < levels)),
         worst=tuple(rates.worst()),
         gaps=rates.gaps(),

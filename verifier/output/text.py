@@ -460,15 +460,16 @@ def format_family(report) -> str:
     counted = (
         f"{data['sample']:,} of {data['levels']:,}" if data["sample"] else f"{data['levels']:,}"
     )
+    done = f"  {counted} levels verified in {data['seconds']:.1f} s"
+    if data["unverified"]:
+        done = (
+            f"  {counted} levels in {data['seconds']:.1f} s: {data['verified']:,} verified, "
+            f"{_unverified(data['unverified'])}"
+        )
     lines = [
         f"{data['verdict'].upper()}  {data['model']}  family {data['name']}  "
         f"{data['command']}  {data['objective']}",
-        f"  {counted} levels verified in {data['seconds']:.1f} s"
-        + (
-            f" ({', '.join(f'{n} {k}' for k, n in data['unverified'].items())} not)"
-            if data["unverified"]
-            else ""
-        ),
+        done,
     ]
     for row in data["counts"]:
         name = row["verdict"] + (f" ({row['cause']})" if row["cause"] else "")
@@ -486,6 +487,22 @@ def format_family(report) -> str:
     if data["results"]:
         lines.append(f"  each level's reports: {data['results']}")
     return "\n".join(lines)
+
+
+# What became of a level that has no report (verifier.runner.OUTCOMES), in words.
+_NOT_VERIFIED = {
+    "error": "bad input",
+    "limit": "over a limit",
+    "backend": "not certified by the backend",
+    "timeout": "timed out",
+    "crash": "crashed",
+}
+
+
+def _unverified(counts: dict) -> str:
+    """`30 not verified (28 bad input, 2 timed out)`."""
+    parts = ", ".join(f"{n:,} {_NOT_VERIFIED.get(k, k)}" for k, n in counts.items())
+    return f"{sum(counts.values()):,} not verified ({parts})"
 
 
 def format_family_audit(report) -> str:
@@ -516,4 +533,9 @@ def format_family_audit(report) -> str:
             f"  fix: mix at least {fix['mixing']:.1%} deployment-like levels into training{bound}: "
             "then every risky proxy is distinguished on at least the floor of training levels"
         )
+    for side in ("training", "deployment"):
+        if data["unverified"][side]:
+            lines.append(f"  {side}: {_unverified(data['unverified'][side])}")
+            for entry in data["unverified_examples"][side][:3]:
+                lines.append(f"    {entry['level']}: {entry['status']}: {entry['message']}")
     return "\n".join(lines)
