@@ -111,3 +111,38 @@ def test_slowly_mixing_walk_is_checked_exactly_within_narrow_bounds(tmp_path, ca
     assert initial["upper"] - initial["lower"] <= 1e-9
     assert initial["value"] == pytest.approx(1 / n, rel=1e-9)
     capsys.readouterr()
+
+
+# A walker on 0..6 that starts at 1: `right` earns 1 and moves up with 0.8 (down with 0.2),
+# `left` moves down with 0.9; 0 (a pit) and 6 (the goal) are absorbing.
+WALKER = """mdp
+module walker
+  x : [0..6] init 1;
+  [left]  x>0 & x<6 -> 0.9 : (x'=x-1) + 0.1 : (x'=x);
+  [right] x>0 & x<6 -> 0.8 : (x'=x+1) + 0.2 : (x'=x-1);
+  [stay]  x=0 | x=6 -> true;
+endmodule
+label "goal" = x=6;
+rewards "r"
+  [right] true : 1;
+endrewards
+"""
+
+
+def test_a_reward_until_a_target_is_the_rl_return_and_the_report_says_so(tmp_path, capsys):
+    """V = (0, 425, 530, 555, 560, 560, 0) satisfies Bellman's equations by hand: right at
+    1..4 (V(1) = 1 + 0.8 V(2) + 0.2 V(0) = 425, ..., V(4) = 1 + 0.8 V(5) + 0.2 V(3) = 560),
+    left at 5 (V(5) = 0.9 V(4) + 0.1 V(5)), and no other action does better. Every policy
+    can end in the pit, so PRISM's Rmax [ F "goal" ] is infinite: the report says which
+    value this is. The least return is 0 (walk left into the pit), printed as 0, not -0."""
+    model = tmp_path / "walker.prism"
+    model.write_text(WALKER)
+    assert main(["check", "--model", str(model), "--spec", 'R{"r"}max=? [ F "goal" ]']) == 0
+    out = capsys.readouterr().out
+    assert "value 425 (max over policies)" in out
+    assert "a policy missing it keeps what it collected" in out
+    assert main(["check", "--model", str(model), "--spec", 'R{"r"}min=? [ F "goal" ]']) == 0
+    assert "value 0 (min over policies)" in capsys.readouterr().out
+    assert main(["check", "--model", str(model), "--spec", 'R{"r"}max=? [ C ]']) == 0
+    out = capsys.readouterr().out
+    assert "value 425" in out and "keeps what it collected" not in out

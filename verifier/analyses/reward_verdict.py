@@ -36,7 +36,7 @@ from verifier.graph import absorbing_states, end_components, most_likely_path
 from verifier.inputs.environment import Environment
 from verifier.mdp import MDP
 from verifier.spec.objective import PATH, REACH, REWARD, Objective, resolve_intended
-from verifier.spec.performance import best_performance, performance_over
+from verifier.spec.performance import REACH_METHOD, best_performance, performance_over
 from verifier.spec.reward_file import RewardVector, exact_reward_values, resolve_reward
 from verifier.verdicts import CompareVerdict, RewardVerdict
 
@@ -258,10 +258,7 @@ def _objective_method(objective: Objective) -> str:
             "policy iteration on the MDP of optimal actions"
         )
         if performance.form == REACH:
-            method += (
-                "; reward counted until the target; a policy missing it keeps what it "
-                "collected (the RL return, where PRISM's value is infinite)"
-            )
+            method += f"; {REACH_METHOD}"
         return method
     if objective.kind == PATH:
         return "objective by Storm's automaton product on the MDP of optimal actions"

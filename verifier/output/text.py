@@ -30,11 +30,16 @@ def format_check(report, color: bool | None = None) -> str:
     width = data["bound_width"]
     bounds = f" (sound bounds, width {width:.2g})" if width > 0 else ""
     direction = f" ({data['direction']} over policies)" if data.get("direction") else ""
-    return (
+    line = (
         f"{verdict}  {data['model']}  {data['objective']}  value {data['value']:.6g}{direction}"
         f"{bounds}"
         f"  [{data['states']} states, {len(data['initial_states'])} initial]"
     )
+    from verifier.spec.performance import REACH_METHOD
+
+    if REACH_METHOD in data["method"]:  # R [ F target ]: not PRISM's value where it differs
+        line += f"\n  {REACH_METHOD}"
+    return line
 
 
 def format_reward(report, maze=None, color: bool | None = None) -> str:

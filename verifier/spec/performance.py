@@ -57,6 +57,13 @@ def best_performance(model: Model, performance: Performance, maximize: bool) -> 
     return best_performance_method(model, performance, maximize)[0]
 
 
+# How a [ F target ] performance is counted, for the `method` of the reports that use it.
+REACH_METHOD = (
+    "reward counted until the target; a policy missing it keeps what it collected "
+    "(the RL return, where PRISM's value is infinite)"
+)
+
+
 def best_performance_method(
     model: Model, performance: Performance, maximize: bool
 ) -> tuple[np.ndarray, str]:
@@ -67,7 +74,10 @@ def best_performance_method(
         model = Model(stopped)
     sign = 1.0 if maximize else -1.0
     solution = model.optimum(sign * values, performance.discount)
-    return sign * solution.values, solution.method
+    method = solution.method
+    if performance.form == REACH:
+        method = f"{method}; {REACH_METHOD}"
+    return sign * solution.values + 0.0, method  # + 0.0: no -0 from a negated 0
 
 
 def chain_performance(chain: MDP, expected: np.ndarray, performance: Performance) -> np.ndarray:
