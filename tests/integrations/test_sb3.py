@@ -152,3 +152,24 @@ def test_stop_on_takes_policy_verdicts_only():
 
     with pytest.raises(InputError, match="misspecified: not a policy verdict"):
         VerifyCallback(LEVELS, stop_on=["misspecified"])
+
+
+def test_a_live_model_names_its_actions_as_its_export_does(tmp_path):
+    """A DQN on FrozenLake, given without `actions`: in memory it names its outputs as its
+    `export_sb3` file does (FrozenLake's left, down, right, up), so both verify on
+    `gym:FrozenLake-v1` with one verdict and one value."""
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+
+    from verifier import load_policy
+    from verifier.policy.export import export_sb3
+
+    torch.set_num_threads(1)
+    env = gym.make("FrozenLake-v1")
+    model = DQN("MlpPolicy", env, seed=0, learning_starts=50, verbose=0).learn(200)
+    assert load_policy(model).actions == ("left", "down", "right", "up")
+    path = export_sb3(model, tmp_path / "dqn.pt", env)
+    (live,) = verify_policy(model, "gym:FrozenLake-v1", reward="env")
+    (exported,) = verify_policy(path, "gym:FrozenLake-v1", reward="env")
+    assert (live.verdict, live.pursued_goals) == (exported.verdict, exported.pursued_goals)
+    assert live.value == pytest.approx(exported.value, abs=1e-9)

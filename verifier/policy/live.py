@@ -43,11 +43,12 @@ def live_policy(
     """A Policy that runs `policy` (an SB3 model or a torch.nn.Module) in this process.
 
     For an SB3 model, `actions` names its outputs in order (default: the first n action
-    names of its MiniGrid environment, else `a0, a1, ...`); the observation is `env` and
-    the output logits (DQN: Q-values, whose argmax is the greedy action). For a torch module,
-    `actions` is required and `observation` (default `valuation`) and `output` (default
-    `logits`) say what it takes and gives, as a policy file's metadata does. `name` is what
-    reports call the policy (default: its class, "in memory").
+    names of its environment, as `export_sb3` writes them, else `a0, a1, ...`); the
+    observation is `env` and the output logits (DQN: Q-values, whose argmax is the greedy
+    action). For a torch module, `actions` is required and `observation` (default
+    `valuation`) and `output` (default `logits`) say what it takes and gives, as a policy
+    file's metadata does. `name` is what reports call the policy (default: its class, "in
+    memory").
     """
     name = name or f"{type(policy).__name__} (in memory)"
     if _is_sb3(policy):
@@ -108,17 +109,14 @@ def _observation_space(model):
 
 
 def _sb3_action_names(model, n_actions: int) -> tuple[str, ...]:
-    """The first `n_actions` names of the environment's `actions` enum (MiniGrid's), else
-    a0, a1, ..."""
+    """The names `export_sb3` writes: the first `n_actions` of the environment's (MiniGrid's
+    `Actions`, FrozenLake's left, down, right, up, ...), else a0, a1, ..."""
+    from verifier.policy.export import _action_names
+
     env = model.get_env()
-    try:
-        found = env.get_attr("actions", [0])[0] if env is not None else None
-    except AttributeError:
-        found = None
-    names = [a.name for a in found] if found is not None else []
-    if len(names) >= n_actions:
-        return tuple(names[:n_actions])
-    return tuple(f"a{i}" for i in range(n_actions))
+    if env is None:
+        return tuple(f"a{i}" for i in range(n_actions))
+    return tuple(_action_names(env, n_actions))
 
 
 def _names(name: str, actions: Sequence[str]) -> tuple[str, ...]:
