@@ -1,8 +1,9 @@
-"""Helpers shared by the tests: small mazes from text, values by Storm."""
+"""Helpers shared by the tests: small mazes from text, values by Storm, Ctrl-C in a child."""
 
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 
 import numpy as np
@@ -20,3 +21,10 @@ def values(mdp, prop_text: str) -> np.ndarray:
     """Values of a property at each initial state of a compiled MDP, by Storm."""
     prop = storm.parse_properties(prop_text)[0]
     return storm.check(storm.to_storm(mdp), prop).values
+
+
+def interruptible() -> None:
+    """`preexec_fn` of a child that a test interrupts with SIGINT: a process started in the
+    background inherits SIGINT ignored (POSIX shells without job control), and Python then
+    keeps it ignored; the child gets the default, so that Ctrl-C reaches it as at a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

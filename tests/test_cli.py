@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import maze_text
+from helpers import interruptible, maze_text
 
 from verifier.cli import main
 from verifier.inputs.maze import load_maze
@@ -339,7 +339,11 @@ def test_ctrl_c_ends_with_one_line_and_exit_3(tmp_path):
         f"sys.exit(main(['generate', '--size', '3001x3001', '-o', '{tmp_path / 'big.toml'}']))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=interruptible,
     )
     assert (done.returncode, done.stderr) == (3, "verify: interrupted\n")
     assert not (tmp_path / "big.toml").exists()

@@ -362,7 +362,7 @@ def test_the_levels_named_as_not_verified_are_the_first_of_the_family_in_any_arr
     rates = Rates()
     for index in reversed(range(3 * WORST_SHOWN)):
         rates.add({"index": index, "level": f"L{index}", "status": "error", "message": "bad"})
-    assert [e["level"] for e in rates.unverified_examples()] == [
+    assert [e["level"] for e in rates.unverified.examples()] == [
         f"L{i}" for i in range(WORST_SHOWN)
     ]
-    assert rates.unverified == {"error": 3 * WORST_SHOWN}
+    assert rates.unverified.counts == {"error": 3 * WORST_SHOWN}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import maze_text
+from helpers import interruptible, maze_text
 
 from verifier.cli import main
 from verifier.inputs.load import load_environment
@@ -235,6 +235,7 @@ def test_ctrl_c_stops_a_policy_that_never_returns(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=interruptible,
     )
     time.sleep(8)
     process.send_signal(signal.SIGINT)

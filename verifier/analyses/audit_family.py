@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from verifier.analyses.rates import Rates, clopper_pearson
+from verifier.analyses.rates import Unverified, clopper_pearson
 from verifier.analyses.report import Report
 from verifier.verdicts import AuditVerdict
 
@@ -41,7 +41,7 @@ class ProxyRates:
     levels: int = 0
     distinguishing: Counter = field(default_factory=Counter)
     objectives: set = field(default_factory=set)
-    unverified: Rates = field(default_factory=Rates)  # the levels without a result
+    unverified: Unverified = field(default_factory=Unverified)
 
     def add(self, result: dict) -> None:
         if result["status"] != "done":
@@ -156,12 +156,12 @@ def family_audit(
         proxies=tuple(rows),
         fix=fix,
         unverified={
-            "training": dict(train.unverified.unverified),
-            "deployment": dict(deploy.unverified.unverified),
+            "training": dict(train.unverified.counts),
+            "deployment": dict(deploy.unverified.counts),
         },
         unverified_examples={
-            "training": train.unverified.unverified_examples(),
-            "deployment": deploy.unverified.unverified_examples(),
+            "training": train.unverified.examples(),
+            "deployment": deploy.unverified.examples(),
         },
         seconds=seconds,
     )

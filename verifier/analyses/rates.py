@@ -35,12 +35,33 @@ def clopper_pearson(successes: int, trials: int, confidence: float = CONFIDENCE)
 
 
 @dataclass
+class Unverified:
+    """The levels of a family run without a result: how many by outcome (bad input, a
+    limit, ...), and the first of them in family order, whatever order they arrive in."""
+
+    counts: Counter = field(default_factory=Counter)
+    _first: list = field(default_factory=list)
+
+    def add(self, result: dict) -> None:
+        self.counts[result["status"]] += 1
+        entry = {"level": result["level"], "status": result["status"], "message": result["message"]}
+        item = (-result["index"], entry)  # a heap of the smallest indices
+        if len(self._first) < WORST_SHOWN:
+            heapq.heappush(self._first, item)
+        elif item[0] > self._first[0][0]:
+            heapq.heapreplace(self._first, item)
+
+    def examples(self) -> list[dict]:
+        return [entry for _, entry in sorted(self._first, key=lambda item: -item[0])]
+
+
+@dataclass
 class Rates:
     """The running summary of a family's level results (each a dict: `index`, `level`,
     `status`, `message`, `reports`, as a results file holds them)."""
 
     counts: Counter = field(default_factory=Counter)
-    unverified: Counter = field(default_factory=Counter)
+    unverified: Unverified = field(default_factory=Unverified)
     gap_bins: np.ndarray = field(default_factory=lambda: np.zeros(len(GAP_EDGES) + 2, int))
     gap_sum: float = 0.0
     gap_max: float = 0.0
@@ -50,23 +71,12 @@ class Rates:
     levels: int = 0
     objectives: set = field(default_factory=set)
     _worst: list = field(default_factory=list)
-    _unverified: list = field(default_factory=list)
 
     def add(self, result: dict) -> None:
         """Fold one level's result in."""
         self.levels += 1
         if result["status"] != "done":
-            self.unverified[result["status"]] += 1
-            entry = {
-                "level": result["level"],
-                "status": result["status"],
-                "message": result["message"],
-            }
-            first = (-result["index"], entry)  # keep the first levels, whatever the order
-            if len(self._unverified) < WORST_SHOWN:
-                heapq.heappush(self._unverified, first)
-            elif first[0] > self._unverified[0][0]:
-                heapq.heapreplace(self._unverified, first)
+            self.unverified.add(result)
             return
         for report in result["reports"]:
             self.reports += 1
@@ -98,10 +108,6 @@ class Rates:
     def worst(self) -> list[dict]:
         """The levels with the largest gap to the optimum, largest first."""
         return [entry for _, _, entry in sorted(self._worst, reverse=True)]
-
-    def unverified_examples(self) -> list[dict]:
-        """The first levels (in family order) that were not verified, with what happened."""
-        return [entry for _, entry in sorted(self._unverified, key=lambda item: -item[0])]
 
     def count_rows(self, sampled: bool) -> list[dict]:
         """One row per (verdict, cause): count, fraction of the reports, and with a sample
@@ -185,7 +191,7 @@ def family_report(
     seconds: float,
 ) -> FamilyReport:
     """The report of a family run from its folded results."""
-    passed = not rates.failing and not rates.unverified and rates.reports > 0
+    passed = not rates.failing and not rates.unverified.counts and rates.reports > 0
     return FamilyReport(
         model=model,
         name=name,
@@ -194,10 +200,10 @@ def family_report(
         verdict=FamilyVerdict.PASS if passed else FamilyVerdict.FAIL,
         levels=levels,
         sample=sample,
-        verified=rates.levels - sum(rates.unverified.values()),
+        verified=rates.levels - sum(rates.unverified.counts.values()),
         reports=rates.reports,
-        unverified=dict(rates.unverified),
-        unverified_examples=tuple(rates.unverified_examples()),
+        unverified=dict(rates.unverified.counts),
+        unverified_examples=tuple(rates.unverified.examples()),
         counts=tuple(rates.count_rows(sample is not None and sample < levels)),
         worst=tuple(rates.worst()),
         gaps=rates.gaps(),
