@@ -329,6 +329,8 @@ def test_the_audit_of_families_gives_the_distinguishing_rates_known_by_construct
     assert bottom_right["risk"] and bottom_right["mixing"] == pytest.approx(0.05 / (5 / 8))
     assert report["fix"]["mixing"] >= bottom_right["mixing"]
     assert "corner bottom-right" in report["risks"]
+    # φ's own target, under each of its names, is no proxy of φ
+    assert not {"exit", "blue", "exit_blue"} & rows.keys()
 
 
 def test_levels_nobody_judged_make_the_run_exit_2_and_are_named_in_family_order(tmp_path, capsys):

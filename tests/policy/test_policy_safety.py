@@ -229,19 +229,23 @@ def test_ctrl_c_stops_a_policy_that_never_returns(tmp_path):
     model = _write(tmp_path, "m.toml", maze_text("#S.A#", EXIT))
     policy = _save(tmp_path, _Spins())
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "verifier.cli", str(policy), "--model", str(model)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "verifier.cli", str(policy), "--model", str(model)],
+        [*command, "--timeout", "120"],  # should the signal be lost: no process left spinning
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
         preexec_fn=interruptible,
     )
-    time.sleep(8)
-    process.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    out, err = process.communicate(timeout=30)
-    assert time.monotonic() - sent < 10
+    try:
+        time.sleep(8)
+        process.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        out, err = process.communicate(timeout=30)
+        assert time.monotonic() - sent < 10
+    finally:
+        process.kill()
     assert process.returncode == 3 and "interrupted" in err and err.count("\n") == 1, err
 
 

@@ -231,7 +231,11 @@ def candidate_proxies(
     names: list[str] = []
     for env in train + deploy:
         names += [g for g in candidate_goals(env.mdp) if g not in names]
-    proxies = [Proxy(name, "label", f'F "{name}"') for name in names]
+    proxies = [
+        Proxy(name, "label", f'F "{name}"')
+        for name in names
+        if not _is_target(name, train + deploy)
+    ]
     if all(env.maze is not None for env in train + deploy):
         cells = []
         for env in train:
@@ -432,6 +436,17 @@ def _product(mdp: MDP, left: np.ndarray, target: np.ndarray) -> tuple[MDP, Rewar
         name=mdp.name,
     )
     return product, RewardVector("proxy", reward, 1.0, "proxy reached")
+
+
+def _is_target(label: str, envs: list[Environment]) -> bool:
+    """Whether `label` holds exactly on φ's target in every environment (φ's own target,
+    under any of its names: `goal` and `green` in MiniGrid): no proxy of φ."""
+    for env in envs:
+        target = getattr(_objective(env), "target", None)
+        states = env.mdp.labels.get(label)
+        if target is None or states is None or not np.array_equal(states, target):
+            return False
+    return True
 
 
 def _objective(env: Environment):
