@@ -28,10 +28,9 @@ import time
 
 import torch
 from harness import ROOT, versions
-from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
-from train_minigrid import make_env
+from train_minigrid import make_env, new_ppo
 
 from verifier import load_environments
 from verifier.integrations.sb3 import VerifyCallback
@@ -47,18 +46,7 @@ def measure(steps: int, every: int) -> dict:
     levels = load_environments(LEVELS, notify=lambda text: None)
     load_s = time.perf_counter() - started
     vec = make_vec_env(make_env, n_envs=8, seed=0)
-    model = PPO(
-        "MlpPolicy",
-        vec,
-        n_steps=128,
-        batch_size=256,
-        n_epochs=4,
-        gamma=0.99,
-        learning_rate=3e-4,
-        ent_coef=0.02,
-        seed=0,
-        device="cpu",
-    )
+    model = new_ppo(vec, 0)
     model.set_logger(Logger(folder=None, output_formats=[]))
     gate = VerifyCallback(levels, reward="env", every=every)
     started = time.perf_counter()

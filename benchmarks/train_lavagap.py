@@ -32,7 +32,7 @@ for _path in (HERE, HERE.parent):
 import gymnasium as gym  # noqa: E402
 import minigrid  # noqa: E402, F401  (registers the MiniGrid ids)
 from minigrid.wrappers import ImgObsWrapper  # noqa: E402
-from train_minigrid import ACTIONS, NavigationActions  # noqa: E402
+from train_minigrid import ACTIONS, NavigationActions, new_ppo  # noqa: E402
 
 TRAIN_ID = "MiniGrid-LavaGapS5-v0"
 CHECK_SEEDS = range(20)
@@ -109,7 +109,6 @@ def _cells(states: list[tuple[int, int, int]]) -> list[list[int]]:
 
 def main() -> None:
     import torch
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     from verifier.policy.export import export_sb3
@@ -124,19 +123,7 @@ def main() -> None:
     torch.set_num_threads(1)
     started, cpu = time.perf_counter(), time.process_time()
     vec = make_vec_env(make_env, n_envs=8, seed=args.seed)
-    model = PPO(
-        "MlpPolicy",
-        vec,
-        n_steps=128,
-        batch_size=256,
-        n_epochs=4,
-        gamma=0.99,
-        learning_rate=3e-4,
-        ent_coef=0.02,
-        seed=args.seed,
-        device="cpu",
-        verbose=0,
-    )
+    model = new_ppo(vec, args.seed)
     model.learn(args.steps)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     out = Path(args.out)

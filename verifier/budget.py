@@ -59,14 +59,16 @@ def available_memory() -> int | None:
     return None
 
 
-def require_memory(needed: float, what: str) -> None:
+def require_memory(needed: float, what: str, purpose: str = "") -> None:
     """ResourceLimit, before allocating, if `needed` bytes exceed the memory available now
-    (so that a huge model ends with the figure instead of the out-of-memory killer)."""
+    (so that a huge model ends with the figure instead of the out-of-memory killer):
+    "`what` needs about N GB[ for `purpose`], more than ..."."""
     available = available_memory()
     if available is not None and needed > available:
+        purpose = f" for {purpose}" if purpose else ""
         raise ResourceLimit(
-            f"{what} needs about {size(needed)}, more than the {size(available)} of memory "
-            "available"
+            f"{what} needs about {size(needed)}{purpose}, more than the {size(available)} of "
+            "memory available"
         )
 
 

@@ -38,6 +38,21 @@ def read_text(path: str | Path, what: str) -> str:
         raise InputError(str(path), f"cannot read {what}: {exc.strerror or exc}") from None
 
 
+def toml_naming(path: str | Path, key: str) -> str | None:
+    """The text of a `.toml` file with a line that opens a top-level `key` table or sets
+    `key` (`[key]`, `[key.sub]`, `key = ...`, the key quoted or not), else None: tells a
+    file's kind from its text, without parsing a possibly huge maze map."""
+    path = Path(path)
+    if path.suffix.lower() != ".toml" or not path.is_file():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    pattern = rf'^[ \t]*(\[[ \t]*)?["\']?{re.escape(key)}["\']?[ \t]*[\].=]'
+    return text if re.search(pattern, text, re.M) else None
+
+
 def parse_toml(text: str, source: str, parse_float: Callable[[str], Any] = float) -> dict[str, Any]:
     """TOML text as a dict; InputError naming `source` (and the line, where known) for
     malformed text, nesting deeper than MAX_DEPTH and integers Python cannot read."""

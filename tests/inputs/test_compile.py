@@ -173,18 +173,19 @@ def test_max_states_limit_raises_resource_limit():
 def test_a_maze_too_big_for_the_memory_is_refused_before_the_work(monkeypatch):
     """With 5 MB available, a 200x200 open room (40,000 cells, about 12 MB to explore) is
     refused with the figures before any grid array exists; at 1 GB it compiles."""
+    import verifier.budget
     import verifier.inputs.maze_compile
     from verifier.inputs.maze_generate import open_room
 
     room = open_room(200, 200)
-    monkeypatch.setattr(verifier.inputs.maze_compile, "available_memory", lambda: 5_000_000)
+    monkeypatch.setattr(verifier.budget, "available_memory", lambda: 5_000_000)
     monkeypatch.setattr(verifier.inputs.maze_compile.Grid, "of", None)  # never reached
     with pytest.raises(
         ResourceLimit, match=r"about 12\.0 MB for 40000 cells, more than the 5\.0 MB"
     ):
         compile_maze(room)
     monkeypatch.undo()
-    monkeypatch.setattr(verifier.inputs.maze_compile, "available_memory", lambda: 10**9)
+    monkeypatch.setattr(verifier.budget, "available_memory", lambda: 10**9)
     assert compile_maze(room).n_states == 198 * 198
 
 

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from helpers import chosen_actions, spread_decisions
 
 from verifier.cli import main
 from verifier.inputs.load import load_environment
-from verifier.policy.decide import decide
 from verifier.policy.gym_observation import env_observations
 from verifier.policy.load import load_policy
 
@@ -46,43 +46,6 @@ def trained(algorithm: str, policy: str, env_id: str, wrappers: list[str]):
     model.set_logger(Logger(folder=None, output_formats=[]))  # no SB3-* log folder in /tmp
     model.learn(64)
     return model, env
-
-
-def spread_decisions(model, observations) -> None:
-    """Make a briefly trained network choose differently across states, so that a round
-    trip test can fail: its output layer becomes a seeded random linear map of its input
-    features centred and scaled over the given observations (64 steps of training leave
-    one action preferred everywhere)."""
-    import torch
-
-    policy = model.policy
-    if hasattr(policy, "action_net"):
-        head = policy.action_net
-    else:
-        head = [m for m in policy.q_net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    seen = []
-    hook = head.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
-    model.predict(observations, deterministic=True)
-    hook.remove()
-    features = seen[0]
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        weight = torch.randn(head.weight.shape, generator=generator)
-        head.weight.copy_(weight / features.std(0).clamp_min(1e-6))
-        head.bias.copy_(-head.weight @ features.mean(0))
-
-
-def chosen_actions(env, policy) -> list[str]:
-    """The action the verifier's decision takes in each state (None in absorbing states)."""
-    decisions = decide(policy, env)
-    mdp = env.mdp
-    names = []
-    for s in range(mdp.n_states):
-        choices = range(mdp.row_groups[s], mdp.row_groups[s + 1])
-        best = max(choices, key=lambda c: decisions.choice_probs[c])
-        a = mdp.choice_actions[best]
-        names.append(None if a < 0 else mdp.actions[a])
-    return names
 
 
 @pytest.mark.parametrize(

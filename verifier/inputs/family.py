@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from verifier.documents import toml_naming
 from verifier.errors import InputError
 from verifier.inputs.gym_spec import GymSpec, gym_spec_of
 from verifier.inputs.maze import Maze
@@ -116,14 +117,7 @@ class Level:
 
 def is_family(path: str | Path) -> bool:
     """True for a TOML file whose top-level table is `[family]` (read only if it says so)."""
-    path = Path(path)
-    if path.suffix.lower() != ".toml" or not path.is_file():
-        return False
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return re.search(r'^[ \t]*(\[[ \t]*)?["\']?family["\']?[ \t]*[\].=]', text, re.M) is not None
+    return toml_naming(path, "family") is not None
 
 
 def load_family(path: str | Path) -> Family:

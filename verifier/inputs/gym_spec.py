@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from verifier.documents import parse_toml, read_text
+from verifier.documents import parse_toml, read_text, toml_naming
 from verifier.errors import InputError
 
 SHORTHAND = "gym:"
@@ -62,27 +62,16 @@ class GymInstance:
     wrappers: tuple
 
 
-# A top-level `gymnasium` key in any TOML spelling: `[gymnasium]`, `gymnasium.id = ...`,
-# `gymnasium = {...}`, quoted or not. Only a file that matches is parsed to decide.
-_GYMNASIUM_KEY = re.compile(r'^[ \t]*(\[[ \t]*)?["\']?gymnasium["\']?[ \t]*[\].=]', re.M)
-
-
 def is_gym_model(model: str | Path) -> bool:
     """True for the shorthand `gym:ENV_ID` and for a TOML file with a `[gymnasium]` table."""
     text = str(model)
     if text.startswith(SHORTHAND):
         return True
-    path = Path(text)
-    if path.suffix.lower() != ".toml" or not path.is_file():
+    found = toml_naming(text, "gymnasium")
+    if found is None:  # a maze: skip parsing its (possibly huge) map twice
         return False
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    if not _GYMNASIUM_KEY.search(text):  # a maze: skip parsing its (possibly huge) map twice
-        return False
-    try:
-        return "gymnasium" in parse_toml(text, str(path))
+        return "gymnasium" in parse_toml(found, text)
     except InputError:  # the maze reader reports it
         return False
 

@@ -16,8 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
 
-from verifier.budget import over_budget
-from verifier.errors import ResourceLimit
+from verifier.budget import over_budget, require_memory
 from verifier.graph import reachable
 from verifier.inputs.maze import ACTIONS, KINDS, PALETTE, START, WALL, Maze
 from verifier.mdp import MDP
@@ -166,12 +165,12 @@ def compile_maze(maze: Maze, max_states: int | None = None) -> MDP:
     """
     if max_states is not None and _surely_reached(maze) > max_states:
         raise over_budget("the maze", max_states)
-    _require_memory(maze.layout.size * BYTES_PER_POSITION, f"{maze.layout.size} cells")
+    require_memory(maze.layout.size * BYTES_PER_POSITION, "the maze", f"{maze.layout.size} cells")
     grid = Grid.of(maze)
     n_positions = grid.n_positions
     layers = _explore_layers(grid, max_states)
     n_states = sum(len(pos) for _, pos in layers)
-    _require_memory(n_states * BYTES_PER_STATE, f"{n_states} states")
+    require_memory(n_states * BYTES_PER_STATE, "the maze", f"{n_states} states")
     inventories = np.array([inv for inv, _ in layers], dtype=np.int64)
     rank_of_inventory = np.full(1 << len(PALETTE), -1, dtype=np.int64)
     rank_of_inventory[inventories] = np.arange(len(layers))
@@ -285,33 +284,6 @@ def _surely_reached(maze: Maze) -> int:
     components, _ = ndimage.label(table[codes])
     started = np.unique(components[maze.layout == START])
     return int(np.bincount(components.ravel())[started[started > 0]].sum())
-
-
-def _require_memory(needed: int, what: str) -> None:
-    """ResourceLimit, before allocating, if `needed` bytes exceed the memory available now
-    (so that a huge maze ends with the figure instead of the OOM killer)."""
-    available = available_memory()
-    if available is not None and needed > available:
-        raise ResourceLimit(
-            f"the maze needs about {_size(needed)} for {what}, more than the "
-            f"{_size(available)} of memory available"
-        )
-
-
-def _size(n_bytes: int) -> str:
-    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux MemAvailable), None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def _explore_layers(grid: Grid, max_states: int | None) -> list[tuple[int, np.ndarray]]:

@@ -176,6 +176,21 @@ def grid_lines(mpl: Matplotlib, axes, height: int, width: int) -> None:
     )
 
 
+def start_mark(axes, x: float, y: float, fontsize: float, color: str) -> None:
+    """A bold "S" in the top-left corner of the cell whose top-left corner is (x, y)."""
+    axes.text(
+        x + 0.06,
+        y + 0.04,
+        "S",
+        ha="left",
+        va="top",
+        fontsize=fontsize,
+        fontweight="bold",
+        color=color,
+        zorder=5,
+    )
+
+
 def draw_arrows(axes, x, y, directions, length, width, color) -> None:
     """Arrows centred on (x, y), `length` cells long along `directions` ((dx, dy) rows)."""
     if len(x) == 0:

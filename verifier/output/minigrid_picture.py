@@ -26,6 +26,7 @@ from verifier.output.drawing import (
     most_likely,
     new_figure,
     save,
+    start_mark,
     state_mask,
     states_of,
     steps_from_start,
@@ -136,17 +137,7 @@ def draw_minigrid(
     figure, axes = new_figure(mpl, height, width, cell, title, subtitle, legend)
 
     axes.imshow(background, extent=(0, width, height, 0), interpolation="nearest", zorder=0)
-    axes.text(
-        x[start] + 0.06,
-        y[start] + 0.04,
-        "S",
-        ha="left",
-        va="top",
-        fontsize=0.22 * points,
-        fontweight="bold",
-        color=MINIGRID_MARKS[0],
-        zorder=5,
-    )
+    start_mark(axes, x[start], y[start], 0.22 * points, MINIGRID_MARKS[0])
     bad = drawn[failing[drawn]]
     if len(bad):
         centre = np.column_stack([x[bad] + 0.5, y[bad] + 0.5])

@@ -38,6 +38,7 @@ from verifier.output.drawing import (
     most_likely,
     new_figure,
     save,
+    start_mark,
     state_mask,
     states_of,
     steps_from_start,
@@ -205,17 +206,7 @@ def draw_maze(
     _maze_items(mpl, axes, maze, points)
     if cell >= 12:
         for r, c in maze.starts():
-            axes.text(
-                c + 0.06,
-                r + 0.04,
-                "S",
-                ha="left",
-                va="top",
-                fontsize=0.3 * points,
-                fontweight="bold",
-                color=MAZE_MARKS[0],
-                zorder=5,
-            )
+            start_mark(axes, c, r, 0.3 * points, MAZE_MARKS[0])
     bad = drawn[failing[drawn]]
     if len(bad):
         overlay = np.zeros((height, width, 4))

@@ -117,24 +117,18 @@ def load_policy(
         known = ", ".join([*FORMATS, ".pt2"])
         raise InputError(str(path), f"unknown policy format {suffix!r}; known: {known}")
     fmt = FORMATS[suffix]
-    if fmt in OPENERS:
+    network = fmt in OPENERS
+    if network:
         _import_network_libraries(path, fmt)  # once, before the children fork
-        info, arrays = run_contained(
-            lambda tick: _inspect(path, fmt, memory),
-            str(path),
-            "loading",
-            timeout=timeout,
-            memory=memory,
-            prepare=single_thread,
-        )
-    else:
-        info, arrays = run_contained(
-            lambda tick: _read_table(path, fmt, memory),
-            str(path),
-            "loading",
-            timeout=timeout,
-            memory=memory,
-        )
+    read = _inspect if network else _read_table
+    info, arrays = run_contained(
+        lambda tick: read(path, fmt, memory),
+        str(path),
+        "loading",
+        timeout=timeout,
+        memory=memory,
+        prepare=single_thread if network else None,
+    )
     meta = {
         **info["meta"],
         **{
