@@ -26,8 +26,8 @@ sys.path.insert(0, str(HERE.parent))
 from harness import peak_rss_mb, versions  # noqa: E402
 
 from verifier import check  # noqa: E402
-from verifier.commands import verify_family  # noqa: E402
 from verifier.errors import VerifierError  # noqa: E402
+from verifier.families import verify_family  # noqa: E402
 from verifier.inputs.family import load_family  # noqa: E402
 from verifier.inputs.load import level_environments  # noqa: E402
 from verifier.inputs.maze_generate import maze_to_toml  # noqa: E402

@@ -17,8 +17,9 @@ import pytest
 
 from verifier.analyses.rates import clopper_pearson
 from verifier.cli import main
-from verifier.commands import check, verify_family
+from verifier.commands import check
 from verifier.errors import InputError
+from verifier.families import verify_family
 from verifier.inputs.family import load_family
 from verifier.inputs.load import load_environments
 

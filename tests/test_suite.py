@@ -491,7 +491,7 @@ def test_a_level_family_is_one_row_per_level_with_the_family_runs_verdicts(capsy
     main(["suite", str(suite), "--workers", "1", "--json", str(report)])
     rows = json.loads(report.read_text())["rows"]
     assert [Path(r["environment"]).name for r in rows] == [f"fam.toml@seed={i}" for i in range(6)]
-    from verifier.commands import verify_family
+    from verifier.families import verify_family
 
     counts = {
         row["verdict"]: row["count"]

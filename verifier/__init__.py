@@ -45,6 +45,7 @@ from verifier.verdicts import (
     PolicyVerdict,
     RewardVerdict,
 )
+from verifier.version import __version__
 
 if TYPE_CHECKING:
     from verifier.analyses.audit import AuditReport
@@ -57,21 +58,19 @@ if TYPE_CHECKING:
     from verifier.commands import (
         VerifierWarning,
         audit,
-        audit_families,
         check,
         compare_rewards,
         load_environments,
         load_policy,
-        verify_family,
         verify_policy,
         verify_reward,
     )
+    from verifier.families import audit_families, verify_family
     from verifier.inputs.environment import Environment
     from verifier.mdp import MDP
     from verifier.policy.load import Policy
     from verifier.suite import SuiteResult, run_suite
 
-__version__ = "0.1.0"
 
 # Public name -> the module that defines it, imported on first use.
 _LAZY = {
@@ -82,14 +81,14 @@ _LAZY = {
             "compare_rewards",
             "verify_policy",
             "audit",
-            "verify_family",
-            "audit_families",
             "load_environments",
             "load_policy",
             "VerifierWarning",
         ),
         "verifier.commands",
     ),
+    "verify_family": "verifier.families",
+    "audit_families": "verifier.families",
     "run_suite": "verifier.suite",
     "SuiteResult": "verifier.suite",
     "MDP": "verifier.mdp",

@@ -244,6 +244,7 @@ def _families(args: argparse.Namespace, command: str, **options) -> list:
 
 
 def _one_family(args: argparse.Namespace, command: str, family: str, options: dict):
+    from verifier import families
     from verifier.inputs.family import load_family
 
     size = len(load_family(family))
@@ -259,11 +260,11 @@ def _one_family(args: argparse.Namespace, command: str, family: str, options: di
                 index = offset + result["index"]
                 reports, status, message = result["reports"], result["status"], result["message"]
                 args.page.add(index, result["level"], reports, status, message)
-                args.drawable[index] = lambda: commands.family_level(
+                args.drawable[index] = lambda: families.family_level(
                     command, family, result["index"], **options
                 )
 
-        return commands.verify_family(
+        return families.verify_family(
             command,
             family,
             sample=args.sample,
@@ -474,6 +475,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _audit_families(args: argparse.Namespace) -> int:
     """The audit of a training family against a deployment family, with rates."""
+    from verifier import families
     from verifier.inputs.family import load_family
 
     if len(args.train) != 1 or len(args.deploy) != 1:
@@ -485,7 +487,7 @@ def _audit_families(args: argparse.Namespace) -> int:
     if args.sample is not None:
         total = 2 * args.sample
     with progress.levels(total, "audit") as tick:
-        report = commands.audit_families(
+        report = families.audit_families(
             args.train[0],
             args.deploy[0],
             spec=args.spec,

@@ -24,10 +24,8 @@ from verifier.errors import InputError
 
 if TYPE_CHECKING:
     from verifier.analyses.audit import AuditReport
-    from verifier.analyses.audit_family import FamilyAuditReport
     from verifier.analyses.check import CheckReport
     from verifier.analyses.policy_verdict import PolicyReport
-    from verifier.analyses.rates import FamilyReport
     from verifier.analyses.reward_verdict import CompareReport, RewardReport
     from verifier.inputs.environment import Environment
     from verifier.policy.load import Policy
@@ -442,109 +440,3 @@ def generate_maze(size: str = "21x21", seed: int = 0, **options: Any) -> str:
 
 def _warn(text: str) -> None:
     warnings.warn(text, VerifierWarning, stacklevel=4)
-
-
-def verify_family(
-    command: str,
-    family: str | os.PathLike,
-    *,
-    sample: int | None = None,
-    sample_seed: int = 0,
-    results: str | os.PathLike | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    timeout: float | None = None,
-    on_level: Callable[[dict], None] | None = None,
-    **options: Any,
-) -> FamilyReport:
-    """`check`, `verify_reward` or `verify_policy` (`command`: "check", "reward" or
-    "policy", with that function's keyword options) over a level family, with rates:
-    every level, or `sample` of them drawn uniformly (a Clopper-Pearson interval per
-    verdict), in parallel (`workers` processes, or the Dask cluster at `scheduler`), each
-    level's result streamed to `results` (JSON lines; a rerun resumes from it). The policy
-    is a file here, as workers load it (README, "Level families").
-
-    Examples
-    --------
-    >>> report = verify_family(                                          # doctest: +SKIP
-    ...     "policy", "models/langosco/families/deploy.toml",
-    ...     policy="models/langosco/policy-n1.pt",
-    ...     sample=100, results="deploy.jsonl")
-    >>> [(row["verdict"], row["cause"], row["fraction"]) for row in report.counts]  # doctest: +SKIP
-    """
-    from verifier.families import run_family
-
-    return run_family(
-        command,
-        family,
-        _family_options(command, options, timeout),
-        sample=sample,
-        sample_seed=sample_seed,
-        results=results,
-        workers=workers,
-        scheduler=scheduler,
-        timeout=timeout,
-        on_level=on_level,
-    )
-
-
-def family_level(
-    command: str, family: str | os.PathLike, index: int, *, timeout: float | None = None, **options
-) -> list[tuple[Environment, Any]]:
-    """(environment, report) of each report of `command` on level `index` of a family, as
-    `verify_family` with the same options verifies it (e.g. to draw the level)."""
-    from verifier.families import level_reports
-
-    return level_reports(
-        os.fspath(family), command, _family_options(command, options, timeout), index
-    )
-
-
-def _family_options(command: str, options: dict, timeout: float | None) -> dict:
-    """A family run's options as its jobs take them: JSON data, with the files absolute
-    (workers may run elsewhere) and a policy as its file and its loading options."""
-    options = dict(options)
-    if command == "policy":
-        policy = options.pop("policy", None)
-        if not isinstance(policy, str | os.PathLike) or not Path(policy).is_file():
-            raise InputError(str(policy), "a family is verified with a policy file (no such file)")
-        loading = {
-            key: options.pop(key)
-            for key in ("observation", "actions", "output", "memory")
-            if options.get(key)
-        }
-        if timeout is not None:
-            loading["timeout"] = timeout
-        options = {**options, "policy": os.path.abspath(policy), "policy_options": loading}
-    for key in ("reward", "compare"):
-        value = options.get(key)
-        if isinstance(value, str | os.PathLike) and Path(value).is_file():
-            options[key] = os.path.abspath(value)
-    return {k: v for k, v in options.items() if v is not None}
-
-
-def audit_families(
-    train: str | os.PathLike,
-    deploy: str | os.PathLike,
-    *,
-    proxies: str | os.PathLike | None = None,
-    **options: Any,
-) -> FamilyAuditReport:
-    """`audit` of a training family against a deployment family (README, "Level
-    families"): for each proxy goal the fraction of levels that distinguish it from φ, on
-    training and on deployment, the risks (rare in training, not in deployment: below
-    `floor` and at least `floor`, default 0.05), and the fraction of deployment-like levels
-    to mix into training that fixes them. `proxies` is a file of extra proxies as for
-    `audit`; the other options are those of `verify_family` (sample, results, workers,
-    scheduler, ...) and `spec`, `max_states`.
-
-    Examples
-    --------
-    >>> report = audit_families("train.toml", "deploy.toml", sample=200)  # doctest: +SKIP
-    >>> report.risks, report.fix["mixing"]                              # doctest: +SKIP
-    """
-    from verifier.analyses.audit import load_proxies
-    from verifier.families import audit_families as run
-
-    user = load_proxies(os.fspath(proxies)) if proxies else None
-    return run(train, deploy, proxies=user, **options)

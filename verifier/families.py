@@ -19,20 +19,100 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from verifier import __version__
+from verifier import commands
 from verifier.analyses.audit_family import FLOOR, FamilyAuditReport, ProxyRates, family_audit
 from verifier.analyses.rates import FamilyReport, Rates, family_report
 from verifier.budget import DEFAULT_MAX_STATES
 from verifier.errors import InputError, VerifierError
 from verifier.inputs.family import Family, load_family
 from verifier.runner import Job, Outcome, stream_jobs
+from verifier.version import __version__
+
+if TYPE_CHECKING:
+    from verifier.inputs.environment import Environment
 
 COMMANDS = ("check", "reward", "policy")  # and "proxies", the audit's (audit_families)
 LEVELS_PER_JOB = 16
 SAMPLE_SEED = 0
+
+
+def verify_family(
+    command: str,
+    family: str | os.PathLike,
+    *,
+    sample: int | None = None,
+    sample_seed: int = 0,
+    results: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    timeout: float | None = None,
+    on_level: Callable[[dict], None] | None = None,
+    **options: Any,
+) -> FamilyReport:
+    """`check`, `verify_reward` or `verify_policy` (`command`: "check", "reward" or
+    "policy", with that function's keyword options) over a level family, with rates:
+    every level, or `sample` of them drawn uniformly (a Clopper-Pearson interval per
+    verdict), in parallel (`workers` processes, or the Dask cluster at `scheduler`), each
+    level's result streamed to `results` (JSON lines; a rerun resumes from it). The policy
+    is a file here, as workers load it (README, "Level families").
+
+    Examples
+    --------
+    >>> report = verify_family(                                          # doctest: +SKIP
+    ...     "policy", "models/langosco/families/deploy.toml",
+    ...     policy="models/langosco/policy-n1.pt",
+    ...     sample=100, results="deploy.jsonl")
+    >>> [(row["verdict"], row["cause"], row["fraction"]) for row in report.counts]  # doctest: +SKIP
+    """
+    return run_family(
+        command,
+        family,
+        _family_options(command, options, timeout),
+        sample=sample,
+        sample_seed=sample_seed,
+        results=results,
+        workers=workers,
+        scheduler=scheduler,
+        timeout=timeout,
+        on_level=on_level,
+    )
+
+
+def family_level(
+    command: str, family: str | os.PathLike, index: int, *, timeout: float | None = None, **options
+) -> list[tuple[Environment, Any]]:
+    """(environment, report) of each report of `command` on level `index` of a family, as
+    `verify_family` with the same options verifies it (e.g. to draw the level)."""
+    return level_reports(
+        os.fspath(family), command, _family_options(command, options, timeout), index
+    )
+
+
+def _family_options(command: str, options: dict, timeout: float | None) -> dict:
+    """A family run's options as its jobs take them: JSON data, with the files absolute
+    (workers may run elsewhere) and a policy as its file and its loading options."""
+    options = dict(options)
+    if command == "policy":
+        policy = options.pop("policy", None)
+        if not isinstance(policy, str | os.PathLike) or not Path(policy).is_file():
+            raise InputError(str(policy), "a family is verified with a policy file (no such file)")
+        loading = {
+            key: options.pop(key)
+            for key in ("observation", "actions", "output", "memory")
+            if options.get(key)
+        }
+        if timeout is not None:
+            loading["timeout"] = timeout
+        options = {**options, "policy": os.path.abspath(policy), "policy_options": loading}
+    for key in ("reward", "compare"):
+        value = options.get(key)
+        if isinstance(value, str | os.PathLike) and Path(value).is_file():
+            options[key] = os.path.abspath(value)
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def run_family(
@@ -277,7 +357,6 @@ def level_reports(family: str, command: str, options: dict, index: int) -> list[
     """(environment, report) for each report `command` gives on level `index` of the family
     file, as its job verifies it (the audit's "proxies" give a dict); VerifierError for bad
     input or a limit."""
-    from verifier import commands
     from verifier.inputs.load import level_environments
 
     loaded = _family(family, os.stat(family).st_mtime_ns)
@@ -324,8 +403,6 @@ def _family(path: str, mtime: int) -> Family:
 @functools.lru_cache(maxsize=8)
 def _policy(options: str, path: str):
     """A policy file loaded once per worker for every level of its jobs."""
-    from verifier import commands
-
     return commands.load_policy(path, **json.loads(options))
 
 
@@ -334,7 +411,7 @@ def audit_families(
     deploy_path: str | os.PathLike,
     *,
     spec: str | None = None,
-    proxies: list | None = None,
+    proxies: str | os.PathLike | None = None,
     floor: float = FLOOR,
     max_states: int | None = DEFAULT_MAX_STATES,
     sample: int | None = None,
@@ -344,22 +421,33 @@ def audit_families(
     scheduler: str | None = None,
     on_level: Callable[[dict], None] | None = None,
 ) -> FamilyAuditReport:
-    """The audit of a training family against a deployment family: each proxy's rate of
-    distinguishing levels on both, the risks and the mixing fraction that fixes them
-    (analyses/audit_family.py). The proxies are the candidate goal labels of the first
-    level of each family, the four corners (maze families), and `proxies` (audit.Proxy).
-    `results` names the results files: RESULTS-train.jsonl and RESULTS-deploy.jsonl."""
-    from verifier.analyses.audit import candidate_proxies
+    """`audit` of a training family against a deployment family (README, "Level
+    families"): for each proxy goal the fraction of levels that distinguish it from φ, on
+    training and on deployment (analyses/audit_family.py), the risks (rare in training, not
+    in deployment: below `floor` and at least `floor`, default 0.05), and the fraction of
+    deployment-like levels to mix into training that fixes them. The proxies are the
+    candidate goal labels of the first level of each family, the four corners (maze
+    families), and those of the file `proxies` (as for `audit`). The other options are
+    those of `verify_family`; `results` names the results files: RESULTS-train.jsonl and
+    RESULTS-deploy.jsonl.
+
+    Examples
+    --------
+    >>> report = audit_families("train.toml", "deploy.toml", sample=200)  # doctest: +SKIP
+    >>> report.risks, report.fix["mixing"]                              # doctest: +SKIP
+    """
+    from verifier.analyses.audit import candidate_proxies, load_proxies
     from verifier.inputs.load import level_environments
 
     if not 0.0 < floor <= 1.0:
         raise InputError("--floor", f"must be in (0, 1], got {floor}")
+    user = load_proxies(os.fspath(proxies)) if proxies else None
     started = time.perf_counter()
     families = [load_family(os.fspath(path)) for path in (train_path, deploy_path)]
     firsts = [level_environments(f, 0, spec, max_states)[0] for f in families]
     found = [
         p
-        for p in candidate_proxies([firsts[0]], [firsts[1]], proxies)
+        for p in candidate_proxies([firsts[0]], [firsts[1]], user)
         if p.kind != "cell"  # φ's target cells differ level by level: no proxy of a family
     ]
     listed = [[p.name, p.kind, p.text, p.position] for p in found]

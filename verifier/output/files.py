@@ -10,9 +10,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
-from verifier import __version__
 from verifier.errors import InputError
 from verifier.verdicts import verdict_counts
+from verifier.version import __version__
 
 
 def overall_verdict(reports: Sequence) -> str:
